@@ -1,0 +1,220 @@
+"""Encode messages to bytes and decode bytes from the wire, with one error type for garbage.
+
+JSON for every kind but the gateway batch, which is msgpack with little-endian numpy buffers so
+that a receiver decodes a whole batch with ``numpy.frombuffer`` and no per-reading Python objects.
+Decoding never raises anything but :class:`~contracts.errors.PayloadError` for bad bytes.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple, TypeVar
+
+import msgspec
+import numpy as np
+import numpy.typing as npt
+
+from contracts.errors import PayloadError
+from contracts.messages import (
+    Clock,
+    ClockAck,
+    Command,
+    ConsumableOrder,
+    Contact,
+    DeadLetter,
+    DeviceEvent,
+    GatewayBatch,
+    Message,
+    Notification,
+    Telemetry,
+    WorkOrder,
+    WorkOrderStatus,
+)
+from contracts.topics import Kind
+
+__all__ = [
+    "MAX_PAYLOAD_BYTES",
+    "BatchView",
+    "decode",
+    "decode_batch",
+    "encode",
+    "encode_batch",
+    "message_type",
+]
+
+MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
+"""Largest payload accepted (a 2,000-device batch with four sensors is about 60 KB)."""
+
+M = TypeVar("M", bound=Message)
+
+_TYPES: dict[Kind, type[Message]] = {
+    Kind.TELEMETRY: Telemetry,
+    Kind.BATCH: GatewayBatch,
+    Kind.EVENT: DeviceEvent,
+    Kind.COMMAND: Command,
+    Kind.CONTACT: Contact,
+    Kind.FIELD_STATUS: WorkOrderStatus,
+    Kind.WORK_ORDER: WorkOrder,
+    Kind.NOTIFY: Notification,
+    Kind.ORDER: ConsumableOrder,
+    Kind.CLOCK: Clock,
+    Kind.CLOCK_ACK: ClockAck,
+    Kind.DEAD_LETTER: DeadLetter,
+}
+_JSON_DECODERS: dict[type[Message], msgspec.json.Decoder[Any]] = {
+    t: msgspec.json.Decoder(t) for t in _TYPES.values() if t is not GatewayBatch
+}
+_BATCH_DECODER = msgspec.msgpack.Decoder(GatewayBatch)
+_JSON_ENCODER = msgspec.json.Encoder()
+_MSGPACK_ENCODER = msgspec.msgpack.Encoder()
+
+# The field of each kind that must equal the key in its topic.
+_TOPIC_KEY_FIELD: dict[Kind, str] = {
+    Kind.TELEMETRY: "device_id",
+    Kind.EVENT: "device_id",
+    Kind.COMMAND: "device_id",
+    Kind.BATCH: "gateway_id",
+    Kind.CONTACT: "channel",
+    Kind.FIELD_STATUS: "work_order_id",
+}
+
+
+def message_type(kind: Kind) -> type[Message]:
+    """Return the Struct carried by topics of ``kind``."""
+    return _TYPES[kind]
+
+
+def encode(message: Message) -> bytes:
+    """Encode ``message`` for the wire (msgpack for a :class:`GatewayBatch`, JSON otherwise)."""
+    if isinstance(message, GatewayBatch):
+        return _MSGPACK_ENCODER.encode(message)
+    return _JSON_ENCODER.encode(message)
+
+
+def decode(kind: Kind, payload: bytes, *, key: str | None = None) -> Message:
+    """Decode ``payload`` of a topic of ``kind``; ``key`` is the id in the topic, checked if given.
+
+    Raises :class:`PayloadError` with a ``reason`` of ``too_large``, ``encoding``, ``json``,
+    ``json_depth``, ``msgpack``, ``schema``, ``batch_shape``, ``non_finite`` or
+    ``device_mismatch``; never anything else.
+    """
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise PayloadError("too_large", f"{len(payload)} bytes > {MAX_PAYLOAD_BYTES}")
+    cls = _TYPES[kind]
+    try:
+        if cls is GatewayBatch:
+            message: Message = _BATCH_DECODER.decode(payload)
+        else:
+            message = _JSON_DECODERS[cls].decode(payload)
+    except msgspec.ValidationError as exc:
+        raise PayloadError("schema", str(exc)) from exc
+    except msgspec.DecodeError as exc:
+        reason = "msgpack" if cls is GatewayBatch else _json_reason(payload)
+        raise PayloadError(reason, str(exc)) from exc
+    except RecursionError as exc:
+        raise PayloadError("json_depth", "nesting too deep") from exc
+    except (ValueError, TypeError, OverflowError) as exc:  # defensive: msgspec edge cases
+        raise PayloadError("schema", str(exc)) from exc
+    field = _TOPIC_KEY_FIELD.get(kind)
+    if key is not None and field is not None and getattr(message, field) != key:
+        raise PayloadError("device_mismatch", f"{field}={getattr(message, field)!r} but topic says {key!r}")
+    if isinstance(message, Telemetry) and not all(np.isfinite(v) for v in message.values.values()):
+        raise PayloadError("non_finite", "a sensor value is NaN or infinite")
+    return message
+
+
+def _json_reason(payload: bytes) -> str:
+    try:
+        payload.decode("utf-8")
+    except UnicodeDecodeError:
+        return "encoding"
+    return "json"
+
+
+class BatchView(NamedTuple):
+    """A decoded gateway batch: the roster plus numpy columns (views on the payload, read-only)."""
+
+    gateway_id: str
+    ts: float
+    boot_id: int
+    seq: int
+    devices: list[str]
+    index: npt.NDArray[np.uint32]
+    reading_ts: npt.NDArray[np.float64]
+    reading_seq: npt.NDArray[np.uint32]
+    values: dict[str, npt.NDArray[np.float64]]
+
+    def __len__(self) -> int:  # type: ignore[override]
+        return int(self.index.shape[0])
+
+
+def encode_batch(
+    *,
+    gateway_id: str,
+    ts: float,
+    boot_id: int,
+    seq: int,
+    devices: list[str],
+    index: npt.ArrayLike,
+    reading_ts: npt.ArrayLike,
+    reading_seq: npt.ArrayLike,
+    values: dict[str, npt.ArrayLike],
+) -> bytes:
+    """Encode a columnar batch; every column must have the same length."""
+    msg = GatewayBatch(
+        gateway_id=gateway_id,
+        ts=ts,
+        boot_id=boot_id,
+        seq=seq,
+        devices=devices,
+        index=np.ascontiguousarray(index, dtype="<u4").tobytes(),
+        reading_ts=np.ascontiguousarray(reading_ts, dtype="<f8").tobytes(),
+        reading_seq=np.ascontiguousarray(reading_seq, dtype="<u4").tobytes(),
+        values={k: np.ascontiguousarray(v, dtype="<f8").tobytes() for k, v in values.items()},
+    )
+    return _MSGPACK_ENCODER.encode(msg)
+
+
+def decode_batch(payload: bytes, *, key: str | None = None) -> BatchView:
+    """Decode a gateway batch into numpy columns, checking shapes, indices and finiteness."""
+    msg = decode(Kind.BATCH, payload, key=key)
+    assert isinstance(msg, GatewayBatch)
+    n, rem = divmod(len(msg.index), 4)
+    if rem:
+        raise PayloadError("batch_shape", "index buffer is not a whole number of uint32")
+    expected = {"reading_ts": 8 * n, "reading_seq": 4 * n}
+    for name, size in expected.items():
+        if len(getattr(msg, name)) != size:
+            raise PayloadError("batch_shape", f"column {name} has {len(getattr(msg, name))} bytes, expected {size}")
+    for name, buf in msg.values.items():
+        if len(buf) != 8 * n:
+            raise PayloadError("batch_shape", f"sensor column {name!r} has {len(buf)} bytes, expected {8 * n}")
+    index = np.frombuffer(msg.index, dtype="<u4")
+    if n and int(index.max()) >= len(msg.devices):
+        raise PayloadError("batch_shape", f"index {int(index.max())} outside roster of {len(msg.devices)}")
+    reading_ts = np.frombuffer(msg.reading_ts, dtype="<f8")
+    values = {k: np.frombuffer(v, dtype="<f8") for k, v in msg.values.items()}
+    if not (np.isfinite(reading_ts).all() and all(np.isfinite(v).all() for v in values.values())):
+        raise PayloadError("non_finite", "a column holds NaN or infinite values")
+    if n and float(reading_ts.min()) < 0:
+        raise PayloadError("schema", "a reading timestamp is negative")
+    return BatchView(
+        gateway_id=msg.gateway_id,
+        ts=msg.ts,
+        boot_id=msg.boot_id,
+        seq=msg.seq,
+        devices=msg.devices,
+        index=index,
+        reading_ts=reading_ts,
+        reading_seq=np.frombuffer(msg.reading_seq, dtype="<u4"),
+        values=values,
+    )
+
+
+def decode_as(cls: type[M], payload: bytes) -> M:
+    """Decode a JSON payload as ``cls`` (for callers that know the type rather than the topic)."""
+    for kind, t in _TYPES.items():
+        if t is cls:
+            result = decode(kind, payload)
+            assert isinstance(result, cls)
+            return result
+    raise TypeError(f"{cls.__name__} is not a wire message type")

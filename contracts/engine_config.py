@@ -1,0 +1,78 @@
+"""Engine configuration: the policy and rules a run hands to the support engine.
+
+It lives in the contracts because the harness writes it and the engine reads it; neither imports
+the other. A scenario's ``engine`` section is made of these types.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+from contracts.messages import SCHEMA_VERSION
+
+__all__ = ["POLICIES", "EngineConfig", "IssueType", "Policy", "Sla", "ThresholdRule"]
+
+Policy = Literal["reactive", "proactive"]
+POLICIES: tuple[Policy, ...] = ("reactive", "proactive")
+Name = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+PositiveSeconds = Annotated[float, msgspec.Meta(gt=0.0)]
+
+
+class _Frozen(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
+class ThresholdRule(_Frozen, frozen=True, kw_only=True):
+    """Raise an alert of ``issue`` when ``sensor`` stays above/below a level for ``for_s`` seconds."""
+
+    name: Name
+    sensor: Name
+    issue: Name
+    above: float | None = None
+    below: float | None = None
+    for_s: Annotated[float, msgspec.Meta(ge=0.0)] = 0.0
+
+    def __post_init__(self) -> None:
+        if (self.above is None) == (self.below is None):
+            raise ValueError("give exactly one of `above` or `below`")
+
+
+class IssueType(_Frozen, frozen=True, kw_only=True):
+    """What a kind of fault needs in the field: skill, predicted parts, hands-on duration."""
+
+    skill: Name
+    parts: list[Name] = []
+    duration_s: PositiveSeconds = 3600.0
+    priority: Annotated[int, msgspec.Meta(ge=1, le=5)] = 3
+
+
+class Sla(_Frozen, frozen=True, kw_only=True):
+    """Service-level targets, measured from case opening."""
+
+    first_response_s: PositiveSeconds = 4 * 3600.0
+    resolution_s: PositiveSeconds = 24 * 3600.0
+
+
+class EngineConfig(_Frozen, frozen=True, kw_only=True):
+    """Everything the engine needs to know about a deployment's policy."""
+
+    schema_version: Annotated[int, msgspec.Meta(ge=1, le=SCHEMA_VERSION)] = SCHEMA_VERSION
+    policy: Policy = "proactive"
+    rules: list[ThresholdRule] = []
+    issues: dict[Name, IssueType] = {}
+    symptoms: dict[Name, Name] = {}
+    default_issue: Name | None = None
+    sla: Sla = Sla()
+
+    def __post_init__(self) -> None:
+        known = set(self.issues)
+        for rule in self.rules:
+            if rule.issue not in known:
+                raise ValueError(f"rule {rule.name!r} names unknown issue {rule.issue!r}")
+        for symptom, issue in self.symptoms.items():
+            if issue not in known:
+                raise ValueError(f"symptom {symptom!r} maps to unknown issue {issue!r}")
+        if self.default_issue is not None and self.default_issue not in known:
+            raise ValueError(f"default_issue {self.default_issue!r} is not a known issue")

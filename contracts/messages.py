@@ -1,0 +1,189 @@
+"""Message types on the wire, one msgspec Struct per topic kind.
+
+Every message carries ``schema_version``. Device messages carry ``(boot_id, seq)`` so that a
+receiver can de-duplicate and detect gaps. Times are seconds (event time) as floats.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Channel",
+    "Clock",
+    "ClockAck",
+    "Command",
+    "CommandAction",
+    "ConsumableOrder",
+    "Contact",
+    "DeadLetter",
+    "DeviceEvent",
+    "GatewayBatch",
+    "Message",
+    "Notification",
+    "Telemetry",
+    "WorkOrder",
+    "WorkOrderStatus",
+]
+
+SCHEMA_VERSION = 1
+
+Id = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+Name = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+Text = Annotated[str, msgspec.Meta(max_length=1000)]
+Seconds = Annotated[float, msgspec.Meta(ge=0.0)]
+Count = Annotated[int, msgspec.Meta(ge=0)]
+Version = Annotated[int, msgspec.Meta(ge=1, le=SCHEMA_VERSION)]
+Channel = Literal["app", "phone", "chat", "self_service"]
+CommandAction = Literal["reset", "diagnostic", "ota"]
+
+
+class Message(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Base of every wire message."""
+
+    schema_version: Version = SCHEMA_VERSION
+
+
+class Telemetry(Message, frozen=True, kw_only=True):
+    """One reading set of one device (`dev/{device_id}/telemetry`, JSON)."""
+
+    device_id: Id
+    ts: Seconds
+    boot_id: Count
+    seq: Count
+    values: dict[Name, float]
+
+
+class GatewayBatch(Message, frozen=True, kw_only=True):
+    """Readings of many devices, columnar (`gw/{gateway_id}/batch`, msgpack).
+
+    ``devices`` is the roster; the columns are little-endian buffers of equal length:
+    ``index`` (uint32 into ``devices``), ``ts`` (float64), ``seq`` (uint32, per device) and one
+    float64 column per sensor in ``values``. Decode with :func:`contracts.codec.decode_batch`.
+    """
+
+    gateway_id: Id
+    ts: Seconds
+    boot_id: Count
+    seq: Count
+    devices: list[Id]
+    index: bytes
+    reading_ts: bytes
+    reading_seq: bytes
+    values: dict[Name, bytes]
+
+
+class DeviceEvent(Message, frozen=True, kw_only=True):
+    """Something a device reports on its own (`dev/{device_id}/event`, JSON)."""
+
+    device_id: Id
+    ts: Seconds
+    boot_id: Count
+    seq: Count
+    kind: Literal["fault", "diagnosis", "firmware", "consumable_low", "command_result"]
+    code: Name
+    detail: Text = ""
+    command_id: Id | None = None
+
+
+class Command(Message, frozen=True, kw_only=True):
+    """An instruction to a device (`dev/{device_id}/cmd`, JSON); ``ts`` is its effective time."""
+
+    command_id: Id
+    device_id: Id
+    ts: Seconds
+    action: CommandAction
+    version: Name | None = None
+    case_id: Id | None = None
+
+
+class Contact(Message, frozen=True, kw_only=True):
+    """An owner reaching support about a device (`contact/{channel}`, JSON)."""
+
+    contact_id: Id
+    owner_id: Id
+    device_id: Id
+    channel: Channel
+    ts: Seconds
+    symptom: Name
+
+
+class WorkOrder(Message, frozen=True, kw_only=True):
+    """A field job the engine dispatches (`engine/workorder`, JSON)."""
+
+    work_order_id: Id
+    case_id: Id
+    device_id: Id
+    ts: Seconds
+    issue: Name
+    skill: Name
+    parts: list[Name]
+    duration_s: Seconds
+    priority: Annotated[int, msgspec.Meta(ge=1, le=5)] = 3
+
+
+class WorkOrderStatus(Message, frozen=True, kw_only=True):
+    """A technician's report on a work order (`field/{work_order_id}/status`, JSON)."""
+
+    work_order_id: Id
+    device_id: Id
+    ts: Seconds
+    seq: Count
+    status: Literal["accepted", "arrived", "fixed", "part_missing", "no_fault_found", "closed"]
+    technician_id: Id
+    visit: Annotated[int, msgspec.Meta(ge=1)] = 1
+    note: Text = ""
+
+
+class Notification(Message, frozen=True, kw_only=True):
+    """A message to a device's owner (`engine/notify`, JSON)."""
+
+    notification_id: Id
+    device_id: Id
+    ts: Seconds
+    kind: Literal["case_opened", "visit_scheduled", "resolved", "outreach", "outage"]
+    case_id: Id | None = None
+    text: Text = ""
+
+
+class ConsumableOrder(Message, frozen=True, kw_only=True):
+    """A replenishment order for a device's consumable (`engine/order`, JSON)."""
+
+    order_id: Id
+    device_id: Id
+    ts: Seconds
+    consumable: Name
+    quantity: Annotated[float, msgspec.Meta(gt=0)]
+
+
+class Clock(Message, frozen=True, kw_only=True):
+    """Event-time barrier from the world (`clock`): all ``published`` messages stamped ≤ t are out."""
+
+    t: Seconds
+    published: Count
+    final: bool = False
+
+
+class ClockAck(Message, frozen=True, kw_only=True):
+    """The engine's answer to a :class:`Clock` (`clock/ack`).
+
+    ``emitted`` counts every message the engine has published to the world so far; ``stats`` are
+    the engine's cumulative counters (ingested, duplicates, rejected, ...).
+    """
+
+    t: Seconds
+    received: Count
+    emitted: Count
+    stats: dict[Name, int] = {}
+
+
+class DeadLetter(Message, frozen=True, kw_only=True):
+    """A rejected message, republished with the reason (`engine/deadletter`, JSON)."""
+
+    topic: Text
+    reason: Name
+    detail: Text
+    payload_hex: Annotated[str, msgspec.Meta(max_length=512)]

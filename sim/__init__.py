@@ -1,0 +1,13 @@
+"""The simulated world: fleets of connected products and the people around them.
+
+- :mod:`sim.scenario`, :mod:`sim.scenario_file` — scenario types and the one YAML reader;
+- :mod:`sim.distributions`, :mod:`sim.streams` — lifetimes and keyed random streams (common random numbers);
+- :mod:`sim.fleet` — a fleet as numpy arrays: failures, precursors, telemetry;
+- :mod:`sim.people` — owners, the contact centre and field technicians;
+- :mod:`sim.world` — one run's SimPy world, speaking only contracts;
+- :mod:`sim.kpis` — KPIs from the world's records;
+- :mod:`sim.harness` — broker, engine process, MQTT transport and the event-time loop;
+- :mod:`sim.cli` — the ``sot`` command.
+
+Importing this package connects to nothing and reads no clock.
+"""
