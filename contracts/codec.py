@@ -106,28 +106,37 @@ def decode(kind: Kind, payload: bytes, *, key: str | None = None) -> Message:
         else:
             message = _JSON_DECODERS[cls].decode(payload)
     except msgspec.ValidationError as exc:
-        raise PayloadError("schema", str(exc)) from exc
+        raise PayloadError("schema" if cls is GatewayBatch else _json_reason(payload, "schema"), str(exc)) from exc
     except msgspec.DecodeError as exc:
-        reason = "msgpack" if cls is GatewayBatch else _json_reason(payload)
+        reason = "msgpack" if cls is GatewayBatch else _json_reason(payload, "json")
         raise PayloadError(reason, str(exc)) from exc
     except RecursionError as exc:
         raise PayloadError("json_depth", "nesting too deep") from exc
-    except (ValueError, TypeError, OverflowError) as exc:  # defensive: msgspec edge cases
-        raise PayloadError("schema", str(exc)) from exc
+    except (ValueError, TypeError, OverflowError) as exc:  # defensive: msgspec edge cases (bad UTF-8 in a string)
+        raise PayloadError("schema" if cls is GatewayBatch else _json_reason(payload, "schema"), str(exc)) from exc
     field = _TOPIC_KEY_FIELD.get(kind)
     if key is not None and field is not None and getattr(message, field) != key:
         raise PayloadError("device_mismatch", f"{field}={getattr(message, field)!r} but topic says {key!r}")
     if isinstance(message, Telemetry) and not all(np.isfinite(v) for v in message.values.values()):
         raise PayloadError("non_finite", "a sensor value is NaN or infinite")
+    if isinstance(message, GatewayBatch) and not np.isfinite(message.ts):  # msgpack, unlike JSON, carries inf
+        raise PayloadError("non_finite", "the batch timestamp is infinite")
     return message
 
 
-def _json_reason(payload: bytes) -> str:
+def _json_reason(payload: bytes, default: str) -> str:
+    """Say why JSON was refused: a typed decoder stops at the first wrong token, before bad UTF-8 or depth."""
     try:
         payload.decode("utf-8")
     except UnicodeDecodeError:
         return "encoding"
-    return "json"
+    try:
+        msgspec.json.decode(payload)
+    except RecursionError:
+        return "json_depth"
+    except msgspec.DecodeError:
+        return "json"
+    return default
 
 
 class BatchView(NamedTuple):
@@ -138,7 +147,7 @@ class BatchView(NamedTuple):
     boot_id: int
     seq: int
     devices: list[str]
-    index: npt.NDArray[np.uint32]
+    index: npt.NDArray[np.uint32]  # type: ignore[assignment]  # shadows tuple.index, on purpose
     reading_ts: npt.NDArray[np.float64]
     reading_seq: npt.NDArray[np.uint32]
     values: dict[str, npt.NDArray[np.float64]]

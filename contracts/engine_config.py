@@ -16,7 +16,7 @@ __all__ = ["POLICIES", "EngineConfig", "IssueType", "Policy", "Sla", "ThresholdR
 
 Policy = Literal["reactive", "proactive"]
 POLICIES: tuple[Policy, ...] = ("reactive", "proactive")
-Name = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+Name = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:-]{1,64}(?!\n)$")]
 PositiveSeconds = Annotated[float, msgspec.Meta(gt=0.0)]
 
 

@@ -31,8 +31,9 @@ __all__ = [
 
 SCHEMA_VERSION = 1
 
-Id = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
-Name = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+# `(?!\n)`: msgspec applies the pattern with re.search, whose `$` also matches before a final newline.
+Id = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:-]{1,64}(?!\n)$")]
+Name = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:-]{1,64}(?!\n)$")]
 Text = Annotated[str, msgspec.Meta(max_length=1000)]
 Seconds = Annotated[float, msgspec.Meta(ge=0.0)]
 Count = Annotated[int, msgspec.Meta(ge=0)]
@@ -61,8 +62,8 @@ class GatewayBatch(Message, frozen=True, kw_only=True):
     """Readings of many devices, columnar (`gw/{gateway_id}/batch`, msgpack).
 
     ``devices`` is the roster; the columns are little-endian buffers of equal length:
-    ``index`` (uint32 into ``devices``), ``ts`` (float64), ``seq`` (uint32, per device) and one
-    float64 column per sensor in ``values``. Decode with :func:`contracts.codec.decode_batch`.
+    ``index`` (uint32 into ``devices``), ``reading_ts`` (float64), ``reading_seq`` (uint32, per
+    device) and one float64 column per sensor in ``values``. Decode with :func:`contracts.codec.decode_batch`.
     """
 
     gateway_id: Id

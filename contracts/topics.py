@@ -48,7 +48,7 @@ class ParsedTopic(NamedTuple):
 
 def check_id(value: str) -> str:
     """Return ``value`` if it is safe as one topic level, else raise :class:`TopicError`."""
-    if not _ID.match(value):
+    if not _ID.fullmatch(value):
         raise TopicError(
             f"id {value!r} is not 1-64 characters of letters, digits and '_.:-' "
             "(MQTT wildcards, '/', '$', spaces and NUL are never allowed in ids)"
@@ -135,13 +135,13 @@ class Topics:
             raise TopicError(f"topic {topic!r} is not under prefix {self.prefix!r}")
         levels = rest.split("/")
         match levels:
-            case ["dev", key, ("telemetry" | "event" | "cmd") as leaf] if _ID.match(key):
+            case ["dev", key, ("telemetry" | "event" | "cmd") as leaf] if _ID.fullmatch(key):
                 return ParsedTopic(Kind(leaf), key)
-            case ["gw", key, "batch"] if _ID.match(key):
+            case ["gw", key, "batch"] if _ID.fullmatch(key):
                 return ParsedTopic(Kind.BATCH, key)
-            case ["contact", key] if _ID.match(key):
+            case ["contact", key] if _ID.fullmatch(key):
                 return ParsedTopic(Kind.CONTACT, key)
-            case ["field", key, "status"] if _ID.match(key):
+            case ["field", key, "status"] if _ID.fullmatch(key):
                 return ParsedTopic(Kind.FIELD_STATUS, key)
             case ["engine", ("workorder" | "notify" | "order" | "deadletter") as leaf]:
                 return ParsedTopic(Kind(leaf), "")

@@ -28,9 +28,20 @@ class _Dist(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
         """Inverse CDF at ``u`` in (0, 1), vectorised."""
         raise NotImplementedError
 
+    def cdf(self, x: npt.ArrayLike) -> Floats:
+        """Probability of a value at most ``x``, vectorised."""
+        raise NotImplementedError
+
     @property
     def mean(self) -> float:
         raise NotImplementedError
+
+    def residual_ppf(self, u: npt.ArrayLike, age: npt.ArrayLike) -> Floats:
+        """Inverse CDF of the remaining life of units that have survived to ``age``."""
+        a = np.asarray(age, dtype=np.float64)
+        f = self.cdf(a)
+        q = np.minimum(f + np.asarray(u, dtype=np.float64) * (1.0 - f), 1.0 - 1e-16)
+        return np.maximum(self.ppf(q) - a, 0.0)
 
 
 class Exponential(_Dist, frozen=True, kw_only=True, tag="exponential"):
@@ -38,6 +49,9 @@ class Exponential(_Dist, frozen=True, kw_only=True, tag="exponential"):
 
     def ppf(self, u: npt.ArrayLike) -> Floats:
         return -self.mean_ * np.log1p(-np.asarray(u, dtype=np.float64))
+
+    def cdf(self, x: npt.ArrayLike) -> Floats:
+        return -np.expm1(-np.maximum(np.asarray(x, dtype=np.float64), 0.0) / self.mean_)
 
     @property
     def mean(self) -> float:
@@ -50,6 +64,9 @@ class Weibull(_Dist, frozen=True, kw_only=True, tag="weibull"):
 
     def ppf(self, u: npt.ArrayLike) -> Floats:
         return self.scale * (-np.log1p(-np.asarray(u, dtype=np.float64))) ** (1.0 / self.shape)
+
+    def cdf(self, x: npt.ArrayLike) -> Floats:
+        return -np.expm1(-((np.maximum(np.asarray(x, dtype=np.float64), 0.0) / self.scale) ** self.shape))
 
     @property
     def mean(self) -> float:
@@ -73,6 +90,11 @@ class Lognormal(_Dist, frozen=True, kw_only=True, tag="lognormal"):
     def ppf(self, u: npt.ArrayLike) -> Floats:
         return np.exp(self.mu + self.sigma * special.ndtri(np.asarray(u, dtype=np.float64)))
 
+    def cdf(self, x: npt.ArrayLike) -> Floats:
+        xs = np.asarray(x, dtype=np.float64)
+        with np.errstate(divide="ignore"):
+            return np.where(xs > 0, special.ndtr((np.log(np.maximum(xs, 1e-300)) - self.mu) / self.sigma), 0.0)
+
     @property
     def mean(self) -> float:
         return self.mean_
@@ -84,6 +106,9 @@ class Gamma(_Dist, frozen=True, kw_only=True, tag="gamma"):
 
     def ppf(self, u: npt.ArrayLike) -> Floats:
         return np.asarray(special.gammaincinv(self.shape, np.asarray(u, dtype=np.float64)) * self.scale)
+
+    def cdf(self, x: npt.ArrayLike) -> Floats:
+        return np.asarray(special.gammainc(self.shape, np.maximum(np.asarray(x, dtype=np.float64), 0.0) / self.scale))
 
     @property
     def mean(self) -> float:
@@ -101,6 +126,12 @@ class Uniform(_Dist, frozen=True, kw_only=True, tag="uniform"):
     def ppf(self, u: npt.ArrayLike) -> Floats:
         return self.low + (self.high - self.low) * np.asarray(u, dtype=np.float64)
 
+    def cdf(self, x: npt.ArrayLike) -> Floats:
+        xs = np.asarray(x, dtype=np.float64)
+        if self.high == self.low:
+            return (xs >= self.low).astype(np.float64)
+        return np.clip((xs - self.low) / (self.high - self.low), 0.0, 1.0)
+
     @property
     def mean(self) -> float:
         return (self.low + self.high) / 2
@@ -111,6 +142,9 @@ class Fixed(_Dist, frozen=True, kw_only=True, tag="fixed"):
 
     def ppf(self, u: npt.ArrayLike) -> Floats:
         return np.full(np.shape(u), self.value, dtype=np.float64)
+
+    def cdf(self, x: npt.ArrayLike) -> Floats:
+        return (np.asarray(x, dtype=np.float64) >= self.value).astype(np.float64)
 
     @property
     def mean(self) -> float:

@@ -113,6 +113,7 @@ class Fleet(_Spec, frozen=True, kw_only=True):
     count: Annotated[int, msgspec.Meta(gt=0, le=10_000_000)]
     telemetry_interval_s: Positive
     devices_per_gateway: Annotated[int, msgspec.Meta(gt=0)] = 500
+    age_days: Distribution = Fixed(value=0.0)
     sensors: Annotated[list[Sensor], msgspec.Meta(min_length=1)]
     failure_modes: list[FailureMode] = []
     owners: Owners = Owners()

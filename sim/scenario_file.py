@@ -7,6 +7,7 @@ validated) → cross-field checks (a precursor names a sensor the fleet has, ...
 
 from __future__ import annotations
 
+import math
 import re
 import types
 import typing
@@ -29,7 +30,11 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
     seen: set[Any] = set()
     for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base`; explicit keys may override merged ones
+            continue
         key = loader.construct_object(key_node, deep=deep)
+        if not isinstance(key, typing.Hashable):
+            raise yaml.constructor.ConstructorError(None, None, "a mapping key must be a scalar", key_node.start_mark)
         if key in seen:
             raise yaml.constructor.ConstructorError(
                 None, None, f"duplicate key {key!r}", key_node.start_mark
@@ -112,6 +117,8 @@ def _is_container(tp: Any) -> bool:
 
 
 def _convert(value: Any, tp: Any, path: str) -> list[Problem]:
+    if isinstance(value, float) and not math.isfinite(value):  # YAML's .nan and .inf; msgspec bounds let inf pass
+        return [Problem(path, "must be a finite number")]
     try:
         msgspec.convert(value, tp)
     except msgspec.ValidationError as exc:
@@ -225,6 +232,8 @@ def validate_text(text: str, source: str = "<string>") -> tuple[Scenario | None,
     """Parse YAML ``text`` and validate it; never raises for bad content."""
     try:
         data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except RecursionError:
+        return None, [Problem("<YAML>", "not valid YAML: nested too deeply")]
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "YAML"

@@ -1,0 +1,542 @@
+"""Start, check and stop an MQTT broker process for the harness and the tests.
+
+Mosquitto is the broker of record (MQTT 5, persistence, ``$SYS`` counters); amqtt is the
+fallback when Mosquitto is not installed (MQTT 3.1.1 only, no persistence) and always runs in
+its own process (:mod:`sim.harness.amqtt_broker`). A started broker is ready only once the
+process we started owns the listening socket *and* answers an MQTT CONNECT: a stale broker on
+the same port would otherwise take the traffic silently.
+
+This module manages processes only; no message passes through it. paho is imported lazily, by
+:func:`probe`, so importing this module loads no MQTT library.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ipaddress
+import os
+import pwd
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from types import TracebackType
+from typing import IO, TYPE_CHECKING, Literal
+from urllib.parse import urlsplit
+
+from sim.errors import BrokerError
+
+if TYPE_CHECKING:
+    import paho.mqtt.client as mqtt
+
+__all__ = [
+    "DEFAULT_PORT",
+    "BrokerKind",
+    "BrokerUrl",
+    "RunningBroker",
+    "mosquitto_available",
+    "probe",
+    "start_broker",
+]
+
+BrokerKind = Literal["mosquitto", "amqtt"]
+
+DEFAULT_PORT = 1883
+_DEBIAN_MOSQUITTO = Path("/usr/sbin/mosquitto")
+_READY_TIMEOUT_S = 10.0
+_POLL_S = 0.05
+_STOP_GRACE_S = 5.0
+_REAP_TIMEOUT_S = 10.0
+_PORT_ATTEMPTS = 3
+_LOG_TAIL_LINES = 15
+_TCP_LISTEN = "0A"
+
+
+@dataclass(frozen=True)
+class BrokerUrl:
+    """Where a broker listens: ``mqtt://host:port``."""
+
+    host: str
+    port: int = DEFAULT_PORT
+
+    @classmethod
+    def parse(cls, text: str) -> BrokerUrl:
+        """Parse ``mqtt://host[:port]`` (port 1883 by default), or raise :class:`BrokerError`."""
+        hint = "expected mqtt://host[:port], e.g. mqtt://127.0.0.1:1883"
+        parts = urlsplit(text.strip())
+        if parts.scheme != "mqtt":
+            raise BrokerError(f"bad broker URL {text!r}: {hint} (only the mqtt:// scheme is supported)")
+        if parts.username is not None or parts.password is not None:
+            raise BrokerError(f"bad broker URL {text!r}: credentials in the URL are not supported; {hint}")
+        if parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise BrokerError(f"bad broker URL {text!r}: unexpected path, query or fragment; {hint}")
+        if not parts.hostname:
+            raise BrokerError(f"bad broker URL {text!r}: no host; {hint}")
+        try:
+            port = parts.port
+        except ValueError as exc:
+            raise BrokerError(f"bad broker URL {text!r}: the port must be a number from 1 to 65535; {hint}") from exc
+        if port == 0:
+            raise BrokerError(f"bad broker URL {text!r}: the port must be a number from 1 to 65535; {hint}")
+        return cls(host=parts.hostname, port=DEFAULT_PORT if port is None else port)
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"mqtt://{host}:{self.port}"
+
+
+def probe(url: BrokerUrl, timeout_s: float = 3.0) -> None:
+    """Check that an MQTT broker answers at ``url`` (TCP connect + CONNECT/CONNACK within ``timeout_s``)."""
+    reason = _handshake(url.host, url.port, timeout_s)
+    if reason is not None:
+        raise BrokerError(
+            f"cannot reach the MQTT broker at {url}: {reason}. "
+            "Start one with `sot broker`, or leave out --broker to let `sot run` start one."
+        )
+
+
+def _handshake(host: str, port: int, timeout_s: float) -> str | None:
+    """Do one MQTT 3.1.1 clean-session CONNECT; return None on CONNACK success, else the reason."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    deadline = time.monotonic() + timeout_s
+    outcome: list[str | None] = []
+
+    def on_connect(client: mqtt.Client, userdata: object, flags: object, reason_code: object, props: object) -> None:
+        failed = getattr(reason_code, "is_failure", False)
+        outcome.append(f"the broker refused the connection ({reason_code})" if failed else None)
+
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=f"sot-probe-{secrets.token_hex(6)}",
+        clean_session=True,
+        protocol=mqtt.MQTTv311,
+    )
+    client.on_connect = on_connect
+    client.connect_timeout = max(timeout_s, 0.001)
+    try:
+        client.connect(host, port, keepalive=max(5, int(timeout_s) + 1))
+    except ConnectionRefusedError:
+        return "connection refused"
+    except TimeoutError:
+        return f"no TCP connection within {timeout_s:g} s"
+    except OSError as exc:
+        return str(exc) or type(exc).__name__
+    try:
+        while not outcome:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return f"no CONNACK within {timeout_s:g} s"
+            rc = client.loop(timeout=min(remaining, _POLL_S))
+            if rc != mqtt.MQTT_ERR_SUCCESS and not outcome:
+                return f"the connection closed before CONNACK ({mqtt.error_string(rc)})"
+        return outcome[0]
+    finally:
+        _close_quietly(client)
+
+
+def _close_quietly(client: mqtt.Client) -> None:
+    """Send DISCONNECT if connected and close the probe's socket, without raising."""
+    with contextlib.suppress(Exception):
+        if client.is_connected():
+            client.disconnect()
+            client.loop(timeout=0.01)
+    sock = client.socket()
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.close()
+
+
+def mosquitto_available() -> bool:
+    """Tell whether a Mosquitto executable is installed (on PATH or at /usr/sbin/mosquitto)."""
+    return _mosquitto_path() is not None
+
+
+def _mosquitto_path() -> str | None:
+    found = shutil.which("mosquitto")
+    if found is None and os.access(_DEBIAN_MOSQUITTO, os.X_OK):
+        found = str(_DEBIAN_MOSQUITTO)
+    return found
+
+
+class _PortTakenError(BrokerError):
+    """The port was taken by another process (a bind race when the port was picked for us)."""
+
+
+class RunningBroker:
+    """A broker process that this harness started and owns; a context manager that stops it.
+
+    ``stop()`` also runs at interpreter exit for a broker that was never stopped.
+    """
+
+    kind: BrokerKind
+    url: BrokerUrl
+    version: str
+    workdir: Path
+    log_path: Path
+    protocol: Literal[5, 4]
+
+    def __init__(
+        self,
+        kind: BrokerKind,
+        *,
+        executable: str,
+        version: str,
+        host: str,
+        workdir: Path,
+        owns_workdir: bool,
+        max_queued_messages: int,
+    ) -> None:
+        """Prepare a broker; :func:`start_broker` is the way to get a started one."""
+        self.kind = kind
+        self.url = BrokerUrl(host, DEFAULT_PORT)
+        self.version = version
+        self.workdir = workdir
+        self.log_path = workdir / f"{kind}.log"
+        self.protocol = 5 if kind == "mosquitto" else 4
+        self._executable = executable
+        self._owns_workdir = owns_workdir
+        self._max_queued_messages = max_queued_messages
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+        self._stopped = False
+        self._at_exit = False
+
+    @property
+    def pid(self) -> int:
+        """Process id of the current (or last) broker process."""
+        if self._proc is None:
+            raise BrokerError(f"the {self.kind} broker was never started")
+        return self._proc.pid
+
+    def alive(self) -> bool:
+        """Tell whether the broker process is running."""
+        return self._proc is not None and self._proc.poll() is None
+
+    def stop(self) -> None:
+        """Stop the broker (SIGTERM, SIGKILL after 5 s) and remove the workdir if we created it."""
+        self._terminate(signal.SIGTERM)
+        self._stopped = True
+        if self._at_exit:
+            atexit.unregister(self.stop)
+            self._at_exit = False
+        if self._owns_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def kill(self) -> None:
+        """Kill the broker with SIGKILL, as a crash would; the workdir stays for :meth:`restart`."""
+        self._terminate(signal.SIGKILL)
+
+    def restart(self) -> None:
+        """Stop the broker if it runs, then start it again on the same port with the same persistence."""
+        if self._stopped and self._owns_workdir:
+            raise BrokerError(
+                f"the {self.kind} broker at {self.url} was stopped and its workdir removed; "
+                "to restart after stop(), pass workdir= to start_broker, or call restart() instead of stop()"
+            )
+        self._terminate(signal.SIGTERM)
+        self._stopped = False
+        try:
+            self._launch(self.url.port)
+        except BrokerError:
+            self._terminate(signal.SIGKILL)
+            raise
+
+    def __enter__(self) -> RunningBroker:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = "alive" if self.alive() else "not running"
+        pid = self._proc.pid if self._proc is not None else None
+        return f"<RunningBroker {self.version} at {self.url} pid={pid} {state}>"
+
+    def _launch(self, port: int) -> None:
+        """Start the process on ``port`` and wait until it owns the port and answers MQTT."""
+        self.url = BrokerUrl(self.url.host, port)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self._log = self.log_path.open("ab")
+        self._log.write(f"--- sot: starting {self.version} on {self.url}\n".encode())
+        self._log.flush()
+        self._proc = subprocess.Popen(
+            self._command(port),
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        if not self._at_exit:
+            atexit.register(self.stop)
+            self._at_exit = True
+        self._await_ready()
+
+    def _command(self, port: int) -> list[str]:
+        if self.kind == "amqtt":
+            return [sys.executable, "-m", "sim.harness.amqtt_broker", "--port", str(port), "--host", self.url.host]
+        conf = self.workdir / "mosquitto.conf"
+        conf.write_text(_mosquitto_conf(self.url.host, port, self.workdir, self._max_queued_messages))
+        return [self._executable, "-c", str(conf)]
+
+    def _await_ready(self) -> None:
+        """Wait until our process owns the listening socket and gives a CONNACK, or raise."""
+        assert self._proc is not None
+        deadline = time.monotonic() + _READY_TIMEOUT_S
+        foreign: list[int] = []
+        last_reason = "not listening yet"
+        while True:
+            if self._proc.poll() is not None:
+                raise self._not_ready(f"exited with code {self._proc.returncode}", foreign)
+            listeners = _listening_inodes(self.url.port)
+            if listeners is None:  # no /proc (not Linux): ownership cannot be checked
+                ours, foreign = True, []
+            else:
+                mine = _socket_inodes(self._proc.pid)
+                foreign = sorted(listeners - mine)
+                ours = bool(listeners & mine)
+                if ours and foreign:
+                    raise self._not_ready("listens, but so does another process", foreign)
+            if ours and not foreign:
+                remaining = deadline - time.monotonic()
+                reason = _handshake(self.url.host, self.url.port, max(min(remaining, 1.0), _POLL_S))
+                if reason is None:
+                    return
+                last_reason = reason
+            if time.monotonic() >= deadline:
+                raise self._not_ready(f"was not ready after {_READY_TIMEOUT_S:g} s ({last_reason})", foreign)
+            time.sleep(_POLL_S)
+
+    def _not_ready(self, what: str, foreign: list[int]) -> BrokerError:
+        """Build the error for a broker that did not come up, with its log tail and the port's owner."""
+        tail = _tail(self.log_path, _LOG_TAIL_LINES)
+        in_use = "address already in use" in tail.lower()
+        lines = [f"the {self.kind} broker we started (pid {self.pid}) for {self.url} {what}"]
+        if foreign:
+            owners = ", ".join(_describe_owner(inode) for inode in foreign)
+            lines.append(f"port {self.url.port} is held by another process ({owners}); a stale broker?")
+        lines.append(f"last lines of {self.log_path}:\n{tail}" if tail else f"{self.log_path} is empty")
+        error_type = _PortTakenError if foreign or in_use else BrokerError
+        return error_type("\n".join(lines))
+
+    def _terminate(self, signum: signal.Signals) -> None:
+        """Signal the process group, escalate to SIGKILL after the grace period, reap, close the log."""
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signum)
+                os.killpg(proc.pid, signal.SIGCONT)  # a broker frozen by a fault test must see the SIGTERM
+            try:
+                proc.wait(timeout=_STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                try:
+                    proc.wait(timeout=_REAP_TIMEOUT_S)
+                except subprocess.TimeoutExpired as exc:
+                    raise BrokerError(f"the {self.kind} broker (pid {proc.pid}) survived SIGKILL") from exc
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+def start_broker(
+    kind: Literal["auto", "mosquitto", "amqtt"] = "auto",
+    *,
+    port: int = 0,
+    host: str = "127.0.0.1",
+    workdir: Path | None = None,
+    max_queued_messages: int = 100_000,
+) -> RunningBroker:
+    """Start a loopback broker and return it once it owns its port and answers MQTT.
+
+    ``auto`` picks Mosquitto when installed, else amqtt. ``port=0`` picks a free port (retried on a
+    bind race). Without ``workdir`` a temporary one is created and removed by ``stop()``.
+    """
+    if port < 0 or port > 65535:
+        raise ValueError(f"port must be 0 (pick a free one) or 1-65535, not {port}")
+    if max_queued_messages < 0:
+        raise ValueError(f"max_queued_messages must be >= 0, not {max_queued_messages}")
+    _check_loopback(host)
+    resolved, executable, version = _resolve_kind(kind)
+    owns_workdir = workdir is None
+    directory = Path(tempfile.mkdtemp(prefix="sot-broker-")) if workdir is None else Path(workdir).resolve()
+    broker = RunningBroker(
+        resolved,
+        executable=executable,
+        version=version,
+        host=host,
+        workdir=directory,
+        owns_workdir=owns_workdir,
+        max_queued_messages=max_queued_messages,
+    )
+    attempts = _PORT_ATTEMPTS if port == 0 else 1
+    for attempt in range(1, attempts + 1):
+        try:
+            broker._launch(port or _free_port(host))
+        except _PortTakenError:
+            if attempt == attempts:
+                broker.stop()
+                raise
+            broker.kill()
+        except BaseException:
+            broker.stop()
+            raise
+        else:
+            return broker
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _resolve_kind(kind: str) -> tuple[BrokerKind, str, str]:
+    """Return (kind, executable, version string) for the requested broker kind."""
+    if kind not in ("auto", "mosquitto", "amqtt"):
+        raise ValueError(f"broker kind must be 'auto', 'mosquitto' or 'amqtt', not {kind!r}")
+    mosquitto = _mosquitto_path()
+    if kind == "mosquitto" or (kind == "auto" and mosquitto is not None):
+        if mosquitto is None:
+            raise BrokerError(
+                f"Mosquitto is not installed (not on PATH, not at {_DEBIAN_MOSQUITTO}); "
+                "install it (apt-get install mosquitto) or use the amqtt broker"
+            )
+        return "mosquitto", mosquitto, _mosquitto_version(mosquitto)
+    try:
+        version = metadata.version("amqtt")
+    except metadata.PackageNotFoundError as exc:
+        raise BrokerError("neither Mosquitto nor amqtt is installed; install one of them") from exc
+    return "amqtt", sys.executable, f"amqtt {version}"
+
+
+def _mosquitto_version(executable: str) -> str:
+    """Return ``mosquitto X.Y.Z`` from the first line of ``mosquitto -h``."""
+    try:
+        done = subprocess.run([executable, "-h"], capture_output=True, timeout=5, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise BrokerError(f"cannot run {executable} -h: {exc}") from exc
+    first = (done.stdout or done.stderr).decode(errors="replace").strip().splitlines()[:1]
+    match = re.search(r"version\s+(\S+)", first[0]) if first else None
+    return f"mosquitto {match.group(1)}" if match else f"mosquitto ({first[0] if first else 'unknown version'})"
+
+
+def _mosquitto_conf(host: str, port: int, workdir: Path, max_queued_messages: int) -> str:
+    """Render the Mosquitto 2.0 configuration of a harness broker."""
+    user = pwd.getpwuid(os.geteuid()).pw_name
+    return f"""\
+# Written by sim.harness.broker; rewritten on every start.
+# Stay the user who started us: as root, Mosquitto would switch to `mosquitto`, which cannot
+# write the persistence file or the log into this private directory.
+user {user}
+listener {port} {host}
+# Loopback-only harness broker: anonymous clients are allowed on purpose.
+allow_anonymous true
+persistence true
+persistence_location {workdir}/
+# Snapshot often: with the default autosave (1800 s) a SIGKILL loses every queued message.
+autosave_interval 1
+autosave_on_changes true
+# Mosquitto silently drops QoS 1/2 messages past this many queued per client (default 1000).
+max_queued_messages {max_queued_messages}
+max_queued_bytes 0
+# The engine acknowledges a message only once it is committed, and under the event-time barrier
+# it commits once per sync step: the in-flight window must hold a whole step's messages, or the
+# broker stops delivering and the barrier never completes (Mosquitto's default is 20).
+max_inflight_messages 1000
+set_tcp_nodelay true
+sys_interval 1
+log_dest file {workdir}/mosquitto.log
+log_type error
+log_type warning
+log_type notice
+log_type information
+log_timestamp_format %Y-%m-%dT%H:%M:%S
+"""
+
+
+def _check_loopback(host: str) -> None:
+    """Refuse a non-loopback listen address: the harness broker lets anyone in."""
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise ValueError(f"the harness broker listens on a loopback address (127.0.0.1 or ::1), not {host!r}")
+
+
+def _free_port(host: str) -> int:
+    """Return a port that was free on ``host`` a moment ago (the caller retries on a race)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def _listening_inodes(port: int) -> set[int] | None:
+    """Return the inodes of TCP sockets listening on ``port`` (any address), or None without /proc."""
+    inodes: set[int] = set()
+    seen_table = False
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        seen_table = True
+        for row in rows:
+            fields = row.split()
+            if len(fields) < 10 or fields[3] != _TCP_LISTEN:
+                continue
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[9] != "0":
+                inodes.add(int(fields[9]))
+    return inodes if seen_table else None
+
+
+def _socket_inodes(pid: int) -> set[int]:
+    """Return the inodes of the sockets that process ``pid`` holds open."""
+    inodes: set[int] = set()
+    try:
+        fds = list(Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return inodes
+    for fd in fds:
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:[") and target.endswith("]"):
+            inodes.add(int(target[8:-1]))
+    return inodes
+
+
+def _describe_owner(inode: int) -> str:
+    """Name the process holding socket ``inode`` (``pid 123 mosquitto``) when /proc lets us see it."""
+    link = f"socket:[{inode}]"
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            for fd in (proc / "fd").iterdir():
+                with contextlib.suppress(OSError):
+                    if os.readlink(fd) == link:
+                        comm = (proc / "comm").read_text().strip()
+                        return f"pid {proc.name} {comm}"
+    return f"socket inode {inode}, owner not visible"
+
+
+def _tail(path: Path, lines: int) -> str:
+    """Return the last ``lines`` lines of a text file, or '' if it cannot be read."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.rstrip().splitlines()[-lines:])

@@ -1,0 +1,104 @@
+"""The world's one MQTT adapter (paho 2.x): publish QoS 1 with a bounded backlog, receive into a queue.
+
+paho callbacks only enqueue. Each run uses its own client id and a clean session: the world is
+new every run; it is the engine whose session must persist.
+"""
+
+from __future__ import annotations
+
+import queue
+import socket
+import threading
+import time
+import uuid
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+from sim.errors import BrokerError
+
+__all__ = ["WorldTransport"]
+
+MAX_UNACKED = 2000
+
+
+class WorldTransport:
+    """Publishes the world's messages and collects the engine's."""
+
+    def __init__(self, host: str, port: int, *, protocol: int = 5) -> None:
+        self.host, self.port = host, port
+        self.inbox: queue.SimpleQueue[tuple[str, bytes]] = queue.SimpleQueue()
+        self._client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"sot-world-{uuid.uuid4().hex[:8]}",
+            protocol=paho.MQTTv5 if protocol == 5 else paho.MQTTv311,
+        )
+        self._client.max_inflight_messages_set(1000)
+        self._client.max_queued_messages_set(0)
+        self._client.on_connect = self._on_connect
+        self._client.on_message = self._on_message
+        self._client.on_publish = self._on_publish
+        self._client.on_socket_open = _nodelay
+        self._connack: tuple[bool, str] | None = None
+        self._unacked = 0
+        self._lock = threading.Condition()
+        self.published = 0
+
+    def connect(self, subscriptions: list[str], timeout_s: float = 10.0) -> None:
+        """Connect and subscribe; raise :class:`BrokerError` with what to do next on failure."""
+        try:
+            self._client.connect(self.host, self.port, keepalive=30)
+        except OSError as exc:
+            raise BrokerError(f"cannot reach the MQTT broker at mqtt://{self.host}:{self.port}: {exc}") from exc
+        self._client.loop_start()
+        deadline = time.monotonic() + timeout_s
+        while self._connack is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if self._connack is None or not self._connack[0]:
+            self.close()
+            raise BrokerError(f"the broker at mqtt://{self.host}:{self.port} refused the world: {self._connack}")
+        done = threading.Event()
+        self._client.on_subscribe = lambda *args: done.set()
+        self._client.subscribe([(f, 1) for f in subscriptions])
+        if not done.wait(timeout_s):
+            raise BrokerError("no SUBACK from the broker")
+
+    def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        self._connack = (not reason.is_failure, str(reason))
+
+    def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
+        self.inbox.put((message.topic, message.payload))
+
+    def _on_publish(self, client: paho.Client, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
+        with self._lock:
+            self._unacked -= 1
+            self._lock.notify_all()
+
+    def publish(self, topic: str, payload: bytes, timeout_s: float = 60.0) -> None:
+        """Publish at QoS 1, waiting while too many are un-acknowledged (never a silent drop)."""
+        with self._lock:
+            if not self._lock.wait_for(lambda: self._unacked < MAX_UNACKED, timeout_s):
+                raise BrokerError(f"broker has not acknowledged {self._unacked} messages for {timeout_s} s")
+            self._unacked += 1
+        info = self._client.publish(topic, payload, qos=1)
+        if info.rc != paho.MQTT_ERR_SUCCESS:
+            raise BrokerError(f"publish to {topic} refused: {paho.error_string(info.rc)}")
+        self.published += 1
+
+    def flush(self, timeout_s: float = 60.0) -> None:
+        """Wait until the broker has acknowledged everything published."""
+        with self._lock:
+            if not self._lock.wait_for(lambda: self._unacked == 0, timeout_s):
+                raise BrokerError(f"{self._unacked} messages not acknowledged by the broker after {timeout_s} s")
+
+    def close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+
+def _nodelay(client: paho.Client, userdata: Any, sock: Any) -> None:
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (OSError, AttributeError):
+        pass

@@ -1,0 +1,89 @@
+"""KPIs of a run, reduced from the world's records and the engine's counters.
+
+Definitions follow docs/kpis.md: downtime counts incidents whose worst failure stopped the device;
+MTTR is time to restore (failure onset to repaired); first-time fix counts jobs that found a fault
+and closed at their first visit; detection before the owner means the engine told the owner before
+the owner noticed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from sim.records import Records
+from sim.scenario import Scenario
+
+__all__ = ["compute_kpis"]
+
+DAY_S = 86400.0
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
+def _r(x: float) -> float:
+    return round(float(x), 6)
+
+
+def compute_kpis(scenario: Scenario, records: Records, engine_stats: Mapping[str, int], end_s: float) -> dict[str, Any]:
+    """Return the KPI block of ``result.json`` (keys as in the design document)."""
+    devices = scenario.device_count
+    device_years = devices * end_s / (365.0 * DAY_S)
+    incidents = records.incidents
+
+    def hours(severity: str) -> float:
+        spans = [
+            (end_s if math.isnan(i.restored_s) else i.restored_s) - i.onset_s for i in incidents if i.severity == severity
+        ]
+        return sum(spans) / 3600.0
+
+    down_h, degraded_h = hours("down"), hours("degraded")
+    restored = [i for i in incidents if not math.isnan(i.restored_s)]
+    due = [i for i in incidents if i.onset_s <= end_s - DAY_S]
+    within_day = [i for i in due if not math.isnan(i.restored_s) and i.restored_s - i.onset_s <= DAY_S]
+    jobs = list(records.jobs.values())
+    fault_jobs = [j for j in jobs if j.outcome in ("fixed", "part_missing")]
+    visits = sum(j.visits for j in jobs)
+    labour_h = sum(j.labour_h for j in jobs)
+    contacts = sum(i.contacts for i in incidents)
+    detected_first = [
+        i for i in incidents if not math.isnan(i.informed_s) and (math.isnan(i.noticed_s) or i.informed_s <= i.noticed_s)
+    ]
+    lead_h = [(i.informed_s - i.onset_s) / 3600.0 for i in incidents if not math.isnan(i.informed_s)]
+    costs = scenario.costs
+    cost_downtime = down_h * costs.downtime_per_hour + degraded_h * costs.degraded_per_hour
+    cost_field = visits * costs.truck_roll + labour_h * costs.labour_per_hour
+    cost_contact = contacts * costs.contact
+    cost_parts = sum(costs.parts.get(p, 0.0) for j in jobs for p in j.parts_used)
+    failures = [f for f in records.failures if not f.prevented]
+    return {
+        "devices": devices,
+        "failures": len(failures),
+        "prevented_failures": sum(f.prevented for f in records.failures),
+        "incidents": len(incidents),
+        "downtime_hours_per_device_year": _r(down_h / device_years if device_years else 0.0),
+        "degraded_hours_per_device_year": _r(degraded_h / device_years if device_years else 0.0),
+        "mttr_hours": _r(_mean([(i.restored_s - i.onset_s) / 3600.0 for i in restored])),
+        "first_time_fix_rate": _r(_mean([1.0 if j.visits == 1 and not j.second_visit_causes else 0.0 for j in fault_jobs])),
+        "resolved_within_day_rate": _r(len(within_day) / len(due) if due else 0.0),
+        "truck_rolls_per_1000_devices": _r(1000.0 * visits / devices),
+        "remote_resolution_rate": _r(_mean([1.0 if i.visits == 0 else 0.0 for i in restored])),
+        "detected_before_owner_rate": _r(len(detected_first) / len(incidents) if incidents else 0.0),
+        "detection_lead_hours_mean": _r(_mean(lead_h)),
+        "contacts_per_1000_devices": _r(1000.0 * contacts / devices),
+        "contact_wait_s_mean": _r(_mean(records.contact_waits_s)),
+        "owner_effort_steps_mean": _r(_mean([float(i.effort_steps) for i in incidents])),
+        "sla_breaches": int(engine_stats.get("sla_breaches", 0)),
+        "churned_owners": len({i.device_id for i in incidents if i.churned}),
+        "work_orders": len(jobs),
+        "cost": {
+            "downtime": _r(cost_downtime),
+            "field": _r(cost_field),
+            "contact_centre": _r(cost_contact),
+            "parts": _r(cost_parts),
+            "total": _r(cost_downtime + cost_field + cost_contact + cost_parts),
+        },
+    }

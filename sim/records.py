@@ -1,0 +1,78 @@
+"""What a run records: ground truth, incidents as owners live them, field jobs, and an event log.
+
+The world fills these; :mod:`sim.kpis` reduces them; only the CLI writes them to files.
+Tallies (one value per finished thing: a wait, a job) are kept apart from the event log.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+__all__ = ["Failure", "Incident", "Job", "Records"]
+
+
+@dataclass
+class Failure:
+    """One true failure (or one caught while its precursor drifted: ``prevented``)."""
+
+    device_id: str
+    fleet: str
+    mode: str
+    severity: str
+    onset_s: float  # true failure time; for a prevented one, when it would have failed
+    prevented: bool = False
+    restored_s: float = math.nan
+
+
+@dataclass
+class Incident:
+    """A device's trouble as its owner lives it: from the first failure until all is repaired."""
+
+    device_id: str
+    fleet: str
+    number: int  # the device's incident count, for keyed draws
+    onset_s: float
+    severity: str
+    noticed_s: float = math.nan
+    informed_s: float = math.nan  # when the engine first told the owner it knows
+    restored_s: float = math.nan
+    contacts: int = 0
+    visits: int = 0
+    churned: bool = False
+
+    @property
+    def effort_steps(self) -> int:
+        """Steps the owner took: each contact and each visit they had to be home for."""
+        return self.contacts + self.visits
+
+
+@dataclass
+class Job:
+    """One work order as the field lived it."""
+
+    work_order_id: str
+    device_id: str
+    issue: str
+    created_s: float
+    visits: int = 0
+    labour_h: float = 0.0
+    parts_used: list[str] = field(default_factory=list)
+    second_visit_causes: list[str] = field(default_factory=list)
+    outcome: str = "open"
+    closed_s: float = math.nan
+
+
+@dataclass
+class Records:
+    """Everything a run keeps for scoring and for the output files."""
+
+    failures: list[Failure] = field(default_factory=list)
+    incidents: list[Incident] = field(default_factory=list)
+    jobs: dict[str, Job] = field(default_factory=dict)
+    contact_waits_s: list[float] = field(default_factory=list)
+    events: list[tuple[float, str, str, str, str, str]] = field(default_factory=list)
+
+    def log(self, t: float, actor: str, kind: str, device_id: str = "", ref: str = "", detail: str = "") -> None:
+        """Append one row to the event log (time, actor, kind, device, reference, detail)."""
+        self.events.append((t, actor, kind, device_id, ref, detail))

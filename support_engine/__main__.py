@@ -1,0 +1,92 @@
+"""``python -m support_engine``: run the support engine against a broker (also ``sot engine``)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+from typing import Annotated
+from urllib.parse import urlsplit
+
+import msgspec
+import typer
+import yaml
+
+from contracts.engine_config import EngineConfig
+from contracts.topics import DEFAULT_PREFIX, Topics
+from support_engine.errors import EngineError
+from support_engine.mqtt_transport import MqttTransport, Protocol
+from support_engine.service import ClockMode, EngineService
+from support_engine.storage import Storage
+
+app = typer.Typer(add_completion=False, help="Run the support engine against an MQTT broker.")
+
+
+def _broker(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    if parts.scheme != "mqtt" or not parts.hostname:
+        raise typer.BadParameter(f"{url!r}: expected mqtt://host[:port]")
+    return parts.hostname, parts.port or 1883
+
+
+def load_config(path: Path | None, policy: str | None) -> EngineConfig:
+    """Read an engine configuration (YAML or JSON); the policy option overrides the file."""
+    data: dict[str, object] = {}
+    if path is not None:
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise typer.BadParameter(f"cannot read {path}: {exc}") from exc
+    if policy is not None:
+        data["policy"] = policy
+    try:
+        return msgspec.convert(data, EngineConfig)
+    except msgspec.ValidationError as exc:
+        raise typer.BadParameter(f"{path}: {exc}") from exc
+
+
+@app.command()
+def main(
+    broker: Annotated[str, typer.Option(help="Broker URL, mqtt://host:port.")] = "mqtt://127.0.0.1:1883",
+    db: Annotated[Path, typer.Option(help="SQLite database file (created if missing).")] = Path("sot-engine.sqlite"),
+    clock: Annotated[str, typer.Option(help="'event' (follow the world's clock barrier) or 'wall'.")] = "wall",
+    config: Annotated[Path | None, typer.Option(help="Engine configuration (YAML/JSON): policy, rules, issues, SLA.")] = None,
+    policy: Annotated[str | None, typer.Option(help="Override the configured policy: reactive or proactive.")] = None,
+    prefix: Annotated[str, typer.Option(help="Topic prefix.")] = DEFAULT_PREFIX,
+    client_id: Annotated[str, typer.Option(help="Fixed MQTT client id (the persistent session's name).")] = "sot-engine-0",
+    protocol: Annotated[str, typer.Option(help="MQTT protocol: auto, 5 or 3.1.1.")] = "auto",
+    log_level: Annotated[str, typer.Option(help="Log level.")] = "INFO",
+) -> None:
+    """Serve until SIGTERM/SIGINT: ingest, detect, open cases, dispatch, notify."""
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr)
+    if clock not in ("event", "wall"):
+        raise typer.BadParameter("--clock must be 'event' or 'wall'")
+    if protocol not in ("auto", "5", "3.1.1"):
+        raise typer.BadParameter("--protocol must be auto, 5 or 3.1.1")
+    host, port = _broker(broker)
+    engine_config = load_config(config, policy)
+    transport = MqttTransport(host, port, client_id=client_id, protocol=protocol)  # type: ignore[arg-type]
+    try:
+        storage = Storage(db)
+        clock_mode: ClockMode = "event" if clock == "event" else "wall"
+        service = EngineService(engine_config, transport, storage, topics=Topics(prefix), clock=clock_mode)
+
+        def _stop(signum: int, frame: FrameType | None) -> None:
+            service.stop()
+
+        signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGINT, _stop)
+        service.run()
+    except EngineError as exc:
+        typer.echo(f"sot engine: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    finally:
+        transport.close()
+    storage.close()
+
+
+_ = Protocol
+if __name__ == "__main__":
+    app()

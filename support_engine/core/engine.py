@@ -1,0 +1,288 @@
+"""The engine core: messages and time in, actions out. No I/O, no clock, no threads.
+
+``handle(message, now)`` takes one decoded message; ``advance(now)`` runs the timers (SLA clocks).
+Both return the actions the shell must carry out. The same core runs under the harness (event
+time) and in production (wall time): the caller decides what ``now`` is.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from contracts.codec import BatchView
+from contracts.engine_config import EngineConfig, IssueType
+from contracts.messages import (
+    Contact,
+    DeviceEvent,
+    Message,
+    Notification,
+    Telemetry,
+    WorkOrder,
+    WorkOrderStatus,
+)
+from support_engine.core.actions import (
+    Action,
+    CaseChanged,
+    ClearAlert,
+    CreateWorkOrder,
+    Notify,
+    RaiseAlert,
+    SlaBreached,
+    WorkOrderChanged,
+)
+from support_engine.core.lifecycle import CASE, WORK_ORDER
+from support_engine.core.twins import Twins
+
+__all__ = ["Case", "Engine", "WorkOrderState"]
+
+_FALLBACK_ISSUE = IssueType(skill="general", parts=[], duration_s=3600.0, priority=3)
+
+
+@dataclass
+class Case:
+    case_id: str
+    device_id: str
+    issue: str
+    priority: int
+    opened_s: float
+    origin: str
+    state: str = CASE.initial
+    first_response_s: float | None = None
+    resolved_s: float | None = None
+    work_orders: list[str] = field(default_factory=list)
+    alerts: list[str] = field(default_factory=list)
+    contacts: int = 0
+    breached: set[str] = field(default_factory=set)
+
+
+@dataclass
+class WorkOrderState:
+    work_order_id: str
+    case_id: str
+    device_id: str
+    state: str = WORK_ORDER.initial
+    visit: int = 1
+
+
+class Engine:
+    """Twins, threshold rules, alerts, cases, work orders and SLA clocks for one deployment."""
+
+    def __init__(self, config: EngineConfig) -> None:
+        self.config = config
+        self.proactive = config.policy == "proactive"
+        self.twins = Twins(config.rules if self.proactive else [])
+        self.cases: dict[str, Case] = {}
+        self.open_case_of: dict[str, str] = {}  # device -> open case
+        self.work_orders: dict[str, WorkOrderState] = {}
+        self.alert_of: dict[tuple[str, str], str] = {}  # (device, rule) -> active alert id
+        self.stats: Counter[str] = Counter()
+        self._ids: Counter[str] = Counter()
+
+    def _next_id(self, prefix: str) -> str:
+        self._ids[prefix] += 1
+        return f"{prefix}-{self._ids[prefix]:07d}"
+
+    # -- input ----------------------------------------------------------------------------------
+    def handle(self, message: Message | BatchView, now: float) -> list[Action]:
+        """Act on one decoded message at time ``now``."""
+        if isinstance(message, BatchView):
+            return self._batch(message, now)
+        if isinstance(message, Telemetry):
+            return self._telemetry(message, now)
+        if isinstance(message, Contact):
+            return self._contact(message, now)
+        if isinstance(message, WorkOrderStatus):
+            return self._field_status(message, now)
+        if isinstance(message, DeviceEvent):
+            self.stats["device_events"] += 1
+            return []
+        raise TypeError(f"the engine does not handle {type(message).__name__}")
+
+    def advance(self, now: float) -> list[Action]:
+        """Run the timers up to ``now``: SLA clocks of open cases."""
+        actions: list[Action] = []
+        sla = self.config.sla
+        for case_id in sorted(self.open_case_of.values()):
+            case = self.cases[case_id]
+            if case.first_response_s is None and now - case.opened_s > sla.first_response_s:
+                actions += self._breach(case, "first_response", case.opened_s + sla.first_response_s)
+            if now - case.opened_s > sla.resolution_s:
+                actions += self._breach(case, "resolution", case.opened_s + sla.resolution_s)
+        return actions
+
+    def _breach(self, case: Case, clock: str, at: float) -> list[Action]:
+        if clock in case.breached:
+            return []
+        case.breached.add(clock)
+        self.stats["sla_breaches"] += 1
+        self.stats[f"sla_breaches_{clock}"] += 1
+        return [SlaBreached(case.case_id, case.device_id, clock, at)]
+
+    # -- telemetry ------------------------------------------------------------------------------
+    def _batch(self, batch: BatchView, now: float) -> list[Action]:
+        slots = self.twins.slots(batch.gateway_id, batch.devices)[batch.index]
+        self.stats["readings"] += len(batch)
+        fired = self.twins.ingest(slots, batch.reading_ts, batch.reading_seq, batch.values)
+        return self._alerts(fired.raised, fired.cleared)
+
+    def _telemetry(self, message: Telemetry, now: float) -> list[Action]:
+        slot = np.array([self.twins.slot(message.device_id)], dtype=np.int64)
+        self.stats["readings"] += 1
+        values = {k: np.array([v]) for k, v in message.values.items()}
+        fired = self.twins.ingest(slot, np.array([message.ts]), np.array([message.seq]), values)
+        return self._alerts(fired.raised, fired.cleared)
+
+    def _alerts(self, raised: list[tuple[int, int, float, float]], cleared: list[tuple[int, int, float]]) -> list[Action]:
+        actions: list[Action] = []
+        for slot, r, t in cleared:
+            device, rule = self.twins.ids[slot], self.twins.rules[r]
+            alert_id = self.alert_of.pop((device, rule.name), None)
+            if alert_id is not None:
+                actions.append(ClearAlert(alert_id, device, rule.name, t))
+        for slot, r, t, value in sorted(raised, key=lambda x: (x[2], self.twins.ids[x[0]], x[1])):
+            device, rule = self.twins.ids[slot], self.twins.rules[r]
+            if (device, rule.name) in self.alert_of:
+                continue  # one active alert per device and rule
+            self.stats["alerts"] += 1
+            alert_id = self._next_id("alert")
+            self.alert_of[(device, rule.name)] = alert_id
+            case, opened = self._case_for(device, rule.issue, t, "telemetry")
+            case.alerts.append(alert_id)
+            actions.append(RaiseAlert(alert_id, device, rule.name, t, value, case.case_id))
+            if opened:
+                actions += self._open(case, t, f"We detected {rule.name.replace('_', ' ')} on your device.")
+        return actions
+
+    # -- cases ----------------------------------------------------------------------------------
+    def _issue(self, name: str) -> IssueType:
+        return self.config.issues.get(name, _FALLBACK_ISSUE)
+
+    def _case_for(self, device: str, issue: str, t: float, origin: str) -> tuple[Case, bool]:
+        """The open case of ``device`` (alerts and contacts correlate into it), or a new one."""
+        case_id = self.open_case_of.get(device)
+        if case_id is not None:
+            return self.cases[case_id], False
+        case = Case(self._next_id("case"), device, issue, self._issue(issue).priority, t, origin)
+        self.cases[case.case_id] = case
+        self.open_case_of[device] = case.case_id
+        self.stats["cases_opened"] += 1
+        self.stats[f"cases_opened_{origin}"] += 1
+        return case, True
+
+    def _open(self, case: Case, t: float, why: str) -> list[Action]:
+        """A new case: record it, dispatch a work order and tell the owner."""
+        issue = self._issue(case.issue)
+        wo_id = self._next_id("wo")
+        self.work_orders[wo_id] = WorkOrderState(wo_id, case.case_id, case.device_id)
+        case.work_orders.append(wo_id)
+        case.state = CASE.check(case.state, "in_progress", case.case_id)
+        case.first_response_s = t
+        self.stats["work_orders"] += 1
+        self.stats["notifications"] += 1
+        order = WorkOrder(
+            work_order_id=wo_id,
+            case_id=case.case_id,
+            device_id=case.device_id,
+            ts=t,
+            issue=case.issue,
+            skill=issue.skill,
+            parts=list(issue.parts),
+            duration_s=issue.duration_s,
+            priority=issue.priority,
+        )
+        note = Notification(
+            notification_id=self._next_id("note"),
+            device_id=case.device_id,
+            ts=t,
+            kind="case_opened",
+            case_id=case.case_id,
+            text=f"{why} A technician is on the way.",
+        )
+        return [
+            CaseChanged(case.case_id, case.device_id, case.issue, case.state, case.priority, case.opened_s, t, case.origin),
+            CreateWorkOrder(order),
+            WorkOrderChanged(wo_id, case.case_id, case.device_id, "created", t, 1),
+            Notify(note),
+        ]
+
+    def _contact(self, contact: Contact, now: float) -> list[Action]:
+        self.stats["contacts"] += 1
+        issue = self.config.symptoms.get(contact.symptom) or self.config.default_issue or "unknown"
+        case, opened = self._case_for(contact.device_id, issue, contact.ts, "contact")
+        case.contacts += 1
+        if opened:
+            return self._open(case, contact.ts, "Thank you for reporting the problem.")
+        self.stats["contacts_joined"] += 1
+        self.stats["notifications"] += 1
+        note = Notification(
+            notification_id=self._next_id("note"),
+            device_id=contact.device_id,
+            ts=contact.ts,
+            kind="visit_scheduled",
+            case_id=case.case_id,
+            text="We already know about this problem; a technician is scheduled.",
+        )
+        return [Notify(note)]
+
+    # -- field ----------------------------------------------------------------------------------
+    _WO_STATE = {
+        "accepted": "accepted",
+        "arrived": "on_site",
+        "fixed": "done",
+        "no_fault_found": "done",
+        "part_missing": "awaiting_part",
+        "closed": "closed",
+    }
+
+    def _field_status(self, status: WorkOrderStatus, now: float) -> list[Action]:
+        wo = self.work_orders.get(status.work_order_id)
+        if wo is None:
+            self.stats["unknown_work_order_status"] += 1
+            return []
+        wanted = self._WO_STATE[status.status]
+        if wanted == wo.state:
+            return []
+        wo.state = WORK_ORDER.check(wo.state, wanted, wo.work_order_id)
+        wo.visit = status.visit
+        if status.status == "part_missing":
+            self.stats["second_visits"] += 1
+        actions: list[Action] = [WorkOrderChanged(wo.work_order_id, wo.case_id, wo.device_id, wo.state, status.ts, wo.visit)]
+        if wo.state == "closed":
+            actions += self._maybe_resolve(self.cases[wo.case_id], status.ts)
+        return actions
+
+    def _rearm(self, device: str) -> None:
+        """Forget a resolved device's alerts so that a problem still present raises a new one."""
+        for rule in self.twins.rules:
+            self.alert_of.pop((device, rule.name), None)
+        slot = self.twins.slot_of.get(device)
+        if slot is not None:
+            self.twins.alerting[:, slot] = False
+            self.twins.breach_since[:, slot] = np.nan
+
+    def _maybe_resolve(self, case: Case, t: float) -> list[Action]:
+        if any(self.work_orders[w].state not in ("closed", "cancelled") for w in case.work_orders):
+            return []
+        case.state = CASE.check(case.state, "resolved", case.case_id)
+        case.resolved_s = t
+        del self.open_case_of[case.device_id]
+        self._rearm(case.device_id)
+        self.stats["cases_resolved"] += 1
+        self.stats["notifications"] += 1
+        if t - case.opened_s <= self.config.sla.resolution_s:
+            self.stats["cases_resolved_within_sla"] += 1
+        note = Notification(
+            notification_id=self._next_id("note"),
+            device_id=case.device_id,
+            ts=t,
+            kind="resolved",
+            case_id=case.case_id,
+            text="Your device has been repaired. Thank you for your patience.",
+        )
+        return [
+            CaseChanged(case.case_id, case.device_id, case.issue, case.state, case.priority, case.opened_s, t, case.origin),
+            Notify(note),
+        ]

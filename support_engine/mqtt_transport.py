@@ -1,0 +1,169 @@
+"""The engine's one MQTT adapter (paho 2.x): persistent session, QoS 1, acknowledged after commit.
+
+paho callbacks only enqueue; all engine work happens on the caller's thread. MQTT 5 with a fixed
+client id, ``clean_start=False`` and a session expiry, so that messages queued while the engine is
+down are delivered when it returns; MQTT 3.1.1 brokers get ``clean_session=False``.
+"""
+
+from __future__ import annotations
+
+import queue
+import socket
+import threading
+import time
+from typing import Any, Literal, NamedTuple
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from support_engine.errors import TransportError
+
+__all__ = ["Delivery", "MqttTransport", "Protocol"]
+
+Protocol = Literal["auto", "5", "3.1.1"]
+
+
+class Delivery(NamedTuple):
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+    dup: bool
+
+
+class MqttTransport:
+    """A connected paho client; inbound messages wait in :attr:`inbox` until acknowledged."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        client_id: str,
+        protocol: Protocol = "auto",
+        session_expiry_s: int = 3600,
+        keepalive_s: int = 30,
+    ) -> None:
+        self.host, self.port, self.client_id = host, port, client_id
+        self.protocol = protocol
+        self.session_expiry_s = session_expiry_s
+        self.keepalive_s = keepalive_s
+        self.inbox: queue.SimpleQueue[Delivery] = queue.SimpleQueue()
+        self.session_present = False
+        self.connected = threading.Event()
+        self.lost = threading.Event()
+        self._connack: tuple[bool, str] | None = None
+        self._client: paho.Client | None = None
+        self.version = ""
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def connect(self, timeout_s: float = 10.0) -> None:
+        """Connect (MQTT 5 first when ``auto``), raising :class:`TransportError` on failure."""
+        versions = ["5", "3.1.1"] if self.protocol == "auto" else [self.protocol]
+        last = ""
+        for version in versions:
+            try:
+                self._connect(version, timeout_s)
+                self.version = version
+                return
+            except TransportError as exc:
+                last = str(exc)
+        raise TransportError(last)
+
+    def _connect(self, version: str, timeout_s: float) -> None:
+        v5 = version == "5"
+        client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.client_id,
+            protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
+            clean_session=None if v5 else False,
+            manual_ack=True,
+        )
+        client.max_inflight_messages_set(1000)
+        client.max_queued_messages_set(0)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.on_socket_open = _nodelay
+        self._connack = None
+        self.connected.clear()
+        properties = None
+        if v5:
+            properties = Properties(PacketTypes.CONNECT)
+            properties.SessionExpiryInterval = self.session_expiry_s
+        try:
+            if v5:
+                client.connect(self.host, self.port, self.keepalive_s, clean_start=False, properties=properties)
+            else:
+                client.connect(self.host, self.port, self.keepalive_s)
+        except OSError as exc:
+            raise TransportError(f"cannot connect to mqtt://{self.host}:{self.port}: {exc}") from exc
+        client.loop_start()
+        deadline = time.monotonic() + timeout_s
+        while self._connack is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if self._connack is None or not self._connack[0]:
+            client.loop_stop()
+            client.disconnect()
+            why = self._connack[1] if self._connack else f"no CONNACK within {timeout_s} s"
+            raise TransportError(f"MQTT {version} connect to mqtt://{self.host}:{self.port} failed: {why}")
+        self._client = client
+
+    def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        ok = not reason.is_failure
+        self._connack = (ok, str(reason))
+        if ok:
+            self.session_present = bool(flags.session_present)
+            self.lost.clear()
+            self.connected.set()
+
+    def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        self.connected.clear()
+        self.lost.set()
+        if self._connack is None:
+            self._connack = (False, str(reason))
+
+    def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
+        self.inbox.put(Delivery(message.topic, message.payload, message.mid, message.qos, bool(message.dup)))
+
+    def subscribe(self, filters: list[str], qos: int = 1, timeout_s: float = 10.0) -> None:
+        """Subscribe to ``filters`` and wait for the broker's SUBACK."""
+        client = self._require()
+        done = threading.Event()
+        client.on_subscribe = lambda *args: done.set()
+        rc, _ = client.subscribe([(f, qos) for f in filters])
+        if rc != paho.MQTT_ERR_SUCCESS or not done.wait(timeout_s):
+            raise TransportError(f"subscribe to {filters} failed (rc={rc})")
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1) -> paho.MQTTMessageInfo:
+        """Queue ``payload`` for ``topic``; raise when paho refuses it (never a silent drop)."""
+        info = self._require().publish(topic, payload, qos=qos)
+        if info.rc != paho.MQTT_ERR_SUCCESS:
+            raise TransportError(f"publish to {topic} refused: {paho.error_string(info.rc)}")
+        return info
+
+    def ack(self, mid: int, qos: int) -> None:
+        """Acknowledge an inbound message (after it is committed)."""
+        if qos > 0:
+            self._require().ack(mid, qos)
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.disconnect()
+            self._client.loop_stop()
+            self._client = None
+
+    def _require(self) -> paho.Client:
+        if self._client is None:
+            raise TransportError("not connected")
+        return self._client
+
+
+def _nodelay(client: paho.Client, userdata: Any, sock: Any) -> None:
+    """Disable Nagle: small QoS 1 messages must not wait for delayed ACKs."""
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (OSError, AttributeError):
+        pass

@@ -1,0 +1,210 @@
+"""The engine as a service: transport in, core, storage, transport out.
+
+Event clock (the harness): messages wait until the world's ``clock(t, published)`` says every
+message stamped ≤ t is out and all of them are here; then they are handled in a deterministic order
+(timestamp, kind, source, seq), committed, acknowledged, and the engine's outputs are published
+before ``ack(t)``. Wall clock (production): messages are handled as they come, committed in groups
+every few milliseconds, then acknowledged.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Literal
+
+from contracts import codec
+from contracts.codec import BatchView
+from contracts.engine_config import EngineConfig
+from contracts.errors import PayloadError, TopicError
+from contracts.messages import Clock, ClockAck, DeadLetter, Message
+from contracts.topics import Kind, Topics
+from support_engine.core.actions import Action, CreateWorkOrder, Notify, OrderConsumable, SendCommand
+from support_engine.core.engine import Engine
+from support_engine.core.ledger import Key, Ledger, key_of
+from support_engine.mqtt_transport import Delivery, MqttTransport
+from support_engine.storage import Storage
+
+__all__ = ["EngineService"]
+
+log = logging.getLogger("sot.engine")
+
+ClockMode = Literal["event", "wall"]
+_KIND_ORDER = {Kind.BATCH: 0, Kind.TELEMETRY: 1, Kind.EVENT: 2, Kind.CONTACT: 3, Kind.FIELD_STATUS: 4}
+_GROUP_COMMIT_S = 0.02
+
+
+@dataclass
+class _Pending:
+    order: tuple[float, int, str, int, int]
+    message: Message | BatchView
+    key: Key | None
+    delivery: Delivery
+
+
+@dataclass
+class _Step:
+    pending: list[_Pending] = field(default_factory=list)
+    acks: list[Delivery] = field(default_factory=list)
+    keys: set[Key] = field(default_factory=set)
+
+
+class EngineService:
+    """Runs one engine against one broker until :meth:`stop` is called."""
+
+    def __init__(
+        self,
+        config: EngineConfig,
+        transport: MqttTransport,
+        storage: Storage,
+        *,
+        topics: Topics | None = None,
+        clock: ClockMode = "event",
+    ) -> None:
+        self.core = Engine(config)
+        self.transport = transport
+        self.storage = storage
+        self.topics = topics or Topics()
+        self.clock = clock
+        self.ledger = Ledger(storage.ledger_keys())
+        saved = storage.counters()
+        self.counters: Counter[str] = Counter({k: v for k, v in saved.items() if k.startswith("msg_")})
+        self._step = _Step()
+        self._clock: Clock | None = None
+        self._stop = threading.Event()
+        self._arrival = 0
+
+    @property
+    def received(self) -> int:
+        """Unique messages received (ingested + rejected), as the world's clock counts them."""
+        return self.counters["msg_ingested"] + self.counters["msg_rejected"]
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> None:
+        """Connect, subscribe, and serve until stopped."""
+        self.transport.connect()
+        if self.transport.version == "5" and not self.transport.session_present and self.ledger:
+            self.counters["broker_session_lost"] += 1
+            log.error("broker has no session for us although we ingested before: queued messages may be lost")
+        self.transport.subscribe(self.topics.engine_subscriptions())
+        log.info("engine connected (MQTT %s, session_present=%s)", self.transport.version, self.transport.session_present)
+        last_commit = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                try:
+                    delivery = self.transport.inbox.get(timeout=0.05)
+                except queue.Empty:
+                    delivery = None
+                if delivery is not None:
+                    self._receive(delivery)
+                if self.clock == "event":
+                    self._maybe_step()
+                elif self._step.acks and (
+                    delivery is None or time.monotonic() - last_commit > _GROUP_COMMIT_S or len(self._step.acks) > 1000
+                ):
+                    self._flush(now=time.time())
+                    last_commit = time.monotonic()
+        finally:
+            self.storage.set_counters(self._all_counters())
+            self.storage.commit()
+
+    # -- intake ---------------------------------------------------------------------------------
+    def _receive(self, d: Delivery) -> None:
+        try:
+            kind, key = self.topics.parse(d.topic)
+        except TopicError as exc:
+            self._reject(d, "topic", str(exc))
+            return
+        if kind is Kind.CLOCK:
+            try:
+                clock = codec.decode(kind, d.payload)
+            except PayloadError as exc:
+                self._reject(d, exc.reason, exc.detail)
+                return
+            assert isinstance(clock, Clock)
+            self._clock = clock
+            self._step.acks.append(d)
+            return
+        try:
+            message: Message | BatchView = (
+                codec.decode_batch(d.payload, key=key) if kind is Kind.BATCH else codec.decode(kind, d.payload, key=key)
+            )
+        except PayloadError as exc:
+            self._reject(d, exc.reason, exc.detail)
+            return
+        dedup = key_of(message)
+        if dedup is not None and (dedup in self.ledger or dedup in self._step.keys):
+            self.counters["msg_duplicates"] += 1
+            self._step.acks.append(d)
+            return
+        if dedup is not None:
+            self._step.keys.add(dedup)
+        self.counters["msg_ingested"] += 1
+        self._arrival += 1
+        source = dedup[1] if dedup else ""
+        seq = dedup[3] if dedup else 0
+        ts = float(message.ts)
+        order = (ts, _KIND_ORDER.get(kind, 9), source, seq, self._arrival if self.clock == "wall" else 0)
+        self._step.pending.append(_Pending(order, message, dedup, d))
+        self._step.acks.append(d)
+
+    def _reject(self, d: Delivery, reason: str, detail: str) -> None:
+        self.counters["msg_rejected"] += 1
+        self.counters[f"msg_rejected_{reason}"] += 1
+        log.warning("rejected message on %s: %s (%s)", d.topic, reason, detail[:200])
+        self.storage.dead_letter(d.topic, reason, detail[:1000], d.payload[:65536])
+        letter = DeadLetter(topic=d.topic[:1000], reason=reason, detail=detail[:1000], payload_hex=d.payload[:200].hex())
+        self.transport.publish(self.topics.dead_letter, codec.encode(letter), qos=0)
+        self._step.acks.append(d)
+
+    # -- processing -----------------------------------------------------------------------------
+    def _maybe_step(self) -> None:
+        clock = self._clock
+        if clock is None or self.received < clock.published:
+            return
+        self._clock = None
+        self._flush(now=clock.t)
+        ack = ClockAck(t=clock.t, received=self.received, emitted=self.counters["msg_emitted"], stats=self._all_counters())
+        self.transport.publish(self.topics.clock_ack, codec.encode(ack))
+
+    def _flush(self, now: float) -> None:
+        """Handle pending messages in order, run timers, commit, acknowledge, publish the outputs."""
+        step, self._step = self._step, _Step()
+        step.pending.sort(key=lambda p: p.order)
+        actions: list[Action] = []
+        for p in step.pending:
+            actions += self.core.handle(p.message, p.order[0] if self.clock == "event" else now)
+        actions += self.core.advance(now)
+        self.storage.record_ingest((p.key, p.order[0]) for p in step.pending if p.key is not None)
+        for p in step.pending:
+            if p.key is not None:
+                self.ledger.add(p.key)
+        self.storage.apply(actions)
+        outbound = [a for a in actions if isinstance(a, (CreateWorkOrder, Notify, SendCommand, OrderConsumable))]
+        self.counters["msg_emitted"] += len(outbound)
+        self.storage.set_counters(self._all_counters())
+        self.storage.commit()
+        for d in step.acks:
+            self.transport.ack(d.mid, d.qos)
+        for a in outbound:
+            self.transport.publish(self._topic_of(a), codec.encode(a.message))
+
+    def _topic_of(self, action: CreateWorkOrder | Notify | SendCommand | OrderConsumable) -> str:
+        if isinstance(action, CreateWorkOrder):
+            return self.topics.work_order
+        if isinstance(action, Notify):
+            return self.topics.notify
+        if isinstance(action, SendCommand):
+            return self.topics.command(action.message.device_id)
+        return self.topics.order
+
+    def _all_counters(self) -> dict[str, int]:
+        merged = Counter(self.core.stats)
+        merged.update(self.counters)
+        return dict(sorted(merged.items()))

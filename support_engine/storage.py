@@ -1,0 +1,163 @@
+"""SQLite storage of the engine: the ingest ledger, cases, work orders, alerts, the outbox, counters.
+
+Writes are grouped: the shell calls :meth:`Storage.commit` once per batch of messages, and only
+then acknowledges them to the broker, so an acknowledged message is always a committed one.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import msgspec
+
+from support_engine.core.actions import (
+    Action,
+    CaseChanged,
+    ClearAlert,
+    CreateWorkOrder,
+    Notify,
+    OrderConsumable,
+    RaiseAlert,
+    SendCommand,
+    SlaBreached,
+    WorkOrderChanged,
+)
+from support_engine.core.ledger import Key
+from support_engine.errors import StorageError
+
+__all__ = ["Storage"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS ingest (
+    kind TEXT NOT NULL, source TEXT NOT NULL, boot_id INTEGER NOT NULL, seq INTEGER NOT NULL,
+    ts REAL NOT NULL, PRIMARY KEY (kind, source, boot_id, seq)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS cases (
+    case_id TEXT PRIMARY KEY, device_id TEXT NOT NULL, issue TEXT NOT NULL, state TEXT NOT NULL,
+    priority INTEGER NOT NULL, origin TEXT NOT NULL, opened_s REAL NOT NULL, updated_s REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS work_orders (
+    work_order_id TEXT PRIMARY KEY, case_id TEXT NOT NULL REFERENCES cases(case_id),
+    device_id TEXT NOT NULL, state TEXT NOT NULL, visit INTEGER NOT NULL, updated_s REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS alerts (
+    alert_id TEXT PRIMARY KEY, device_id TEXT NOT NULL, rule TEXT NOT NULL, case_id TEXT,
+    value REAL, raised_s REAL NOT NULL, cleared_s REAL);
+CREATE TABLE IF NOT EXISTS sla_breaches (
+    case_id TEXT NOT NULL, clock TEXT NOT NULL, ts REAL NOT NULL, PRIMARY KEY (case_id, clock));
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY, ts REAL NOT NULL, kind TEXT NOT NULL, device_id TEXT NOT NULL,
+    ref TEXT NOT NULL, payload TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id INTEGER PRIMARY KEY, topic TEXT NOT NULL, reason TEXT NOT NULL, detail TEXT NOT NULL,
+    payload BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+
+class Storage:
+    """One SQLite database (WAL) holding everything the engine must not forget."""
+
+    def __init__(self, path: str | Path) -> None:
+        target = str(path)
+        if target.startswith("sqlite:///"):
+            target = target.removeprefix("sqlite:///")
+        elif "://" in target:
+            raise StorageError(f"unsupported database URL {target!r}: use a file path or sqlite:///PATH")
+        try:
+            if target != ":memory:":
+                Path(target).parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(target, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open database {target!r}: {exc}") from exc
+        self.path = target
+        self._db.execute("BEGIN")
+
+    # -- reads ----------------------------------------------------------------------------------
+    def ledger_keys(self) -> Iterable[Key]:
+        """Every ingested message's de-duplication key."""
+        return self._db.execute("SELECT kind, source, boot_id, seq FROM ingest").fetchall()
+
+    def counters(self) -> dict[str, int]:
+        return dict(self._db.execute("SELECT name, value FROM counters").fetchall())
+
+    def count(self, table: str) -> int:
+        if table not in {"ingest", "cases", "work_orders", "alerts", "outbox", "dead_letters", "sla_breaches"}:
+            raise ValueError(f"no table {table!r}")
+        return int(self._db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])  # noqa: S608 - checked name
+
+    # -- writes (inside the open transaction) ---------------------------------------------------
+    def record_ingest(self, rows: Iterable[tuple[Key, float]]) -> None:
+        self._db.executemany(
+            "INSERT OR IGNORE INTO ingest VALUES (?, ?, ?, ?, ?)", [(*key, ts) for key, ts in rows]
+        )
+
+    def dead_letter(self, topic: str, reason: str, detail: str, payload: bytes) -> None:
+        self._db.execute(
+            "INSERT INTO dead_letters (topic, reason, detail, payload) VALUES (?, ?, ?, ?)", (topic, reason, detail, payload)
+        )
+
+    def apply(self, actions: Iterable[Action]) -> None:
+        """Write what ``actions`` changed."""
+        db = self._db
+        for a in actions:
+            if isinstance(a, CaseChanged):
+                db.execute(
+                    "INSERT INTO cases VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(case_id) DO UPDATE SET"
+                    " state=excluded.state, priority=excluded.priority, updated_s=excluded.updated_s",
+                    (a.case_id, a.device_id, a.issue, a.state, a.priority, a.origin, a.opened_s, a.ts),
+                )
+            elif isinstance(a, WorkOrderChanged):
+                db.execute(
+                    "INSERT INTO work_orders VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(work_order_id) DO UPDATE SET"
+                    " state=excluded.state, visit=excluded.visit, updated_s=excluded.updated_s",
+                    (a.work_order_id, a.case_id, a.device_id, a.state, a.visit, a.ts),
+                )
+            elif isinstance(a, RaiseAlert):
+                db.execute(
+                    "INSERT INTO alerts VALUES (?, ?, ?, ?, ?, ?, NULL)", (a.alert_id, a.device_id, a.rule, a.case_id, a.value, a.ts)
+                )
+            elif isinstance(a, ClearAlert):
+                db.execute("UPDATE alerts SET cleared_s = ? WHERE alert_id = ?", (a.ts, a.alert_id))
+            elif isinstance(a, SlaBreached):
+                db.execute("INSERT OR IGNORE INTO sla_breaches VALUES (?, ?, ?)", (a.case_id, a.clock, a.ts))
+            elif isinstance(a, (CreateWorkOrder, Notify, SendCommand, OrderConsumable)):
+                m = a.message
+                ref = getattr(m, "work_order_id", None) or getattr(m, "notification_id", None) or getattr(
+                    m, "command_id", None
+                ) or getattr(m, "order_id", "")
+                db.execute(
+                    "INSERT INTO outbox (ts, kind, device_id, ref, payload) VALUES (?, ?, ?, ?, ?)",
+                    (m.ts, type(a).__name__, m.device_id, ref, msgspec.json.encode(m).decode()),
+                )
+
+    def set_counters(self, counters: Mapping[str, int]) -> None:
+        self._db.executemany(
+            "INSERT INTO counters VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value=excluded.value",
+            sorted(counters.items()),
+        )
+
+    def commit(self) -> None:
+        """Make every write since the last commit durable, then open the next transaction."""
+        try:
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise StorageError(f"commit failed on {self.path!r}: {exc}") from exc
+        self._db.execute("BEGIN")
+
+    def close(self) -> None:
+        try:
+            self._db.execute("COMMIT")
+        except sqlite3.Error:
+            pass
+        self._db.close()
+
+    def dump_json(self, table: str) -> str:
+        """A table as JSON rows (for inspection and tests)."""
+        cur = self._db.execute(f"SELECT * FROM {table}")  # noqa: S608 - internal use
+        names = [d[0] for d in cur.description]
+        return json.dumps([dict(zip(names, row, strict=True)) for row in cur.fetchall()])

@@ -1,0 +1,305 @@
+"""Every hypothesis strategy of the test suite, and the settings profiles.
+
+Pick a profile with ``HYPOTHESIS_PROFILE=dev`` (20 examples) or leave the default ``ci`` (100).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import string
+from typing import Any
+
+import msgspec
+import numpy as np
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from contracts import (
+    Clock,
+    ClockAck,
+    Command,
+    ConsumableOrder,
+    Contact,
+    DeadLetter,
+    DeviceEvent,
+    GatewayBatch,
+    Kind,
+    Message,
+    Notification,
+    Telemetry,
+    WorkOrder,
+    WorkOrderStatus,
+    encode_batch,
+    message_type,
+)
+
+__all__ = [
+    "wire_values",
+    "topic_levels",
+    "raw_gateway_batches",
+    "prefixes",
+    "near_miss_payloads",
+    "FIELD_NAMES",
+    "BAD_IDS",
+    "batch_columns",
+    "clock_acks",
+    "clocks",
+    "commands",
+    "consumable_orders",
+    "contacts",
+    "dead_letters",
+    "device_events",
+    "encode_columns",
+    "finite_floats",
+    "gateway_batches",
+    "ids",
+    "messages",
+    "messages_by_kind",
+    "mutated",
+    "names",
+    "notifications",
+    "seconds",
+    "telemetry",
+    "work_order_statuses",
+    "work_orders",
+]
+
+settings.register_profile("ci", max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("dev", max_examples=20, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+ID_ALPHABET = string.ascii_letters + string.digits + "_.:-"
+BAD_IDS = ["", "a+b", "a#", "dev/1", "$SYS", "a b", "a\x00b", "x" * 65, "abc\n", "ümlaut"]
+"""Ids no topic level may hold: wildcards, separators, ``$``, blanks, NUL, too long, a trailing newline."""
+
+ids = st.text(ID_ALPHABET, min_size=1, max_size=64)
+"""Ids and names valid as one topic level and as ``Id``/``Name`` fields."""
+names = ids
+seconds = st.floats(min_value=0.0, max_value=1e12, allow_nan=False, allow_infinity=False)
+"""Event times and durations: finite and not negative."""
+finite_floats = st.floats(allow_nan=False, allow_infinity=False)
+counts = st.integers(min_value=0, max_value=2**63 - 1)
+uint32s = st.integers(min_value=0, max_value=2**32 - 1)
+texts = st.text(max_size=1000)
+channels = st.sampled_from(["app", "phone", "chat", "self_service"])
+optional_ids = st.none() | ids
+
+telemetry = st.builds(
+    Telemetry,
+    device_id=ids,
+    ts=seconds,
+    boot_id=counts,
+    seq=counts,
+    values=st.dictionaries(names, finite_floats, max_size=8),
+)
+device_events = st.builds(
+    DeviceEvent,
+    device_id=ids,
+    ts=seconds,
+    boot_id=counts,
+    seq=counts,
+    kind=st.sampled_from(["fault", "diagnosis", "firmware", "consumable_low", "command_result"]),
+    code=names,
+    detail=texts,
+    command_id=optional_ids,
+)
+commands = st.builds(
+    Command,
+    command_id=ids,
+    device_id=ids,
+    ts=seconds,
+    action=st.sampled_from(["reset", "diagnostic", "ota"]),
+    version=st.none() | names,
+    case_id=optional_ids,
+)
+contacts = st.builds(Contact, contact_id=ids, owner_id=ids, device_id=ids, channel=channels, ts=seconds, symptom=names)
+work_orders = st.builds(
+    WorkOrder,
+    work_order_id=ids,
+    case_id=ids,
+    device_id=ids,
+    ts=seconds,
+    issue=names,
+    skill=names,
+    parts=st.lists(names, max_size=5),
+    duration_s=seconds,
+    priority=st.integers(min_value=1, max_value=5),
+)
+work_order_statuses = st.builds(
+    WorkOrderStatus,
+    work_order_id=ids,
+    device_id=ids,
+    ts=seconds,
+    seq=counts,
+    status=st.sampled_from(["accepted", "arrived", "fixed", "part_missing", "no_fault_found", "closed"]),
+    technician_id=ids,
+    visit=st.integers(min_value=1, max_value=100),
+    note=texts,
+)
+notifications = st.builds(
+    Notification,
+    notification_id=ids,
+    device_id=ids,
+    ts=seconds,
+    kind=st.sampled_from(["case_opened", "visit_scheduled", "resolved", "outreach", "outage"]),
+    case_id=optional_ids,
+    text=texts,
+)
+consumable_orders = st.builds(
+    ConsumableOrder,
+    order_id=ids,
+    device_id=ids,
+    ts=seconds,
+    consumable=names,
+    quantity=st.floats(min_value=1e-6, max_value=1e9, allow_nan=False, allow_infinity=False),
+)
+clocks = st.builds(Clock, t=seconds, published=counts, final=st.booleans())
+clock_acks = st.builds(
+    ClockAck,
+    t=seconds,
+    received=counts,
+    emitted=counts,
+    stats=st.dictionaries(names, st.integers(min_value=-(2**63), max_value=2**63 - 1), max_size=8),
+)
+dead_letters = st.builds(
+    DeadLetter,
+    topic=texts,
+    reason=names,
+    detail=texts,
+    payload_hex=st.binary(max_size=256).map(bytes.hex),
+)
+
+
+@st.composite
+def batch_columns(draw: st.DrawFn, *, min_readings: int = 0, max_readings: int = 40) -> dict[str, Any]:
+    """Keyword arguments for :func:`contracts.encode_batch`: a roster and numpy columns of one length."""
+    devices = draw(st.lists(ids, min_size=1, max_size=10, unique=True))
+    n = draw(st.integers(min_value=min_readings, max_value=max_readings))
+    sensors = draw(st.lists(names, max_size=4, unique=True))
+    column = hnp.arrays(np.float64, n, elements=finite_floats)
+    return {
+        "gateway_id": draw(ids),
+        "ts": draw(seconds),
+        "boot_id": draw(counts),
+        "seq": draw(counts),
+        "devices": devices,
+        "index": draw(hnp.arrays(np.uint32, n, elements=st.integers(0, len(devices) - 1))),
+        "reading_ts": draw(hnp.arrays(np.float64, n, elements=seconds)),
+        "reading_seq": draw(hnp.arrays(np.uint32, n, elements=uint32s)),
+        "values": {name: draw(column) for name in sensors},
+    }
+
+
+gateway_batches = batch_columns().map(
+    lambda cols: GatewayBatch(
+        gateway_id=cols["gateway_id"],
+        ts=cols["ts"],
+        boot_id=cols["boot_id"],
+        seq=cols["seq"],
+        devices=cols["devices"],
+        index=cols["index"].astype("<u4").tobytes(),
+        reading_ts=cols["reading_ts"].astype("<f8").tobytes(),
+        reading_seq=cols["reading_seq"].astype("<u4").tobytes(),
+        values={k: v.astype("<f8").tobytes() for k, v in cols["values"].items()},
+    )
+)
+"""Gateway batches as Structs (what :func:`batch_columns` encodes to)."""
+
+messages_by_kind: dict[Kind, st.SearchStrategy[Any]] = {
+    Kind.TELEMETRY: telemetry,
+    Kind.BATCH: gateway_batches,
+    Kind.EVENT: device_events,
+    Kind.COMMAND: commands,
+    Kind.CONTACT: contacts,
+    Kind.FIELD_STATUS: work_order_statuses,
+    Kind.WORK_ORDER: work_orders,
+    Kind.NOTIFY: notifications,
+    Kind.ORDER: consumable_orders,
+    Kind.CLOCK: clocks,
+    Kind.CLOCK_ACK: clock_acks,
+    Kind.DEAD_LETTER: dead_letters,
+}
+
+messages: st.SearchStrategy[tuple[Kind, Message]] = st.sampled_from(list(Kind)).flatmap(
+    lambda kind: st.tuples(st.just(kind), messages_by_kind[kind])
+)
+"""A kind and a valid message of that kind."""
+
+
+@st.composite
+def mutated(draw: st.DrawFn, payload: bytes) -> bytes:
+    """``payload`` damaged the way wires and fuzzers damage bytes: cut, flipped, spliced or extended."""
+    how = draw(st.sampled_from(["truncate", "flip", "insert", "append", "delete"]))
+    if how == "truncate" or not payload:
+        return payload[: draw(st.integers(0, max(len(payload) - 1, 0)))]
+    at = draw(st.integers(0, len(payload) - 1))
+    if how == "flip":
+        mask = draw(st.integers(1, 255))
+        return payload[:at] + bytes([payload[at] ^ mask]) + payload[at + 1 :]
+    if how == "insert":
+        return payload[:at] + draw(st.binary(min_size=1, max_size=8)) + payload[at:]
+    if how == "delete":
+        return payload[:at] + payload[at + draw(st.integers(1, 8)) :]
+    return payload + draw(st.binary(min_size=1, max_size=16))
+
+
+def encode_columns(cols: dict[str, Any]) -> bytes:
+    """Encode the output of :func:`batch_columns`."""
+    return encode_batch(**cols)
+
+
+raw_gateway_batches = st.builds(
+    GatewayBatch,
+    gateway_id=ids,
+    ts=seconds,
+    boot_id=counts,
+    seq=counts,
+    devices=st.lists(ids, max_size=4),
+    index=st.binary(max_size=24),
+    reading_ts=st.binary(max_size=48),
+    reading_seq=st.binary(max_size=24),
+    values=st.dictionaries(names, st.binary(max_size=48), max_size=3),
+)
+"""Well-typed batches whose byte columns have any length and content (ragged, NaN, out-of-roster)."""
+
+FIELD_NAMES = sorted({f.encode_name for t in messages_by_kind for f in msgspec.structs.fields(message_type(t))})
+_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats()
+    | st.text(max_size=20)
+    | ids
+    | st.binary(max_size=16)
+)
+wire_values = st.recursive(
+    _scalars,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(FIELD_NAMES) | names, inner, max_size=6)
+    ),
+    max_leaves=20,
+)
+"""Nested values built from the messages' own field names: garbage that gets past the first token."""
+
+
+@st.composite
+def near_miss_payloads(draw: st.DrawFn, kind: Kind) -> bytes:
+    """A valid message of ``kind`` with one field replaced, removed or added, re-encoded as on the wire."""
+    obj = msgspec.to_builtins(draw(messages_by_kind[kind]), builtin_types=(bytes,))
+    field = draw(st.sampled_from(FIELD_NAMES))
+    if draw(st.booleans()):
+        obj.pop(field, None)
+    else:
+        obj[field] = draw(wire_values)
+    if kind is Kind.BATCH:
+        return msgspec.msgpack.encode(obj)
+    return json.dumps(obj, default=bytes.hex).encode()
+
+
+_LEVELS = "dev gw contact field engine clock ack telemetry event cmd batch status workorder notify order deadletter"
+topic_levels = st.sampled_from([*_LEVELS.split(), "app", "d-1", "", "+", "#", "$SYS", "a b", "x\n", "x" * 65])
+"""Topic levels, real and hostile, to assemble topics that may or may not have a known shape."""
+prefixes = st.lists(ids, min_size=1, max_size=3).map("/".join)
+"""Topic prefixes a test run might use (``sot/v1``, ``run-42/sot``)."""
