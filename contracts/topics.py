@@ -7,7 +7,7 @@ one broker without hearing each other.
 from __future__ import annotations
 
 import re
-from enum import Enum
+from enum import StrEnum
 from typing import NamedTuple
 
 from contracts.errors import TopicError
@@ -24,7 +24,7 @@ DEFAULT_PREFIX = "sot/v1"
 _ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
 
-class Kind(str, Enum):
+class Kind(StrEnum):
     """What a topic carries; the value is the last topic level."""
 
     TELEMETRY = "telemetry"

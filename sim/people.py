@@ -16,6 +16,7 @@ import simpy
 
 from contracts.messages import Contact, WorkOrder, WorkOrderStatus
 from sim.records import Incident, Job
+from sim.scenario import Severity
 from sim.streams import Stream
 
 if TYPE_CHECKING:
@@ -47,7 +48,8 @@ class Owners:
     def _notice_and_contact(self, incident: Incident, device: int) -> Process:
         w = self.world
         owners = w.fleet_of(device).spec.owners
-        delay = float(owners.notice_delay_h[incident.severity].ppf(self._notice.one(device, incident.number))) * HOUR_S
+        severity: Severity = "down" if incident.severity == "down" else "degraded"
+        delay = float(owners.notice_delay_h[severity].ppf(self._notice.one(device, incident.number))) * HOUR_S
         yield w.env.timeout(max(0.0, incident.onset_s + delay - w.env.now))
         if not math.isnan(incident.restored_s):
             return

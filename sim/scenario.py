@@ -32,7 +32,7 @@ __all__ = [
 
 SCENARIO_SCHEMA_VERSION = 1
 
-Name = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+Name = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:-]{1,64}(?!\n)$")]
 Positive = Annotated[float, msgspec.Meta(gt=0.0)]
 NonNegative = Annotated[float, msgspec.Meta(ge=0.0)]
 Probability = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
@@ -101,6 +101,9 @@ class Owners(_Spec, frozen=True, kw_only=True):
     churn_per_effort_step: Probability = 0.02
 
     def __post_init__(self) -> None:
+        missing = {"down", "degraded"} - set(self.notice_delay_h)
+        if missing:
+            raise ValueError(f"`notice_delay_h` needs an entry for {', '.join(sorted(missing))}")
         if sum(self.channels.values()) <= 0:
             raise ValueError("`channels` weights must add up to more than 0")
 

@@ -7,6 +7,7 @@ down are delivered when it returns; MQTT 3.1.1 brokers get ``clean_session=False
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import socket
 import threading
@@ -91,7 +92,7 @@ class MqttTransport:
         self.connected.clear()
         properties = None
         if v5:
-            properties = Properties(PacketTypes.CONNECT)
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             properties.SessionExpiryInterval = self.session_expiry_s
         try:
             if v5:
@@ -126,7 +127,7 @@ class MqttTransport:
             self._connack = (False, str(reason))
 
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
-        self.inbox.put(Delivery(message.topic, message.payload, message.mid, message.qos, bool(message.dup)))
+        self.inbox.put(Delivery(message.topic, bytes(message.payload), message.mid, message.qos, bool(message.dup)))
 
     def subscribe(self, filters: list[str], qos: int = 1, timeout_s: float = 10.0) -> None:
         """Subscribe to ``filters`` and wait for the broker's SUBACK."""
@@ -163,7 +164,5 @@ class MqttTransport:
 
 def _nodelay(client: paho.Client, userdata: Any, sock: Any) -> None:
     """Disable Nagle: small QoS 1 messages must not wait for delayed ACKs."""
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    except (OSError, AttributeError):
-        pass

@@ -149,7 +149,7 @@ class EngineService:
         self._arrival += 1
         source = dedup[1] if dedup else ""
         seq = dedup[3] if dedup else 0
-        ts = float(message.ts)
+        ts = float(message.ts)  # type: ignore[union-attr]  # every ingested kind carries ts
         order = (ts, _KIND_ORDER.get(kind, 9), source, seq, self._arrival if self.clock == "wall" else 0)
         self._step.pending.append(_Pending(order, message, dedup, d))
         self._step.acks.append(d)

@@ -6,6 +6,7 @@ then acknowledges them to the broker, so an acknowledged message is always a com
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 from collections.abc import Iterable, Mapping
@@ -88,7 +89,7 @@ class Storage:
     def count(self, table: str) -> int:
         if table not in {"ingest", "cases", "work_orders", "alerts", "outbox", "dead_letters", "sla_breaches"}:
             raise ValueError(f"no table {table!r}")
-        return int(self._db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])  # noqa: S608 - checked name
+        return int(self._db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
 
     # -- writes (inside the open transaction) ---------------------------------------------------
     def record_ingest(self, rows: Iterable[tuple[Key, float]]) -> None:
@@ -150,14 +151,12 @@ class Storage:
         self._db.execute("BEGIN")
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(sqlite3.Error):
             self._db.execute("COMMIT")
-        except sqlite3.Error:
-            pass
         self._db.close()
 
     def dump_json(self, table: str) -> str:
         """A table as JSON rows (for inspection and tests)."""
-        cur = self._db.execute(f"SELECT * FROM {table}")  # noqa: S608 - internal use
+        cur = self._db.execute(f"SELECT * FROM {table}")
         names = [d[0] for d in cur.description]
         return json.dumps([dict(zip(names, row, strict=True)) for row in cur.fetchall()])

@@ -36,13 +36,9 @@ from contracts import (
 )
 
 __all__ = [
-    "wire_values",
-    "topic_levels",
-    "raw_gateway_batches",
-    "prefixes",
-    "near_miss_payloads",
-    "FIELD_NAMES",
     "BAD_IDS",
+    "FIELD_NAMES",
+    "ID_ALPHABET",
     "batch_columns",
     "clock_acks",
     "clocks",
@@ -59,9 +55,14 @@ __all__ = [
     "messages_by_kind",
     "mutated",
     "names",
+    "near_miss_payloads",
     "notifications",
+    "prefixes",
+    "raw_gateway_batches",
     "seconds",
     "telemetry",
+    "topic_levels",
+    "wire_values",
     "work_order_statuses",
     "work_orders",
 ]

@@ -6,6 +6,7 @@ new every run; it is the engine whose session must persist.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import socket
 import threading
@@ -68,7 +69,7 @@ class WorldTransport:
         self._connack = (not reason.is_failure, str(reason))
 
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
-        self.inbox.put((message.topic, message.payload))
+        self.inbox.put((message.topic, bytes(message.payload)))
 
     def _on_publish(self, client: paho.Client, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
         with self._lock:
@@ -98,7 +99,5 @@ class WorldTransport:
 
 
 def _nodelay(client: paho.Client, userdata: Any, sock: Any) -> None:
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    except (OSError, AttributeError):
-        pass

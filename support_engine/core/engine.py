@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 
@@ -228,7 +229,7 @@ class Engine:
         return [Notify(note)]
 
     # -- field ----------------------------------------------------------------------------------
-    _WO_STATE = {
+    _WO_STATE: ClassVar[dict[str, str]] = {
         "accepted": "accepted",
         "arrived": "on_site",
         "fixed": "done",

@@ -114,10 +114,10 @@ class Twins:
         raised: list[tuple[int, int, float, float]] = []
         cleared: list[tuple[int, int, float]] = []
         for r, rule in enumerate(self.rules):
-            column = values.get(rule.sensor)
-            if column is None:
+            rule_column = values.get(rule.sensor)
+            if rule_column is None:
                 continue
-            v = column[fresh]
+            v = rule_column[fresh]
             breach = v > rule.above if rule.above is not None else v < rule.below  # type: ignore[operator]
             since = self.breach_since[r, slots]
             since = np.where(breach, np.where(np.isnan(since), t, since), np.nan)

@@ -1,0 +1,254 @@
+"""``sot``: run scenarios through a broker and the engine, validate them, run the parts alone."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from contracts.engine_config import POLICIES
+from contracts.topics import DEFAULT_PREFIX, Topics
+from sim.errors import BrokerError, HarnessError, ScenarioError
+from sim.records import Records
+from sim.scenario import Scenario
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="sot — the Support-of-Things twin: simulate connected-product fleets, the people around them and "
+    "a real support engine over MQTT, and measure the service they get.",
+)
+console = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
+
+EXIT_INVALID = 2
+
+
+def _load(path: Path) -> Scenario:
+    from sim.scenario_file import load
+
+    try:
+        return load(path)
+    except ScenarioError as exc:
+        console.print(f"[bold red]{exc.source}[/]: {len(exc.problems)} problem(s)")
+        for problem in exc.problems:
+            console.print(f"  [red]{problem.path or '<document>'}[/]: {problem.message}")
+        console.print("Fix the file and run [bold]sot validate[/] again; [bold]sot schema[/] gives a JSON Schema for your editor.")
+        raise typer.Exit(EXIT_INVALID) from exc
+
+
+@app.command()
+def validate(scenario: Annotated[Path, typer.Argument(help="Scenario YAML file.")]) -> None:
+    """Check a scenario file; list every problem with its path (exit 2), or summarise it (exit 0)."""
+    s = _load(scenario)
+    modes = sum(len(f.failure_modes) for f in s.fleets)
+    out.print(
+        f"[green]ok[/] {scenario}: scenario {s.name!r}, {s.device_count:,} devices in {len(s.fleets)} fleet(s), "
+        f"{modes} failure mode(s), {s.duration_days:g} days, seed {s.seed}"
+    )
+
+
+@app.command()
+def schema(
+    output: Annotated[Path | None, typer.Option("--out", help="Write to this file instead of standard output.")] = None,
+) -> None:
+    """Print the JSON Schema of scenario files (point your editor's YAML plugin at it)."""
+    from sim.scenario_file import json_schema
+
+    text = json.dumps(json_schema(), indent=2)
+    if output is None:
+        sys.stdout.write(text + "\n")
+    else:
+        output.write_text(text + "\n", encoding="utf-8")
+        console.print(f"wrote {output}")
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+@app.command()
+def run(
+    scenario: Annotated[Path, typer.Argument(help="Scenario YAML file.")],
+    seed: Annotated[int | None, typer.Option(help="Random seed (default: the scenario's).")] = None,
+    policy: Annotated[str | None, typer.Option(help=f"Engine policy: {', '.join(POLICIES)} (default: the scenario's).")] = None,
+    broker: Annotated[str | None, typer.Option(help="Use this broker (mqtt://host:port) instead of starting one.")] = None,
+    broker_kind: Annotated[str, typer.Option(help="Broker to start when --broker is not given: auto, mosquitto or amqtt.")] = "auto",
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory for result.json, events.csv, ground_truth.csv.")] = Path("runs/latest"),
+    days: Annotated[float | None, typer.Option(help="Override the scenario's duration_days.")] = None,
+    prefix: Annotated[str, typer.Option(help="Topic prefix (lets runs share a broker).")] = DEFAULT_PREFIX,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no table; still writes the files.")] = False,
+) -> None:
+    """Run a scenario through an MQTT broker and the support engine; print KPIs and write the results."""
+    from sim.harness.broker import BrokerUrl
+    from sim.harness.runner import run_scenario
+    from sim.scenario_file import with_overrides
+
+    s = _load(scenario)
+    if days is not None:
+        try:
+            s = with_overrides(s, duration_days=days)
+        except ScenarioError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--days") from exc
+    if policy is not None and policy not in POLICIES:
+        raise typer.BadParameter(f"{policy!r} is not one of {', '.join(POLICIES)}", param_hint="--policy")
+    if broker_kind not in ("auto", "mosquitto", "amqtt"):
+        raise typer.BadParameter("must be auto, mosquitto or amqtt", param_hint="--broker-kind")
+    try:
+        url = BrokerUrl.parse(broker) if broker else None
+    except BrokerError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--broker") from exc
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    bar = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("day {task.completed:.1f} of {task.total:.0f}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=quiet,
+    )
+    task = bar.add_task(f"{s.name} · {policy or s.engine.policy} · seed {seed if seed is not None else s.seed}", total=s.duration_days)
+
+    def on_broker(version: str) -> None:
+        if not quiet:
+            started = "using" if url else "started"
+            console.print(f"broker: {started} [bold]{version}[/]" + ("" if url else " (stopped again at the end)"))
+
+    try:
+        with bar:
+            outcome = run_scenario(
+                s,
+                seed=seed,
+                policy=policy,  # type: ignore[arg-type]
+                broker_url=url,
+                broker_kind=broker_kind,
+                workdir=out_dir,
+                topics=Topics(prefix),
+                progress=lambda t, end: bar.update(task, completed=t / 86400.0),
+                on_broker=on_broker,
+            )
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]: broker and engine stopped; no result written.")
+        raise typer.Exit(130) from None
+    except (BrokerError, HarnessError) as exc:
+        console.print(f"[bold red]sot run failed[/]: {exc}")
+        raise typer.Exit(1) from exc
+    _write_outputs(out_dir, outcome.result, outcome.records)
+    if not quiet:
+        _print_kpis(outcome.result)
+        console.print(f"wrote {out_dir}/result.json, events.csv, ground_truth.csv (engine database: {out_dir}/engine.sqlite)")
+
+
+def _write_outputs(out_dir: Path, result: dict[str, Any], records: Records) -> None:
+    (out_dir / "result.json").write_text(json.dumps(result, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    with open(out_dir / "events.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["t_s", "actor", "kind", "device_id", "ref", "detail"])
+        for row in sorted(records.events, key=lambda r: r[0]):
+            writer.writerow([f"{row[0]:.3f}", *row[1:]])
+    with open(out_dir / "ground_truth.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["device_id", "fleet", "mode", "severity", "onset_s", "prevented", "restored_s"])
+        for fl in sorted(records.failures, key=lambda x: (x.onset_s, x.device_id)):
+            restored = "" if math.isnan(fl.restored_s) else f"{fl.restored_s:.3f}"
+            writer.writerow([fl.device_id, fl.fleet, fl.mode, fl.severity, f"{fl.onset_s:.3f}", int(fl.prevented), restored])
+
+
+_LABELS = {
+    "devices": ("devices", "{:,}"),
+    "failures": ("failures (true)", "{:,}"),
+    "prevented_failures": ("failures prevented", "{:,}"),
+    "downtime_hours_per_device_year": ("downtime h / device-year", "{:.2f}"),
+    "mttr_hours": ("MTTR (restore) h", "{:.1f}"),
+    "first_time_fix_rate": ("first-time fix", "{:.1%}"),
+    "resolved_within_day_rate": ("restored within a day", "{:.1%}"),
+    "detected_before_owner_rate": ("detected before the owner", "{:.1%}"),
+    "contacts_per_1000_devices": ("owner contacts / 1000 devices", "{:.1f}"),
+    "owner_effort_steps_mean": ("owner effort, steps", "{:.2f}"),
+    "truck_rolls_per_1000_devices": ("truck rolls / 1000 devices", "{:.1f}"),
+    "remote_resolution_rate": ("resolved remotely", "{:.1%}"),
+    "sla_breaches": ("SLA breaches", "{:,}"),
+    "churned_owners": ("owners churned", "{:,}"),
+}
+
+
+def _print_kpis(result: dict[str, Any]) -> None:
+    kpis = result["kpis"]
+    table = Table(title=f"{result['scenario']} · policy {result['policy']} · seed {result['seed']} · {result['sim_days']:g} days")
+    table.add_column("KPI")
+    table.add_column("value", justify="right")
+    for key, (label, fmt) in _LABELS.items():
+        table.add_row(label, fmt.format(kpis[key]))
+    cost = kpis["cost"]
+    table.add_row("cost total", f"{cost['total']:,.0f}")
+    table.add_row("  downtime / field / contact / parts", f"{cost['downtime']:,.0f} / {cost['field']:,.0f} / {cost['contact_centre']:,.0f} / {cost['parts']:,.0f}")
+    m = result["messages"]
+    table.add_row("messages published / ingested / lost", f"{m['published']:,} / {m['ingested']:,} / {m['lost']:,}")
+    out.print(table)
+    out.print(f"broker: {result['manifest']['broker']} · {result['timing']['wall_s']:.1f} s wall · {result['timing']['readings_per_s']:,} readings/s")
+
+
+@app.command()
+def engine(
+    broker: Annotated[str, typer.Option(help="Broker URL, mqtt://host:port.")] = "mqtt://127.0.0.1:1883",
+    db: Annotated[Path, typer.Option(help="SQLite database file.")] = Path("sot-engine.sqlite"),
+    clock: Annotated[str, typer.Option(help="'wall' (production) or 'event' (follow a world's clock barrier).")] = "wall",
+    config: Annotated[Path | None, typer.Option(help="Engine configuration file (YAML/JSON): policy, rules, issues, SLA.")] = None,
+    policy: Annotated[str | None, typer.Option(help="Override the configured policy.")] = None,
+    prefix: Annotated[str, typer.Option(help="Topic prefix.")] = DEFAULT_PREFIX,
+    client_id: Annotated[str, typer.Option(help="Fixed MQTT client id (names the persistent session).")] = "sot-engine-0",
+    protocol: Annotated[str, typer.Option(help="MQTT protocol: auto, 5 or 3.1.1.")] = "auto",
+    log_level: Annotated[str, typer.Option(help="Log level.")] = "INFO",
+) -> None:
+    """Run the support engine alone against a broker, until Ctrl-C."""
+    args = ["--broker", broker, "--db", str(db), "--clock", clock, "--prefix", prefix, "--client-id", client_id]
+    args += ["--protocol", protocol, "--log-level", log_level]
+    if config is not None:
+        args += ["--config", str(config)]
+    if policy is not None:
+        args += ["--policy", policy]
+    os.execv(sys.executable, [sys.executable, "-m", "support_engine", *args])
+
+
+@app.command("broker")
+def broker_cmd(
+    port: Annotated[int, typer.Option(help="TCP port on 127.0.0.1.")] = 1883,
+    kind: Annotated[str, typer.Option(help="auto (Mosquitto if installed), mosquitto or amqtt.")] = "auto",
+) -> None:
+    """Start a broker with the project's configuration and keep it running until Ctrl-C."""
+    from sim.harness.broker import start_broker
+
+    try:
+        b = start_broker(kind, port=port)  # type: ignore[arg-type]
+    except BrokerError as exc:
+        console.print(f"[bold red]sot broker failed[/]: {exc}")
+        raise typer.Exit(1) from exc
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    console.print(f"[green]{b.version}[/] listening on [bold]{b.url}[/] (log: {b.log_path}); Ctrl-C stops it.")
+    try:
+        while b.alive():
+            time.sleep(0.5)
+        console.print("[red]the broker exited[/]; see its log above")
+        raise typer.Exit(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        b.stop()
+
+
+if __name__ == "__main__":
+    app()
