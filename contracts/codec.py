@@ -94,8 +94,8 @@ def decode(kind: Kind, payload: bytes, *, key: str | None = None) -> Message:
     """Decode ``payload`` of a topic of ``kind``; ``key`` is the id in the topic, checked if given.
 
     Raises :class:`PayloadError` with a ``reason`` of ``too_large``, ``encoding``, ``json``,
-    ``json_depth``, ``msgpack``, ``schema``, ``batch_shape``, ``non_finite`` or
-    ``device_mismatch``; never anything else.
+    ``json_depth``, ``msgpack``, ``schema``, ``batch_shape``, ``non_finite``,
+    ``device_mismatch`` or ``topic_mismatch``; never anything else.
     """
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise PayloadError("too_large", f"{len(payload)} bytes > {MAX_PAYLOAD_BYTES}")
@@ -116,7 +116,8 @@ def decode(kind: Kind, payload: bytes, *, key: str | None = None) -> Message:
         raise PayloadError("schema" if cls is GatewayBatch else _json_reason(payload, "schema"), str(exc)) from exc
     field = _TOPIC_KEY_FIELD.get(kind)
     if key is not None and field is not None and getattr(message, field) != key:
-        raise PayloadError("device_mismatch", f"{field}={getattr(message, field)!r} but topic says {key!r}")
+        reason = "device_mismatch" if field == "device_id" else "topic_mismatch"
+        raise PayloadError(reason, f"{field}={getattr(message, field)!r} but topic says {key!r}")
     if isinstance(message, Telemetry) and not all(np.isfinite(v) for v in message.values.values()):
         raise PayloadError("non_finite", "a sensor value is NaN or infinite")
     if isinstance(message, GatewayBatch) and not np.isfinite(message.ts):  # msgpack, unlike JSON, carries inf
