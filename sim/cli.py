@@ -45,7 +45,9 @@ def _load(path: Path) -> Scenario:
         console.print(f"[bold red]{exc.source}[/]: {len(exc.problems)} problem(s)")
         for problem in exc.problems:
             console.print(f"  [red]{problem.path or '<document>'}[/]: {problem.message}")
-        console.print("Fix the file and run [bold]sot validate[/] again; [bold]sot schema[/] gives a JSON Schema for your editor.")
+        console.print(
+            "Fix the file and run [bold]sot validate[/] again; [bold]sot schema[/] gives a JSON Schema for your editor."
+        )
         raise typer.Exit(EXIT_INVALID) from exc
 
 
@@ -83,13 +85,23 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
 def run(
     scenario: Annotated[Path, typer.Argument(help="Scenario YAML file.")],
     seed: Annotated[int | None, typer.Option(help="Random seed (default: the scenario's).")] = None,
-    policy: Annotated[str | None, typer.Option(help=f"Engine policy: {', '.join(POLICIES)} (default: the scenario's).")] = None,
-    broker: Annotated[str | None, typer.Option(help="Use this broker (mqtt://host:port) instead of starting one.")] = None,
-    broker_kind: Annotated[str, typer.Option(help="Broker to start when --broker is not given: auto, mosquitto or amqtt.")] = "auto",
-    out_dir: Annotated[Path, typer.Option("--out", help="Directory for result.json, events.csv, ground_truth.csv.")] = Path("runs/latest"),
+    policy: Annotated[
+        str | None, typer.Option(help=f"Engine policy: {', '.join(POLICIES)} (default: the scenario's).")
+    ] = None,
+    broker: Annotated[
+        str | None, typer.Option(help="Use this broker (mqtt://host:port) instead of starting one.")
+    ] = None,
+    broker_kind: Annotated[
+        str, typer.Option(help="Broker to start when --broker is not given: auto, mosquitto or amqtt.")
+    ] = "auto",
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="Directory for result.json, events.csv, ground_truth.csv.")
+    ] = Path("runs/latest"),
     days: Annotated[float | None, typer.Option(help="Override the scenario's duration_days.")] = None,
     prefix: Annotated[str, typer.Option(help="Topic prefix (lets runs share a broker).")] = DEFAULT_PREFIX,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no table; still writes the files.")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress bar and no table; still writes the files.")
+    ] = False,
 ) -> None:
     """Run a scenario through an MQTT broker and the support engine; print KPIs and write the results."""
     from sim.harness.broker import BrokerUrl
@@ -121,7 +133,9 @@ def run(
         console=console,
         disable=quiet,
     )
-    task = bar.add_task(f"{s.name} · {policy or s.engine.policy} · seed {seed if seed is not None else s.seed}", total=s.duration_days)
+    task = bar.add_task(
+        f"{s.name} · {policy or s.engine.policy} · seed {seed if seed is not None else s.seed}", total=s.duration_days
+    )
 
     def on_broker(version: str) -> None:
         if not quiet:
@@ -150,7 +164,9 @@ def run(
     _write_outputs(out_dir, outcome.result, outcome.records)
     if not quiet:
         _print_kpis(outcome.result)
-        console.print(f"wrote {out_dir}/result.json, events.csv, ground_truth.csv (engine database: {out_dir}/engine.sqlite)")
+        console.print(
+            f"wrote {out_dir}/result.json, events.csv, ground_truth.csv (engine database: {out_dir}/engine.sqlite)"
+        )
 
 
 def _write_outputs(out_dir: Path, result: dict[str, Any], records: Records) -> None:
@@ -165,7 +181,9 @@ def _write_outputs(out_dir: Path, result: dict[str, Any], records: Records) -> N
         writer.writerow(["device_id", "fleet", "mode", "severity", "onset_s", "prevented", "restored_s"])
         for fl in sorted(records.failures, key=lambda x: (x.onset_s, x.device_id)):
             restored = "" if math.isnan(fl.restored_s) else f"{fl.restored_s:.3f}"
-            writer.writerow([fl.device_id, fl.fleet, fl.mode, fl.severity, f"{fl.onset_s:.3f}", int(fl.prevented), restored])
+            writer.writerow(
+                [fl.device_id, fl.fleet, fl.mode, fl.severity, f"{fl.onset_s:.3f}", int(fl.prevented), restored]
+            )
 
 
 _LABELS = {
@@ -188,29 +206,42 @@ _LABELS = {
 
 def _print_kpis(result: dict[str, Any]) -> None:
     kpis = result["kpis"]
-    table = Table(title=f"{result['scenario']} · policy {result['policy']} · seed {result['seed']} · {result['sim_days']:g} days")
+    table = Table(
+        title=f"{result['scenario']} · policy {result['policy']} · seed {result['seed']} · {result['sim_days']:g} days"
+    )
     table.add_column("KPI")
     table.add_column("value", justify="right")
     for key, (label, fmt) in _LABELS.items():
         table.add_row(label, fmt.format(kpis[key]))
     cost = kpis["cost"]
     table.add_row("cost total", f"{cost['total']:,.0f}")
-    table.add_row("  downtime / field / contact / parts", f"{cost['downtime']:,.0f} / {cost['field']:,.0f} / {cost['contact_centre']:,.0f} / {cost['parts']:,.0f}")
+    table.add_row(
+        "  downtime / field / contact / parts",
+        f"{cost['downtime']:,.0f} / {cost['field']:,.0f} / {cost['contact_centre']:,.0f} / {cost['parts']:,.0f}",
+    )
     m = result["messages"]
     table.add_row("messages published / ingested / lost", f"{m['published']:,} / {m['ingested']:,} / {m['lost']:,}")
     out.print(table)
-    out.print(f"broker: {result['manifest']['broker']} · {result['timing']['wall_s']:.1f} s wall · {result['timing']['readings_per_s']:,} readings/s")
+    out.print(
+        f"broker: {result['manifest']['broker']} · {result['timing']['wall_s']:.1f} s wall · {result['timing']['readings_per_s']:,} readings/s"
+    )
 
 
 @app.command()
 def engine(
     broker: Annotated[str, typer.Option(help="Broker URL, mqtt://host:port.")] = "mqtt://127.0.0.1:1883",
     db: Annotated[Path, typer.Option(help="SQLite database file.")] = Path("sot-engine.sqlite"),
-    clock: Annotated[str, typer.Option(help="'wall' (production) or 'event' (follow a world's clock barrier).")] = "wall",
-    config: Annotated[Path | None, typer.Option(help="Engine configuration file (YAML/JSON): policy, rules, issues, SLA.")] = None,
+    clock: Annotated[
+        str, typer.Option(help="'wall' (production) or 'event' (follow a world's clock barrier).")
+    ] = "wall",
+    config: Annotated[
+        Path | None, typer.Option(help="Engine configuration file (YAML/JSON): policy, rules, issues, SLA.")
+    ] = None,
     policy: Annotated[str | None, typer.Option(help="Override the configured policy.")] = None,
     prefix: Annotated[str, typer.Option(help="Topic prefix.")] = DEFAULT_PREFIX,
-    client_id: Annotated[str, typer.Option(help="Fixed MQTT client id (names the persistent session).")] = "sot-engine-0",
+    client_id: Annotated[
+        str, typer.Option(help="Fixed MQTT client id (names the persistent session).")
+    ] = "sot-engine-0",
     protocol: Annotated[str, typer.Option(help="MQTT protocol: auto, 5 or 3.1.1.")] = "auto",
     log_level: Annotated[str, typer.Option(help="Log level.")] = "INFO",
 ) -> None:

@@ -88,7 +88,9 @@ class Lognormal(_Dist, frozen=True, kw_only=True, tag="lognormal"):
         return math.log(self.mean_) - self.sigma**2 / 2
 
     def ppf(self, u: npt.ArrayLike) -> Floats:
-        return np.asarray(np.exp(self.mu + self.sigma * special.ndtri(np.asarray(u, dtype=np.float64))), dtype=np.float64)
+        return np.asarray(
+            np.exp(self.mu + self.sigma * special.ndtri(np.asarray(u, dtype=np.float64))), dtype=np.float64
+        )
 
     def cdf(self, x: npt.ArrayLike) -> Floats:
         xs = np.asarray(x, dtype=np.float64)

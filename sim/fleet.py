@@ -89,9 +89,7 @@ class FleetState:
         """Repair ``mode`` on one device: clear the failure, draw its next life and schedule it."""
         self.failed[mode, device] = False
         self._renew(mode, np.array([device]), now)
-        heapq.heappush(
-            self.heap, (float(self.next_fail[mode, device]), mode, device, int(self.life_k[mode, device]))
-        )
+        heapq.heappush(self.heap, (float(self.next_fail[mode, device]), mode, device, int(self.life_k[mode, device])))
 
     def next_failure_time(self) -> float:
         """Time of the earliest scheduled failure (stale heap entries are dropped here)."""
@@ -115,7 +113,9 @@ class FleetState:
     def in_precursor(self, mode: int, device: int, now: float) -> bool:
         """Whether ``mode`` on ``device`` is drifting towards failure (inside its lead window)."""
         lead = self.lead_s[mode]
-        return bool(math.isfinite(lead) and not self.failed[mode, device] and now >= self.next_fail[mode, device] - lead)
+        return bool(
+            math.isfinite(lead) and not self.failed[mode, device] and now >= self.next_fail[mode, device] - lead
+        )
 
     def is_down(self, device: int) -> bool:
         return bool((self.failed[:, device] & self.down_mode).any())
@@ -126,7 +126,9 @@ class FleetState:
     # -- telemetry ------------------------------------------------------------------------------
     def readings(self, now: float) -> Floats:
         """Every sensor of every device at ``now``: an array of shape (sensors, devices)."""
-        values = self.baseline[:, None] + self.noise_sd[:, None] * self._noise.standard_normal((len(self.baseline), self.n))
+        values = self.baseline[:, None] + self.noise_sd[:, None] * self._noise.standard_normal(
+            (len(self.baseline), self.n)
+        )
         if not self.modes:
             return values
         if self._has_precursor:

@@ -36,7 +36,9 @@ def compute_kpis(scenario: Scenario, records: Records, engine_stats: Mapping[str
 
     def hours(severity: str) -> float:
         spans = [
-            (end_s if math.isnan(i.restored_s) else i.restored_s) - i.onset_s for i in incidents if i.severity == severity
+            (end_s if math.isnan(i.restored_s) else i.restored_s) - i.onset_s
+            for i in incidents
+            if i.severity == severity
         ]
         return sum(spans) / 3600.0
 
@@ -50,7 +52,9 @@ def compute_kpis(scenario: Scenario, records: Records, engine_stats: Mapping[str
     labour_h = sum(j.labour_h for j in jobs)
     contacts = sum(i.contacts for i in incidents)
     detected_first = [
-        i for i in incidents if not math.isnan(i.informed_s) and (math.isnan(i.noticed_s) or i.informed_s <= i.noticed_s)
+        i
+        for i in incidents
+        if not math.isnan(i.informed_s) and (math.isnan(i.noticed_s) or i.informed_s <= i.noticed_s)
     ]
     lead_h = [(i.informed_s - i.onset_s) / 3600.0 for i in incidents if not math.isnan(i.informed_s)]
     costs = scenario.costs
@@ -67,7 +71,9 @@ def compute_kpis(scenario: Scenario, records: Records, engine_stats: Mapping[str
         "downtime_hours_per_device_year": _r(down_h / device_years if device_years else 0.0),
         "degraded_hours_per_device_year": _r(degraded_h / device_years if device_years else 0.0),
         "mttr_hours": _r(_mean([(i.restored_s - i.onset_s) / 3600.0 for i in restored])),
-        "first_time_fix_rate": _r(_mean([1.0 if j.visits == 1 and not j.second_visit_causes else 0.0 for j in fault_jobs])),
+        "first_time_fix_rate": _r(
+            _mean([1.0 if j.visits == 1 and not j.second_visit_causes else 0.0 for j in fault_jobs])
+        ),
         "resolved_within_day_rate": _r(len(within_day) / len(due) if due else 0.0),
         "truck_rolls_per_1000_devices": _r(1000.0 * visits / devices),
         "remote_resolution_rate": _r(_mean([1.0 if i.visits == 0 else 0.0 for i in restored])),

@@ -175,7 +175,11 @@ class FieldService:
                     seq += 1
                     self._status(order, job, "arrived", tech, seq)
                     now = w.env.now
-                    found = [m for m in range(len(fleet.modes)) if fleet.failed[m, local] or fleet.in_precursor(m, local, now)]
+                    found = [
+                        m
+                        for m in range(len(fleet.modes))
+                        if fleet.failed[m, local] or fleet.in_precursor(m, local, now)
+                    ]
                     fixable = [m for m in found if fleet.modes[m].repair.part in (None, *parts)]
                     missing = sorted({p for m in found if (p := fleet.modes[m].repair.part) and p not in parts})
                     hours = [float(fleet.modes[m].repair.duration_h.ppf(self._repair.one(device, n))) for m in fixable]

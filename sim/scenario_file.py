@@ -36,9 +36,7 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: b
         if not isinstance(key, typing.Hashable):
             raise yaml.constructor.ConstructorError(None, None, "a mapping key must be a scalar", key_node.start_mark)
         if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
         seen.add(key)
     return loader.construct_mapping(node, deep=deep)
 
@@ -196,10 +194,15 @@ def _cross_checks(scenario: Scenario) -> list[Problem]:
                 )
             for k, effect in enumerate(mode.effects):
                 if effect.sensor not in sensors:
-                    problems.append(Problem(f"{mat}.effects[{k}].sensor", f"unknown sensor {effect.sensor!r} (fleet has: {known})"))
+                    problems.append(
+                        Problem(f"{mat}.effects[{k}].sensor", f"unknown sensor {effect.sensor!r} (fleet has: {known})")
+                    )
             if mode.symptom not in scenario.engine.symptoms and scenario.engine.default_issue is None:
                 problems.append(
-                    Problem(f"{mat}.symptom", f"symptom {mode.symptom!r} is not in engine.symptoms and there is no engine.default_issue")
+                    Problem(
+                        f"{mat}.symptom",
+                        f"symptom {mode.symptom!r} is not in engine.symptoms and there is no engine.default_issue",
+                    )
                 )
         if fleet.telemetry_interval_s > scenario.sync_interval_s:
             problems.append(Problem(f"{at}.telemetry_interval_s", "must be <= sync_interval_s"))

@@ -149,7 +149,9 @@ class World:
         incident = self._open.get(device)
         if incident is None:
             self._incident_count[device] += 1
-            incident = Incident(failure.device_id, fleet.spec.name, int(self._incident_count[device]), onset, spec.severity)
+            incident = Incident(
+                failure.device_id, fleet.spec.name, int(self._incident_count[device]), onset, spec.severity
+            )
             if self.informed_case[device] is not None:
                 incident.informed_s = onset
             self._open[device] = incident

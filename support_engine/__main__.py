@@ -52,15 +52,21 @@ def main(
     broker: Annotated[str, typer.Option(help="Broker URL, mqtt://host:port.")] = "mqtt://127.0.0.1:1883",
     db: Annotated[Path, typer.Option(help="SQLite database file (created if missing).")] = Path("sot-engine.sqlite"),
     clock: Annotated[str, typer.Option(help="'event' (follow the world's clock barrier) or 'wall'.")] = "wall",
-    config: Annotated[Path | None, typer.Option(help="Engine configuration (YAML/JSON): policy, rules, issues, SLA.")] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="Engine configuration (YAML/JSON): policy, rules, issues, SLA.")
+    ] = None,
     policy: Annotated[str | None, typer.Option(help="Override the configured policy: reactive or proactive.")] = None,
     prefix: Annotated[str, typer.Option(help="Topic prefix.")] = DEFAULT_PREFIX,
-    client_id: Annotated[str, typer.Option(help="Fixed MQTT client id (the persistent session's name).")] = "sot-engine-0",
+    client_id: Annotated[
+        str, typer.Option(help="Fixed MQTT client id (the persistent session's name).")
+    ] = "sot-engine-0",
     protocol: Annotated[str, typer.Option(help="MQTT protocol: auto, 5 or 3.1.1.")] = "auto",
     log_level: Annotated[str, typer.Option(help="Log level.")] = "INFO",
 ) -> None:
     """Serve until SIGTERM/SIGINT: ingest, detect, open cases, dispatch, notify."""
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr
+    )
     if clock not in ("event", "wall"):
         raise typer.BadParameter("--clock must be 'event' or 'wall'")
     if protocol not in ("auto", "5", "3.1.1"):

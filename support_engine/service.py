@@ -93,7 +93,9 @@ class EngineService:
             self.counters["broker_session_lost"] += 1
             log.error("broker has no session for us although we ingested before: queued messages may be lost")
         self.transport.subscribe(self.topics.engine_subscriptions())
-        log.info("engine connected (MQTT %s, session_present=%s)", self.transport.version, self.transport.session_present)
+        log.info(
+            "engine connected (MQTT %s, session_present=%s)", self.transport.version, self.transport.session_present
+        )
         last_commit = time.monotonic()
         try:
             while not self._stop.is_set():
@@ -159,7 +161,9 @@ class EngineService:
         self.counters[f"msg_rejected_{reason}"] += 1
         log.warning("rejected message on %s: %s (%s)", d.topic, reason, detail[:200])
         self.storage.dead_letter(d.topic, reason, detail[:1000], d.payload[:65536])
-        letter = DeadLetter(topic=d.topic[:1000], reason=reason, detail=detail[:1000], payload_hex=d.payload[:200].hex())
+        letter = DeadLetter(
+            topic=d.topic[:1000], reason=reason, detail=detail[:1000], payload_hex=d.payload[:200].hex()
+        )
         self.transport.publish(self.topics.dead_letter, codec.encode(letter), qos=0)
         self._step.acks.append(d)
 
@@ -170,7 +174,9 @@ class EngineService:
             return
         self._clock = None
         self._flush(now=clock.t)
-        ack = ClockAck(t=clock.t, received=self.received, emitted=self.counters["msg_emitted"], stats=self._all_counters())
+        ack = ClockAck(
+            t=clock.t, received=self.received, emitted=self.counters["msg_emitted"], stats=self._all_counters()
+        )
         self.transport.publish(self.topics.clock_ack, codec.encode(ack))
 
     def _flush(self, now: float) -> None:

@@ -93,13 +93,12 @@ class Storage:
 
     # -- writes (inside the open transaction) ---------------------------------------------------
     def record_ingest(self, rows: Iterable[tuple[Key, float]]) -> None:
-        self._db.executemany(
-            "INSERT OR IGNORE INTO ingest VALUES (?, ?, ?, ?, ?)", [(*key, ts) for key, ts in rows]
-        )
+        self._db.executemany("INSERT OR IGNORE INTO ingest VALUES (?, ?, ?, ?, ?)", [(*key, ts) for key, ts in rows])
 
     def dead_letter(self, topic: str, reason: str, detail: str, payload: bytes) -> None:
         self._db.execute(
-            "INSERT INTO dead_letters (topic, reason, detail, payload) VALUES (?, ?, ?, ?)", (topic, reason, detail, payload)
+            "INSERT INTO dead_letters (topic, reason, detail, payload) VALUES (?, ?, ?, ?)",
+            (topic, reason, detail, payload),
         )
 
     def apply(self, actions: Iterable[Action]) -> None:
@@ -120,7 +119,8 @@ class Storage:
                 )
             elif isinstance(a, RaiseAlert):
                 db.execute(
-                    "INSERT INTO alerts VALUES (?, ?, ?, ?, ?, ?, NULL)", (a.alert_id, a.device_id, a.rule, a.case_id, a.value, a.ts)
+                    "INSERT INTO alerts VALUES (?, ?, ?, ?, ?, ?, NULL)",
+                    (a.alert_id, a.device_id, a.rule, a.case_id, a.value, a.ts),
                 )
             elif isinstance(a, ClearAlert):
                 db.execute("UPDATE alerts SET cleared_s = ? WHERE alert_id = ?", (a.ts, a.alert_id))
@@ -128,9 +128,12 @@ class Storage:
                 db.execute("INSERT OR IGNORE INTO sla_breaches VALUES (?, ?, ?)", (a.case_id, a.clock, a.ts))
             elif isinstance(a, (CreateWorkOrder, Notify, SendCommand, OrderConsumable)):
                 m = a.message
-                ref = getattr(m, "work_order_id", None) or getattr(m, "notification_id", None) or getattr(
-                    m, "command_id", None
-                ) or getattr(m, "order_id", "")
+                ref = (
+                    getattr(m, "work_order_id", None)
+                    or getattr(m, "notification_id", None)
+                    or getattr(m, "command_id", None)
+                    or getattr(m, "order_id", "")
+                )
                 db.execute(
                     "INSERT INTO outbox (ts, kind, device_id, ref, payload) VALUES (?, ?, ?, ?, ?)",
                     (m.ts, type(a).__name__, m.device_id, ref, msgspec.json.encode(m).decode()),

@@ -132,7 +132,9 @@ def _id_of(message: Message) -> str:
 
 
 @contextlib.contextmanager
-def _broker_for(url: BrokerUrl | None, kind: str, workdir: Path) -> Iterator[tuple[BrokerUrl, str, int, RunningBroker | None]]:
+def _broker_for(
+    url: BrokerUrl | None, kind: str, workdir: Path
+) -> Iterator[tuple[BrokerUrl, str, int, RunningBroker | None]]:
     if url is not None:
         probe(url)
         yield url, f"external {url}", 5, None

@@ -136,15 +136,20 @@ class Engine:
         fired = self.twins.ingest(slot, np.array([message.ts]), np.array([message.seq]), values)
         return self._alerts(fired.raised, fired.cleared)
 
-    def _alerts(self, raised: list[tuple[int, int, float, float]], cleared: list[tuple[int, int, float]]) -> list[Action]:
+    def _alerts(
+        self, raised: list[tuple[int, int, float, float]], cleared: list[tuple[int, int, float]]
+    ) -> list[Action]:
         actions: list[Action] = []
-        for slot, r, t in cleared:
-            device, rule = self.twins.ids[slot], self.twins.rules[r]
-            alert_id = self.alert_of.pop((device, rule.name), None)
-            if alert_id is not None:
-                actions.append(ClearAlert(alert_id, device, rule.name, t))
-        for slot, r, t, value in sorted(raised, key=lambda x: (x[2], self.twins.ids[x[0]], x[1])):
-            device, rule = self.twins.ids[slot], self.twins.rules[r]
+        # In time order: a batch spanning several timestamps may raise an alert and clear it again.
+        changes = [(t, 0, self.twins.ids[slot], r, 0.0) for slot, r, t in cleared]
+        changes += [(t, 1, self.twins.ids[slot], r, value) for slot, r, t, value in raised]
+        for t, up, device, r, value in sorted(changes):
+            rule = self.twins.rules[r]
+            if not up:
+                alert_id = self.alert_of.pop((device, rule.name), None)
+                if alert_id is not None:
+                    actions.append(ClearAlert(alert_id, device, rule.name, t))
+                continue
             if (device, rule.name) in self.alert_of:
                 continue  # one active alert per device and rule
             self.stats["alerts"] += 1
@@ -203,7 +208,9 @@ class Engine:
             text=f"{why} A technician is on the way.",
         )
         return [
-            CaseChanged(case.case_id, case.device_id, case.issue, case.state, case.priority, case.opened_s, t, case.origin),
+            CaseChanged(
+                case.case_id, case.device_id, case.issue, case.state, case.priority, case.opened_s, t, case.origin
+            ),
             CreateWorkOrder(order),
             WorkOrderChanged(wo_id, case.case_id, case.device_id, "created", t, 1),
             Notify(note),
@@ -250,7 +257,9 @@ class Engine:
         wo.visit = status.visit
         if status.status == "part_missing":
             self.stats["second_visits"] += 1
-        actions: list[Action] = [WorkOrderChanged(wo.work_order_id, wo.case_id, wo.device_id, wo.state, status.ts, wo.visit)]
+        actions: list[Action] = [
+            WorkOrderChanged(wo.work_order_id, wo.case_id, wo.device_id, wo.state, status.ts, wo.visit)
+        ]
         if wo.state == "closed":
             actions += self._maybe_resolve(self.cases[wo.case_id], status.ts)
         return actions
@@ -284,6 +293,8 @@ class Engine:
             text="Your device has been repaired. Thank you for your patience.",
         )
         return [
-            CaseChanged(case.case_id, case.device_id, case.issue, case.state, case.priority, case.opened_s, t, case.origin),
+            CaseChanged(
+                case.case_id, case.device_id, case.issue, case.state, case.priority, case.opened_s, t, case.origin
+            ),
             Notify(note),
         ]

@@ -96,13 +96,18 @@ class Twins:
         order = np.argsort(ts, kind="stable")
         bounds = np.flatnonzero(np.diff(ts[order])) + 1
         for group in np.split(order, bounds):
-            fired = self._ingest_one_time(slots[group], float(ts[group[0]]), seq[group], {k: v[group] for k, v in values.items()})
+            fired = self._ingest_one_time(
+                slots[group], float(ts[group[0]]), seq[group], {k: v[group] for k, v in values.items()}
+            )
             raised += fired.raised
             cleared += fired.cleared
         return Fired(raised, cleared)
 
     def _ingest_one_time(self, slots: Ints, t: float, seq: npt.NDArray[np.integer], values: dict[str, Floats]) -> Fired:
         fresh = self.last_seen[slots] <= t
+        if len(slots) > 1 and not (slots[1:] > slots[:-1]).all():  # a device's last reading wins for its rules too
+            _, last = np.unique(slots[::-1], return_index=True)
+            fresh &= np.isin(np.arange(len(slots)), len(slots) - 1 - last)
         slots = slots[fresh]
         self.last_seen[slots] = t
         self.last_seq[slots] = seq[fresh]

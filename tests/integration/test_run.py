@@ -26,7 +26,9 @@ SOT = [sys.executable, "-m", "sim.cli"]
 
 
 def sot(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*SOT, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [*SOT, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT, stdin=subprocess.DEVNULL
+    )
 
 
 def processes_mentioning(text: str) -> list[str]:
