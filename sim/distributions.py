@@ -53,6 +53,11 @@ class Exponential(_Dist, frozen=True, kw_only=True, tag="exponential"):
     def cdf(self, x: npt.ArrayLike) -> Floats:
         return -np.expm1(-np.maximum(np.asarray(x, dtype=np.float64), 0.0) / self.mean_)
 
+    def residual_ppf(self, u: npt.ArrayLike, age: npt.ArrayLike) -> Floats:
+        """Memoryless: a survivor's remaining life is a fresh life (the generic form gives 0 when age >> mean)."""
+        u_, _ = np.broadcast_arrays(np.asarray(u, dtype=np.float64), np.asarray(age, dtype=np.float64))
+        return self.ppf(u_)
+
     @property
     def mean(self) -> float:
         return self.mean_

@@ -144,7 +144,7 @@ class FieldService:
                 seq=seq,
                 status=status,  # type: ignore[arg-type]
                 technician_id=tech,
-                visit=max(job.visits, 1),
+                visit=job.visits + 1 if status == "accepted" else max(job.visits, 1),
                 note=note,
             ),
         )

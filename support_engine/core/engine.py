@@ -253,6 +253,11 @@ class Engine:
         wanted = self._WO_STATE[status.status]
         if wanted == wo.state:
             return []
+        if wanted not in WORK_ORDER.table[wo.state]:
+            # A field report that does not fit the order's state (late, reordered or wrong) is
+            # remote input, not our misuse: count it and keep the order as it is.
+            self.stats["field_status_out_of_order"] += 1
+            return []
         wo.state = WORK_ORDER.check(wo.state, wanted, wo.work_order_id)
         wo.visit = status.visit
         if status.status == "part_missing":
