@@ -18,7 +18,6 @@ import ipaddress
 import os
 import pwd
 import re
-import secrets
 import shutil
 import signal
 import socket
@@ -30,13 +29,10 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from types import TracebackType
-from typing import IO, TYPE_CHECKING, Literal
+from typing import IO, Literal
 from urllib.parse import urlsplit
 
 from sim.errors import BrokerError
-
-if TYPE_CHECKING:
-    import paho.mqtt.client as mqtt
 
 __all__ = [
     "DEFAULT_PORT",
@@ -105,56 +101,10 @@ def probe(url: BrokerUrl, timeout_s: float = 3.0) -> None:
 
 
 def _handshake(host: str, port: int, timeout_s: float) -> str | None:
-    """Do one MQTT 3.1.1 clean-session CONNECT; return None on CONNACK success, else the reason."""
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
+    """Do one MQTT CONNECT through the world's adapter; None on success, else the reason."""
+    from sim.harness.mqtt_transport import handshake
 
-    deadline = time.monotonic() + timeout_s
-    outcome: list[str | None] = []
-
-    def on_connect(client: mqtt.Client, userdata: object, flags: object, reason_code: object, props: object) -> None:
-        failed = getattr(reason_code, "is_failure", False)
-        outcome.append(f"the broker refused the connection ({reason_code})" if failed else None)
-
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2,
-        client_id=f"sot-probe-{secrets.token_hex(6)}",
-        clean_session=True,
-        protocol=mqtt.MQTTv311,
-    )
-    client.on_connect = on_connect
-    client.connect_timeout = max(timeout_s, 0.001)
-    try:
-        client.connect(host, port, keepalive=max(5, int(timeout_s) + 1))
-    except ConnectionRefusedError:
-        return "connection refused"
-    except TimeoutError:
-        return f"no TCP connection within {timeout_s:g} s"
-    except OSError as exc:
-        return str(exc) or type(exc).__name__
-    try:
-        while not outcome:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return f"no CONNACK within {timeout_s:g} s"
-            rc = client.loop(timeout=min(remaining, _POLL_S))
-            if rc != mqtt.MQTT_ERR_SUCCESS and not outcome:
-                return f"the connection closed before CONNACK ({mqtt.error_string(rc)})"
-        return outcome[0]
-    finally:
-        _close_quietly(client)
-
-
-def _close_quietly(client: mqtt.Client) -> None:
-    """Send DISCONNECT if connected and close the probe's socket, without raising."""
-    with contextlib.suppress(Exception):
-        if client.is_connected():
-            client.disconnect()
-            client.loop(timeout=0.01)
-    sock = client.socket()
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.close()
+    return handshake(host, port, timeout_s)
 
 
 def mosquitto_available() -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import queue
+import secrets
 import socket
 import threading
 import time
@@ -19,7 +20,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from sim.errors import BrokerError
 
-__all__ = ["WorldTransport"]
+__all__ = ["WorldTransport", "handshake"]
 
 MAX_UNACKED = 2000
 
@@ -101,3 +102,53 @@ class WorldTransport:
 def _nodelay(client: paho.Client, userdata: Any, sock: Any) -> None:
     with contextlib.suppress(OSError, AttributeError):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def handshake(host: str, port: int, timeout_s: float) -> str | None:
+    """Do one MQTT 3.1.1 clean-session CONNECT; return None on CONNACK success, else the reason."""
+    deadline = time.monotonic() + timeout_s
+    outcome: list[str | None] = []
+
+    def on_connect(client: paho.Client, userdata: object, flags: object, reason_code: object, props: object) -> None:
+        failed = getattr(reason_code, "is_failure", False)
+        outcome.append(f"the broker refused the connection ({reason_code})" if failed else None)
+
+    client = paho.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=f"sot-probe-{secrets.token_hex(6)}",
+        clean_session=True,
+        protocol=paho.MQTTv311,
+    )
+    client.on_connect = on_connect
+    client.connect_timeout = max(timeout_s, 0.001)
+    try:
+        client.connect(host, port, keepalive=max(5, int(timeout_s) + 1))
+    except ConnectionRefusedError:
+        return "connection refused"
+    except TimeoutError:
+        return f"no TCP connection within {timeout_s:g} s"
+    except OSError as exc:
+        return str(exc) or type(exc).__name__
+    try:
+        while not outcome:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return f"no CONNACK within {timeout_s:g} s"
+            rc = client.loop(timeout=min(remaining, 0.05))
+            if rc != paho.MQTT_ERR_SUCCESS and not outcome:
+                return f"the connection closed before CONNACK ({paho.error_string(rc)})"
+        return outcome[0]
+    finally:
+        _close_quietly(client)
+
+
+def _close_quietly(client: paho.Client) -> None:
+    """Send DISCONNECT if connected and close the probe's socket, without raising."""
+    with contextlib.suppress(Exception):
+        if client.is_connected():
+            client.disconnect()
+            client.loop(timeout=0.01)
+    sock = client.socket()
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.close()
