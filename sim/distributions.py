@@ -14,9 +14,19 @@ from typing import Annotated
 import msgspec
 import numpy as np
 import numpy.typing as npt
-from scipy import special
+from scipy import special, stats
 
-__all__ = ["Distribution", "Exponential", "Fixed", "Gamma", "Lognormal", "Uniform", "Weibull", "sample"]
+__all__ = [
+    "Distribution",
+    "Exponential",
+    "Fixed",
+    "Gamma",
+    "Lognormal",
+    "Uniform",
+    "Weibull",
+    "Wiener",
+    "sample",
+]
 
 Positive = Annotated[float, msgspec.Meta(gt=0.0)]
 NonNegative = Annotated[float, msgspec.Meta(ge=0.0)]
@@ -158,7 +168,35 @@ class Fixed(_Dist, frozen=True, kw_only=True, tag="fixed"):
         return self.value
 
 
-Distribution = Exponential | Weibull | Lognormal | Gamma | Uniform | Fixed
+class Wiener(_Dist, frozen=True, kw_only=True, tag="wiener"):
+    """Life as the first passage of a Wiener degradation process to a threshold (inverse Gaussian).
+
+    Damage grows by ``drift`` per unit of time with diffusion ``volatility`` (per square root of the
+    unit) and the unit fails when it reaches ``threshold``: mean life ``threshold / drift``.
+    """
+
+    drift: Positive
+    volatility: Positive
+    threshold: Positive
+
+    @property
+    def _lam(self) -> float:
+        return (self.threshold / self.volatility) ** 2
+
+    def ppf(self, u: npt.ArrayLike) -> Floats:
+        lam = self._lam
+        return np.asarray(stats.invgauss.ppf(np.asarray(u, dtype=np.float64), self.mean / lam, scale=lam))
+
+    def cdf(self, x: npt.ArrayLike) -> Floats:
+        lam = self._lam
+        return np.asarray(stats.invgauss.cdf(np.asarray(x, dtype=np.float64), self.mean / lam, scale=lam))
+
+    @property
+    def mean(self) -> float:
+        return self.threshold / self.drift
+
+
+Distribution = Exponential | Weibull | Lognormal | Gamma | Uniform | Fixed | Wiener
 
 
 def sample(dist: Distribution, rng: np.random.Generator, n: int) -> Floats:

@@ -12,21 +12,30 @@ import msgspec
 
 from contracts.engine_config import EngineConfig
 from contracts.messages import Channel
-from sim.distributions import Distribution, Exponential, Fixed, Lognormal
+from sim.distributions import Distribution, Exponential, Fixed, Lognormal, Uniform
 
 __all__ = [
     "SCENARIO_SCHEMA_VERSION",
+    "AgentGroup",
+    "Cohort",
+    "Connectivity",
+    "Consumable",
     "ContactCentre",
     "Costs",
+    "Crew",
+    "Depot",
     "Effect",
     "FailureMode",
     "Fleet",
+    "Outage",
     "Owners",
     "Precursor",
+    "RemoteFix",
     "Repair",
     "Scenario",
     "Sensor",
     "Severity",
+    "Shift",
     "Technicians",
 ]
 
@@ -53,11 +62,17 @@ class Sensor(_Spec, frozen=True, kw_only=True):
 
 
 class Precursor(_Spec, frozen=True, kw_only=True):
-    """A drift in ``sensor`` that starts ``lead_time_days`` before the failure and reaches ``delta``."""
+    """A drift in ``sensor`` that starts ``lead_time_days`` before the failure and reaches ``delta``.
+
+    ``path: linear`` rises steadily; ``path: wiener`` wanders like a Wiener process pinned to reach
+    ``delta`` at the failure (a Brownian bridge), its spread set by ``volatility`` (a fraction of ``delta``).
+    """
 
     sensor: Name
     lead_time_days: Positive
     delta: float
+    path: Literal["linear", "wiener"] = "linear"
+    volatility: NonNegative = 0.3
 
 
 class Effect(_Spec, frozen=True, kw_only=True):
@@ -70,13 +85,25 @@ class Effect(_Spec, frozen=True, kw_only=True):
 class Repair(_Spec, frozen=True, kw_only=True):
     """What a technician needs to fix the mode: skill, part (if any) and hands-on time."""
 
-    skill: Name
+    skill: Name = "general"
     part: Name | None = None
     duration_h: Distribution = Fixed(value=1.0)
 
 
+class RemoteFix(_Spec, frozen=True, kw_only=True):
+    """A command that fixes the mode without a visit: a reset, or an over-the-air update."""
+
+    action: Literal["reset", "ota"]
+    success: Probability = 1.0
+
+
 class FailureMode(_Spec, frozen=True, kw_only=True):
-    """One way a device fails. Lives are drawn per (device, mode): competing risks."""
+    """One way a device fails. Lives are drawn per (device, mode): competing risks.
+
+    ``firmware`` limits the mode to devices running those versions (an OTA to another version
+    removes it; an update to a listed version brings it). ``usage_driven`` lives shorten with the
+    device's usage intensity. ``self_restore_h`` ends the failure on its own (power comes back).
+    """
 
     name: Name
     life_days: Distribution
@@ -84,11 +111,67 @@ class FailureMode(_Spec, frozen=True, kw_only=True):
     symptom: Name
     precursor: Precursor | None = None
     effects: list[Effect] = []
-    repair: Repair
+    repair: Repair = Repair()
+    remote_fix: RemoteFix | None = None
+    firmware: list[Name] = []
+    usage_driven: bool = False
+    self_restore_h: Distribution | None = None
+    fault_code: Name | None = None  # reported by the device itself as a `fault` event when it fails
+
+
+class Consumable(_Spec, frozen=True, kw_only=True):
+    """Something a device uses up (ink, toner, stock, helium): drained by usage, refilled by deliveries.
+
+    Its level is reported as sensor ``sensor``; the device reports ``consumable_low`` when the level
+    falls below ``low_fraction`` of ``capacity``, and fails with ``symptom`` when it is empty.
+    """
+
+    name: Name
+    sensor: Name
+    unit: str = ""
+    capacity: Positive = 100.0
+    drain_per_day: Distribution
+    start_fraction: Distribution = Uniform(low=0.2, high=1.0)
+    low_fraction: Probability = 0.15
+    noise_sd: NonNegative = 0.0
+    severity: Severity = "down"
+    symptom: Name
+    delivery_h: Distribution = Lognormal(mean_=48.0, sd=24.0)
+
+
+class Cohort(_Spec, frozen=True, kw_only=True):
+    """One value of a cohort dimension (a manufacturing batch, a climate): its share and its effects.
+
+    ``life_factor`` multiplies the lives of the named modes (0.5: they fail twice as early);
+    ``usage_factor`` multiplies the usage intensity of its devices.
+    """
+
+    share: NonNegative
+    life_factor: dict[Name, Positive] = {}
+    usage_factor: Positive = 1.0
+
+
+class Connectivity(_Spec, frozen=True, kw_only=True):
+    """How the fleet's link to the cloud misbehaves. Everything is off unless set.
+
+    Devices go offline every ``offline_every_days`` for ``offline_h`` and, with ``buffer``, send what
+    they measured meanwhile when they return (at most ``buffer_max_readings`` each). A share of
+    readings arrives ``late_s`` late; device clocks are off by up to ``clock_skew_s``; a share of
+    gateway batches is sent twice.
+    """
+
+    offline_every_days: Distribution | None = None
+    offline_h: Distribution = Lognormal(mean_=2.0, sd=2.0)
+    buffer: bool = True
+    buffer_max_readings: Annotated[int, msgspec.Meta(ge=0)] = 1000
+    late_share: Probability = 0.0
+    late_s: Distribution = Exponential(mean_=600.0)
+    clock_skew_s: NonNegative = 0.0
+    duplicate_share: Probability = 0.0
 
 
 class Owners(_Spec, frozen=True, kw_only=True):
-    """How owners notice failures and reach support."""
+    """How owners notice failures and reach support, how long they wait, and when they leave."""
 
     notice_delay_h: dict[Severity, Distribution] = msgspec.field(
         default_factory=lambda: {"down": Lognormal(mean_=6.0, sd=4.0), "degraded": Lognormal(mean_=72.0, sd=36.0)}
@@ -96,6 +179,7 @@ class Owners(_Spec, frozen=True, kw_only=True):
     channels: dict[Channel, NonNegative] = msgspec.field(
         default_factory=lambda: {"app": 0.3, "phone": 0.5, "chat": 0.2}
     )
+    patience_s: Distribution | None = Exponential(mean_=600.0)
     recontact_h: Distribution = Exponential(mean_=24.0)
     churn_per_downtime_day: Probability = 0.01
     churn_per_effort_step: Probability = 0.02
@@ -109,7 +193,12 @@ class Owners(_Spec, frozen=True, kw_only=True):
 
 
 class Fleet(_Spec, frozen=True, kw_only=True):
-    """A population of identical connected products."""
+    """A population of connected products of one kind.
+
+    ``product`` names a catalogue entry (``sot products``) or one of the scenario's ``products``;
+    its sensors, modes and consumables are the defaults and anything given here overrides them
+    (lists of named items merge by ``name``).
+    """
 
     name: Name
     product: Name
@@ -119,22 +208,105 @@ class Fleet(_Spec, frozen=True, kw_only=True):
     age_days: Distribution = Fixed(value=0.0)
     sensors: Annotated[list[Sensor], msgspec.Meta(min_length=1)]
     failure_modes: list[FailureMode] = []
+    consumables: list[Consumable] = []
+    usage: Distribution = Fixed(value=1.0)
+    cohorts: dict[Name, dict[Name, Cohort]] = {}
+    firmware: dict[Name, NonNegative] = {}
+    regions: dict[Name, NonNegative] = {}
+    connectivity: Connectivity = Connectivity()
     owners: Owners = Owners()
+    downtime_per_hour: NonNegative | None = None
+    degraded_per_hour: NonNegative | None = None
+
+
+class Shift(_Spec, frozen=True, kw_only=True):
+    """Working hours, daily from ``start_h`` to ``end_h`` (past midnight when ``end_h`` is smaller),
+    on ``days`` (0 = Monday; simulated time 0 is a Monday 00:00)."""
+
+    start_h: Annotated[float, msgspec.Meta(ge=0.0, lt=24.0)]
+    end_h: Annotated[float, msgspec.Meta(gt=0.0, le=24.0)]
+    days: list[Annotated[int, msgspec.Meta(ge=0, le=6)]] = msgspec.field(default_factory=lambda: list(range(7)))
+
+
+class AgentGroup(_Spec, frozen=True, kw_only=True):
+    """Agents with the same skills and shift; no ``skills`` means every skill, no ``shifts`` always on."""
+
+    name: Name
+    agents: Annotated[int, msgspec.Meta(gt=0)]
+    skills: list[Name] = []
+    shifts: list[Shift] = []
 
 
 class ContactCentre(_Spec, frozen=True, kw_only=True):
-    """Agents answering owners: a pool with one queue."""
+    """Agents answering owners: one queue per skill, agents by group with skills and shifts.
 
-    agents: Annotated[int, msgspec.Meta(gt=0)]
+    ``agents: N`` alone is one always-on group that serves every skill. A contact joins the queue
+    of its product's skill (``routing``, default ``general``); self-service contacts need no agent.
+    An agent resolves a remotely fixable problem on the call with probability ``first_contact_resolution``.
+    """
+
+    agents: Annotated[int, msgspec.Meta(ge=0)] = 0
+    groups: list[AgentGroup] = []
     handle_time_s: Distribution = Exponential(mean_=240.0)
+    handle_time_by_channel: dict[Channel, Distribution] = {}
+    routing: dict[Name, Name] = {}
+    first_contact_resolution: Probability = 0.0
+    service_level_s: Positive = 20.0
+
+    def __post_init__(self) -> None:
+        if self.agents == 0 and not self.groups:
+            raise ValueError("give `agents` (one group with every skill) or `groups`")
+
+
+class Crew(_Spec, frozen=True, kw_only=True):
+    """Technicians with the same skills, home region, shift and van stock."""
+
+    name: Name
+    count: Annotated[int, msgspec.Meta(gt=0)]
+    skills: list[Name] = []
+    region: Name | None = None
+    shifts: list[Shift] = []
+    van_stock: dict[Name, Annotated[int, msgspec.Meta(ge=0)]] = {}
 
 
 class Technicians(_Spec, frozen=True, kw_only=True):
-    """Field technicians: a pool dispatched by work order."""
+    """Field technicians dispatched by work order; ``count: N`` alone is one crew with every skill.
 
-    count: Annotated[int, msgspec.Meta(gt=0)]
+    ``travel_h`` is the drive within a region, ``travel_h_other_region`` to another one. A part that
+    no depot stocks, or a depot part once picked, reaches the site after ``part_lead_time_h``.
+    """
+
+    count: Annotated[int, msgspec.Meta(ge=0)] = 0
+    crews: list[Crew] = []
     travel_h: Distribution = Lognormal(mean_=1.0, sd=0.5)
+    travel_h_other_region: Distribution = Lognormal(mean_=3.0, sd=1.0)
     part_lead_time_h: Distribution = Lognormal(mean_=48.0, sd=24.0)
+
+    def __post_init__(self) -> None:
+        if self.count == 0 and not self.crews:
+            raise ValueError("give `count` (one crew with every skill) or `crews`")
+
+
+class Depot(_Spec, frozen=True, kw_only=True):
+    """A parts depot run as (S-1, S) base stock: each part taken is re-ordered at once and arrives
+    after ``replenish_h``; demand beyond the stock waits as a backorder."""
+
+    name: Name
+    region: Name | None = None
+    stock: dict[Name, Annotated[int, msgspec.Meta(ge=0)]]
+    replenish_h: Distribution = Lognormal(mean_=72.0, sd=24.0)
+
+
+class Outage(_Spec, frozen=True, kw_only=True):
+    """A regional outage: a share of the region's devices lose their link (and with ``power``, their
+    power) at ``start_day`` for ``duration_h``, then reconnect together."""
+
+    name: Name
+    start_day: NonNegative
+    duration_h: Positive
+    region: Name | None = None
+    share: Probability = 1.0
+    power: bool = False
 
 
 class Costs(_Spec, frozen=True, kw_only=True):
@@ -161,6 +333,8 @@ class Scenario(_Spec, frozen=True, kw_only=True):
     fleets: Annotated[list[Fleet], msgspec.Meta(min_length=1)]
     contact_centre: ContactCentre
     technicians: Technicians
+    depots: list[Depot] = []
+    outages: list[Outage] = []
     costs: Costs = Costs()
     engine: EngineConfig = EngineConfig()
 

@@ -29,11 +29,19 @@ __all__ = ["World"]
 class World:
     """The simulated world of one (scenario, seed)."""
 
-    def __init__(self, scenario: Scenario, *, seed: int | None = None, topics: Topics | None = None) -> None:
+    def __init__(
+        self,
+        scenario: Scenario,
+        *,
+        seed: int | None = None,
+        topics: Topics | None = None,
+        env: simpy.Environment | None = None,
+    ) -> None:
         self.scenario = scenario
         self.seed = scenario.seed if seed is None else seed
         self.topics = topics or Topics()
-        self.env = simpy.Environment()
+        # The runner may pass a simpy.rt.RealtimeEnvironment (live mode); the world never reads real time.
+        self.env = simpy.Environment() if env is None else env
         self.records = Records()
         self.fleets: list[FleetState] = []
         offset = 0

@@ -149,10 +149,10 @@ def test_every_independent_problem_is_reported_with_its_exact_path() -> None:
         "fleets[0].count: expected int, got str",
         "fleets[0].sensors[0].name: must be 1-64 letters, digits or '_.:-'",
         "fleets[0].failure_modes[0].life_days.dist: must be one of exponential, weibull, lognormal, gamma, uniform,"
-        " fixed (got 'weibul')",
+        " fixed, wiener (got 'weibul')",
         "fleets[0].failure_modes[0].severity: must be one of 'degraded', 'down' (got 'dead')",
         "fleets[0].failure_modes[1].life_days.shape: must be > 0",
-        "contact_centre.agents: required",
+        "contact_centre: give `agents` (one group with every skill) or `groups`",
         "technicians.travel_h.sd: required",
         "engine.rules[0].for_s: expected float, got str",
     ]
@@ -182,7 +182,7 @@ def test_every_independent_problem_is_reported_with_its_exact_path() -> None:
         (
             lambda d: d["fleets"][0]["failure_modes"][0].update(life_days={"shape": 2}),
             "fleets[0].failure_modes[0].life_days.dist: must be one of exponential, weibull, lognormal, gamma,"
-            " uniform, fixed (got None)",
+            " uniform, fixed, wiener (got None)",
         ),
         (
             lambda d: d["fleets"][0]["failure_modes"][0].update(life_days=5),
