@@ -40,12 +40,25 @@ class ThresholdRule(_Frozen, frozen=True, kw_only=True):
 
 
 class IssueType(_Frozen, frozen=True, kw_only=True):
-    """What a kind of fault needs in the field: skill, predicted parts, hands-on duration."""
+    """How the engine answers a kind of fault.
+
+    ``remote`` tries a command first (a reset, or an OTA to ``ota_version``) and sends a technician
+    only when it fails; ``consumable`` answers with a replenishment order instead of a visit. A
+    visit needs ``skill``, brings the predicted ``parts`` and takes about ``duration_s``.
+    """
 
     skill: Name
     parts: list[Name] = []
     duration_s: PositiveSeconds = 3600.0
     priority: Annotated[int, msgspec.Meta(ge=1, le=5)] = 3
+    remote: Literal["reset", "ota"] | None = None
+    ota_version: Name | None = None
+    consumable: Name | None = None
+    quantity: Annotated[float, msgspec.Meta(gt=0.0)] = 1.0
+
+    def __post_init__(self) -> None:
+        if self.remote == "ota" and self.ota_version is None:
+            raise ValueError("`remote: ota` needs `ota_version`")
 
 
 class Sla(_Frozen, frozen=True, kw_only=True):
@@ -63,6 +76,7 @@ class EngineConfig(_Frozen, frozen=True, kw_only=True):
     rules: list[ThresholdRule] = []
     issues: dict[Name, IssueType] = {}
     symptoms: dict[Name, Name] = {}
+    fault_codes: dict[Name, Name] = {}
     default_issue: Name | None = None
     sla: Sla = Sla()
 
@@ -74,5 +88,8 @@ class EngineConfig(_Frozen, frozen=True, kw_only=True):
         for symptom, issue in self.symptoms.items():
             if issue not in known:
                 raise ValueError(f"symptom {symptom!r} maps to unknown issue {issue!r}")
+        for code, issue in self.fault_codes.items():
+            if issue not in known:
+                raise ValueError(f"fault code {code!r} maps to unknown issue {issue!r}")
         if self.default_issue is not None and self.default_issue not in known:
             raise ValueError(f"default_issue {self.default_issue!r} is not a known issue")

@@ -84,7 +84,7 @@ class DeviceEvent(Message, frozen=True, kw_only=True):
     ts: Seconds
     boot_id: Count
     seq: Count
-    kind: Literal["fault", "diagnosis", "firmware", "consumable_low", "command_result"]
+    kind: Literal["fault", "diagnosis", "firmware", "consumable_low", "consumable_refilled", "command_result"]
     code: Name
     detail: Text = ""
     command_id: Id | None = None
@@ -110,6 +110,7 @@ class Contact(Message, frozen=True, kw_only=True):
     channel: Channel
     ts: Seconds
     symptom: Name
+    resolved: bool = False  # the agent (or self-service) fixed it during the contact
 
 
 class WorkOrder(Message, frozen=True, kw_only=True):
@@ -133,7 +134,7 @@ class WorkOrderStatus(Message, frozen=True, kw_only=True):
     device_id: Id
     ts: Seconds
     seq: Count
-    status: Literal["accepted", "arrived", "fixed", "part_missing", "no_fault_found", "closed"]
+    status: Literal["accepted", "arrived", "fixed", "part_missing", "incomplete", "no_fault_found", "closed"]
     technician_id: Id
     visit: Annotated[int, msgspec.Meta(ge=1)] = 1
     note: Text = ""

@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from contracts.engine_config import EngineConfig
+from contracts.engine_config import EngineConfig, IssueType, ThresholdRule
 from contracts.messages import Channel
 from sim.distributions import Distribution, Exponential, Fixed, Lognormal, Uniform
 
@@ -30,6 +30,8 @@ __all__ = [
     "Outage",
     "Owners",
     "Precursor",
+    "Product",
+    "ProductEngine",
     "RemoteFix",
     "Repair",
     "Scenario",
@@ -203,10 +205,10 @@ class Fleet(_Spec, frozen=True, kw_only=True):
     name: Name
     product: Name
     count: Annotated[int, msgspec.Meta(gt=0, le=10_000_000)]
-    telemetry_interval_s: Positive
+    telemetry_interval_s: Positive = 900.0
     devices_per_gateway: Annotated[int, msgspec.Meta(gt=0)] = 500
     age_days: Distribution = Fixed(value=0.0)
-    sensors: Annotated[list[Sensor], msgspec.Meta(min_length=1)]
+    sensors: list[Sensor] = []
     failure_modes: list[FailureMode] = []
     consumables: list[Consumable] = []
     usage: Distribution = Fixed(value=1.0)
@@ -217,6 +219,42 @@ class Fleet(_Spec, frozen=True, kw_only=True):
     owners: Owners = Owners()
     downtime_per_hour: NonNegative | None = None
     degraded_per_hour: NonNegative | None = None
+    without: list[Name] = []  # catalogue sensors, modes or consumables this fleet does not have
+
+
+class ProductEngine(_Spec, frozen=True, kw_only=True):
+    """The engine rules and issue handling that suit a product; merged into the scenario's ``engine``."""
+
+    rules: list[ThresholdRule] = []
+    issues: dict[Name, IssueType] = {}
+    symptoms: dict[Name, Name] = {}
+    fault_codes: dict[Name, Name] = {}
+
+
+class Product(_Spec, frozen=True, kw_only=True):
+    """A catalogue entry: what every fleet of this product has unless the fleet says otherwise.
+
+    ``base`` starts from another catalogue entry (``base: freezer``) and changes what is given here.
+    """
+
+    base: Name | None = None
+    description: str = ""
+    telemetry_interval_s: Positive | None = None
+    devices_per_gateway: Annotated[int, msgspec.Meta(gt=0)] | None = None
+    age_days: Distribution | None = None
+    sensors: list[Sensor] = []
+    failure_modes: list[FailureMode] = []
+    consumables: list[Consumable] = []
+    usage: Distribution | None = None
+    cohorts: dict[Name, dict[Name, Cohort]] = {}
+    firmware: dict[Name, NonNegative] = {}
+    regions: dict[Name, NonNegative] = {}
+    connectivity: Connectivity | None = None
+    owners: Owners | None = None
+    downtime_per_hour: NonNegative | None = None
+    degraded_per_hour: NonNegative | None = None
+    parts: dict[Name, NonNegative] = {}
+    engine: ProductEngine = ProductEngine()
 
 
 class Shift(_Spec, frozen=True, kw_only=True):
@@ -330,6 +368,7 @@ class Scenario(_Spec, frozen=True, kw_only=True):
     seed: Annotated[int, msgspec.Meta(ge=0)] = 0
     duration_days: Positive
     sync_interval_s: Positive = 3600.0
+    products: dict[Name, Product] = {}
     fleets: Annotated[list[Fleet], msgspec.Meta(min_length=1)]
     contact_centre: ContactCentre
     technicians: Technicians

@@ -17,8 +17,9 @@ from typing import Any, Literal, Union
 import msgspec
 import yaml
 
+from sim import catalogue
 from sim.errors import Problem, ScenarioError
-from sim.scenario import Scenario
+from sim.scenario import Name, Product, Scenario
 
 __all__ = ["json_schema", "load", "loads", "validate_text", "with_overrides"]
 
@@ -168,23 +169,57 @@ def _check_union(value: Any, members: tuple[Any, ...], path: str) -> list[Proble
     return [p for p in _check(value, members[0], path)]
 
 
+def _skills_of(groups: list[list[str]]) -> tuple[bool, set[str]]:
+    """(anyone has every skill, the named skills) of agent groups or crews."""
+    return any(not g for g in groups), {skill for g in groups for skill in g}
+
+
 def _cross_checks(scenario: Scenario) -> list[Problem]:
     """Problems that span fields: names that must refer to each other or be unique."""
     problems: list[Problem] = []
     fleet_names: set[str] = set()
     all_sensors: set[str] = set()
-    issues = scenario.engine.issues
+    regions: set[str] = set()
+    engine = scenario.engine
+    issues = engine.issues
+    techs = scenario.technicians
+    crews_all, crew_skills = _skills_of([c.skills for c in techs.crews]) if techs.crews else (True, set())
+    centre = scenario.contact_centre
+    groups = [g.skills for g in centre.groups] + ([[]] if centre.agents else [])
+    agents_all, agent_skills = _skills_of(groups)
+
+    def tech_skill(skill: str, where: str) -> None:
+        if not crews_all and skill not in crew_skills:
+            problems.append(Problem(where, f"no technician crew has skill {skill!r}"))
+
+    def symptom(name: str, where: str) -> None:
+        if name not in engine.symptoms and engine.default_issue is None:
+            problems.append(
+                Problem(where, f"symptom {name!r} is not in engine.symptoms and there is no engine.default_issue")
+            )
+
     for i, fleet in enumerate(scenario.fleets):
         at = f"fleets[{i}]"
         if fleet.name in fleet_names:
             problems.append(Problem(f"{at}.name", f"duplicate fleet name {fleet.name!r}"))
         fleet_names.add(fleet.name)
-        sensors = [s.name for s in fleet.sensors]
+        regions.update(fleet.regions)
+        if not fleet.sensors:
+            known_products = ", ".join(catalogue.names())
+            problems.append(
+                Problem(
+                    f"{at}.sensors",
+                    f"the fleet has no sensors: product {fleet.product!r} is not in the catalogue ({known_products})"
+                    " or in `products`, so list the fleet's `sensors` (or name a catalogue product)",
+                )
+            )
+        sensors = [s.name for s in fleet.sensors] + [c.sensor for c in fleet.consumables]
         all_sensors.update(sensors)
         if len(set(sensors)) != len(sensors):
-            problems.append(Problem(f"{at}.sensors", "sensor names must be unique"))
-        if len({m.name for m in fleet.failure_modes}) != len(fleet.failure_modes):
-            problems.append(Problem(f"{at}.failure_modes", "failure mode names must be unique"))
+            problems.append(Problem(f"{at}.sensors", "sensor names (including consumables' sensors) must be unique"))
+        mode_names = [m.name for m in fleet.failure_modes] + [c.name for c in fleet.consumables]
+        if len(set(mode_names)) != len(mode_names):
+            problems.append(Problem(f"{at}.failure_modes", "failure mode and consumable names must be unique"))
         known = ", ".join(sensors)
         for j, mode in enumerate(fleet.failure_modes):
             mat = f"{at}.failure_modes[{j}]"
@@ -197,27 +232,57 @@ def _cross_checks(scenario: Scenario) -> list[Problem]:
                     problems.append(
                         Problem(f"{mat}.effects[{k}].sensor", f"unknown sensor {effect.sensor!r} (fleet has: {known})")
                     )
-            if mode.symptom not in scenario.engine.symptoms and scenario.engine.default_issue is None:
-                problems.append(
-                    Problem(
-                        f"{mat}.symptom",
-                        f"symptom {mode.symptom!r} is not in engine.symptoms and there is no engine.default_issue",
-                    )
-                )
+            symptom(mode.symptom, f"{mat}.symptom")
+            tech_skill(mode.repair.skill, f"{mat}.repair.skill")
+        for j, consumable in enumerate(fleet.consumables):
+            symptom(consumable.symptom, f"{at}.consumables[{j}].symptom")
+        for dim, values in fleet.cohorts.items():
+            if sum(c.share for c in values.values()) <= 0:
+                problems.append(Problem(f"{at}.cohorts.{dim}", "shares must add up to more than 0"))
+            for value, cohort in values.items():
+                for mode_name in cohort.life_factor:
+                    if mode_name not in mode_names:
+                        problems.append(
+                            Problem(f"{at}.cohorts.{dim}.{value}.life_factor", f"unknown failure mode {mode_name!r}")
+                        )
+        for key, shares in (("firmware", fleet.firmware), ("regions", fleet.regions)):
+            if shares and sum(shares.values()) <= 0:
+                problems.append(Problem(f"{at}.{key}", "shares must add up to more than 0"))
+        skill = centre.routing.get(fleet.product, "general")
+        if not agents_all and skill not in agent_skills:
+            where = f"contact_centre.routing.{fleet.product}" if fleet.product in centre.routing else "contact_centre"
+            problems.append(Problem(where, f"no agent group serves skill {skill!r} (contacts about {fleet.name})"))
         if fleet.telemetry_interval_s > scenario.sync_interval_s:
             problems.append(Problem(f"{at}.telemetry_interval_s", "must be <= sync_interval_s"))
-    for k, rule in enumerate(scenario.engine.rules):
+    for k, rule in enumerate(engine.rules):
         if rule.sensor not in all_sensors:
             problems.append(Problem(f"engine.rules[{k}].sensor", f"no fleet has a sensor {rule.sensor!r}"))
     for name, issue in issues.items():
+        tech_skill(issue.skill, f"engine.issues.{name}.skill")
         for part in issue.parts:
             if scenario.costs.parts and part not in scenario.costs.parts:
                 problems.append(Problem(f"engine.issues.{name}.parts", f"part {part!r} has no price in costs.parts"))
+    region_list = ", ".join(sorted(regions)) or "none"
+    places = [(f"outages[{k}]", o.region) for k, o in enumerate(scenario.outages)]
+    places += [(f"technicians.crews[{k}]", c.region) for k, c in enumerate(techs.crews)]
+    places += [(f"depots[{k}]", d.region) for k, d in enumerate(scenario.depots)]
+    for where, region in places:
+        if region is not None and region not in regions:
+            problems.append(Problem(f"{where}.region", f"unknown region {region!r} (fleets have: {region_list})"))
     return problems
 
 
 def validate_data(data: Any) -> tuple[Scenario | None, list[Problem]]:
-    """Validate parsed YAML; return the scenario (if valid) and every problem found."""
+    """Validate parsed YAML; return the scenario (if valid) and every problem found.
+
+    The scenario's own ``products`` are checked first; then every fleet is merged with its product
+    entry (:func:`sim.catalogue.expand`) and the whole is checked.
+    """
+    if isinstance(data, dict) and "products" in data:
+        problems = _check(data["products"], dict[Name, Product], "products")
+        if problems:
+            return None, problems
+    data = catalogue.expand(data)
     problems = _check(data, Scenario, "")
     if problems:
         return None, problems

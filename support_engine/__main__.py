@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import sys
 from pathlib import Path
@@ -52,6 +53,17 @@ def main(
     broker: Annotated[str, typer.Option(help="Broker URL, mqtt://host:port.")] = "mqtt://127.0.0.1:1883",
     db: Annotated[Path, typer.Option(help="SQLite database file (created if missing).")] = Path("sot-engine.sqlite"),
     clock: Annotated[str, typer.Option(help="'event' (follow the world's clock barrier) or 'wall'.")] = "wall",
+    time_origin: Annotated[
+        float | None,
+        typer.Option(
+            help="Wall clock only: the Unix time that is engine time 0 (a live run passes its start). "
+            "Default: 0, so that engine time is Unix time."
+        ),
+    ] = None,
+    speed: Annotated[
+        float | None,
+        typer.Option(help="Wall clock only: engine seconds per wall second (a live run passes its factor). Default: 1."),
+    ] = None,
     config: Annotated[
         Path | None, typer.Option(help="Engine configuration (YAML/JSON): policy, rules, issues, SLA.")
     ] = None,
@@ -71,13 +83,27 @@ def main(
         raise typer.BadParameter("--clock must be 'event' or 'wall'")
     if protocol not in ("auto", "5", "3.1.1"):
         raise typer.BadParameter("--protocol must be auto, 5 or 3.1.1")
+    if clock == "event" and (time_origin is not None or speed is not None):
+        raise typer.BadParameter("--time-origin and --speed apply to --clock wall only")
+    origin = 0.0 if time_origin is None else time_origin
+    factor = 1.0 if speed is None else speed
+    if not (math.isfinite(origin) and math.isfinite(factor) and factor > 0):
+        raise typer.BadParameter("--time-origin must be finite and --speed a finite number > 0")
     host, port = _broker(broker)
     engine_config = load_config(config, policy)
     transport = MqttTransport(host, port, client_id=client_id, protocol=protocol)  # type: ignore[arg-type]
     try:
         storage = Storage(db)
         clock_mode: ClockMode = "event" if clock == "event" else "wall"
-        service = EngineService(engine_config, transport, storage, topics=Topics(prefix), clock=clock_mode)
+        service = EngineService(
+            engine_config,
+            transport,
+            storage,
+            topics=Topics(prefix),
+            clock=clock_mode,
+            time_origin=origin,
+            speed=factor,
+        )
 
         def _stop(signum: int, frame: FrameType | None) -> None:
             service.stop()

@@ -3,13 +3,17 @@
 Event clock (the harness): messages wait until the world's ``clock(t, published)`` says every
 message stamped ≤ t is out and all of them are here; then they are handled in a deterministic order
 (timestamp, kind, source, seq), committed, acknowledged, and the engine's outputs are published
-before ``ack(t)``. Wall clock (production): messages are handled as they come, committed in groups
-every few milliseconds, then acknowledged.
+before ``ack(t)``. Wall clock (production, live runs): messages are handled as they come, committed
+in groups every few milliseconds, then acknowledged; the timers run at least every
+``_TIMER_TICK_S`` even when nothing arrives, and a ``clock`` message is answered at once with the
+counters (nothing is held back for it). Wall-clock ``now`` is ``(time.time() - time_origin) * speed``:
+Unix time by default, a world's simulated seconds when a live run sets the origin and the speed.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 import time
@@ -26,6 +30,7 @@ from contracts.topics import Kind, Topics
 from support_engine.core.actions import Action, CreateWorkOrder, Notify, OrderConsumable, SendCommand
 from support_engine.core.engine import Engine
 from support_engine.core.ledger import Key, Ledger, key_of
+from support_engine.errors import ConfigError
 from support_engine.mqtt_transport import Delivery, MqttTransport
 from support_engine.storage import Storage
 
@@ -36,6 +41,7 @@ log = logging.getLogger("sot.engine")
 ClockMode = Literal["event", "wall"]
 _KIND_ORDER = {Kind.BATCH: 0, Kind.TELEMETRY: 1, Kind.EVENT: 2, Kind.CONTACT: 3, Kind.FIELD_STATUS: 4}
 _GROUP_COMMIT_S = 0.02
+_TIMER_TICK_S = 0.1
 
 
 @dataclass
@@ -64,12 +70,17 @@ class EngineService:
         *,
         topics: Topics | None = None,
         clock: ClockMode = "event",
+        time_origin: float = 0.0,
+        speed: float = 1.0,
     ) -> None:
+        if not (math.isfinite(time_origin) and math.isfinite(speed) and speed > 0):
+            raise ConfigError(f"wall clock needs a finite origin and a speed > 0, not {time_origin!r} and {speed!r}")
         self.core = Engine(config)
         self.transport = transport
         self.storage = storage
         self.topics = topics or Topics()
         self.clock = clock
+        self.time_origin, self.speed = time_origin, speed
         self.ledger = Ledger(storage.ledger_keys())
         saved = storage.counters()
         self.counters: Counter[str] = Counter({k: v for k, v in saved.items() if k.startswith("msg_")})
@@ -85,6 +96,10 @@ class EngineService:
 
     def stop(self) -> None:
         self._stop.set()
+
+    def wall_now(self) -> float:
+        """The wall clock in engine seconds: ``(time.time() - time_origin) * speed``."""
+        return (time.time() - self.time_origin) * self.speed
 
     def run(self) -> None:
         """Connect, subscribe, and serve until stopped."""
@@ -107,10 +122,15 @@ class EngineService:
                     self._receive(delivery)
                 if self.clock == "event":
                     self._maybe_step()
-                elif self._step.acks and (
-                    delivery is None or time.monotonic() - last_commit > _GROUP_COMMIT_S or len(self._step.acks) > 1000
+                    continue
+                since = time.monotonic() - last_commit
+                if self._clock is not None:
+                    self._answer_clock(self._clock)
+                    last_commit = time.monotonic()
+                elif (self._step.acks and (delivery is None or since > _GROUP_COMMIT_S or len(self._step.acks) > 1000)) or (
+                    since > _TIMER_TICK_S
                 ):
-                    self._flush(now=time.time())
+                    self._flush(now=self.wall_now())
                     last_commit = time.monotonic()
         finally:
             self.storage.set_counters(self._all_counters())
@@ -172,8 +192,16 @@ class EngineService:
         clock = self._clock
         if clock is None or self.received < clock.published:
             return
+        self._answer_clock(clock)
+
+    def _answer_clock(self, clock: Clock) -> None:
+        """Handle what is pending and publish ``ack(clock.t)`` with the counters.
+
+        In event time the caller has waited for every counted message and ``now`` is the clock's
+        ``t``; on the wall clock nothing waits and ``now`` is the wall clock.
+        """
         self._clock = None
-        self._flush(now=clock.t)
+        self._flush(now=clock.t if self.clock == "event" else self.wall_now())
         ack = ClockAck(
             t=clock.t, received=self.received, emitted=self.counters["msg_emitted"], stats=self._all_counters()
         )
@@ -187,6 +215,8 @@ class EngineService:
         for p in step.pending:
             actions += self.core.handle(p.message, p.order[0] if self.clock == "event" else now)
         actions += self.core.advance(now)
+        if not (step.pending or step.acks or actions):
+            return  # an idle timer tick: nothing to commit
         self.storage.record_ingest((p.key, p.order[0]) for p in step.pending if p.key is not None)
         for p in step.pending:
             if p.key is not None:

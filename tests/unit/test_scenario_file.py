@@ -295,7 +295,7 @@ def _add_second_fleet(d: dict[str, Any]) -> None:
         (lambda d: d["engine"].update(symptoms={}, default_issue="cooling"), []),
         (
             lambda d: d["fleets"][0]["sensors"].append({"name": "cabinet_temp_c", "baseline": 0}),
-            ["fleets[0].sensors: sensor names must be unique"],
+            ["fleets[0].sensors: sensor names (including consumables' sensors) must be unique"],
         ),
         (
             lambda d: d["fleets"][0].update(telemetry_interval_s=7200),

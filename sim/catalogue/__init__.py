@@ -1,0 +1,146 @@
+"""The product catalogue: one YAML file per kind of connected product, ready for a fleet to use.
+
+A fleet that says ``product: car`` starts from ``car.yaml`` here (or from the scenario's own
+``products`` section, which wins): its sensors, failure modes, consumables, firmware mix, usage,
+downtime prices, part prices and the engine rules and issues that suit it. Whatever the fleet
+itself gives overrides the entry; lists of named items (sensors, modes, consumables, rules) merge
+by ``name``. :func:`expand` does that merge on plain data, before validation, so that every
+problem is still reported with its path in the scenario.
+"""
+
+from __future__ import annotations
+
+import copy
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import yaml
+
+__all__ = ["FLEET_KEYS", "NAMED_LISTS", "builtin", "expand", "names"]
+
+# Keys of a product entry that a fleet inherits; the rest (``parts``, ``engine``) go elsewhere.
+FLEET_KEYS = (
+    "telemetry_interval_s",
+    "devices_per_gateway",
+    "age_days",
+    "sensors",
+    "failure_modes",
+    "consumables",
+    "usage",
+    "cohorts",
+    "firmware",
+    "regions",
+    "connectivity",
+    "owners",
+    "downtime_per_hour",
+    "degraded_per_hour",
+)
+NAMED_LISTS = ("sensors", "failure_modes", "consumables", "rules")
+
+
+@cache
+def _builtin() -> dict[str, dict[str, Any]]:
+    entries: dict[str, dict[str, Any]] = {}
+    for item in sorted(resources.files(__name__).iterdir(), key=lambda p: p.name):
+        if item.name.endswith(".yaml"):
+            data = yaml.safe_load(item.read_text(encoding="utf-8"))
+            entries[item.name.removesuffix(".yaml")] = data
+    return entries
+
+
+def builtin() -> dict[str, dict[str, Any]]:
+    """Every built-in product entry by name (fresh copies: callers may change them)."""
+    return copy.deepcopy(_builtin())
+
+
+def names() -> list[str]:
+    return sorted(_builtin())
+
+
+def _merge_named(base: list[Any], override: list[Any]) -> list[Any]:
+    """Merge two lists of mappings by ``name``: same name → keys of the override win; new names append."""
+    out = [dict(item) if isinstance(item, dict) else item for item in base]
+    at = {item.get("name"): i for i, item in enumerate(out) if isinstance(item, dict)}
+    for item in override:
+        name = item.get("name") if isinstance(item, dict) else None
+        if name is not None and name in at and isinstance(out[at[name]], dict):
+            out[at[name]] = {**out[at[name]], **item}
+        else:
+            out.append(item)
+    return out
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any], keys: tuple[str, ...] | None = None) -> dict[str, Any]:
+    out = {k: v for k, v in base.items() if keys is None or k in keys}
+    for key, value in override.items():
+        if key in NAMED_LISTS and isinstance(value, list) and isinstance(out.get(key), list):
+            out[key] = _merge_named(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _without(fleet: dict[str, Any]) -> None:
+    drop = fleet.get("without")
+    if not isinstance(drop, list):
+        return
+    for key in ("sensors", "failure_modes", "consumables"):
+        items = fleet.get(key)
+        if isinstance(items, list):
+            fleet[key] = [i for i in items if not (isinstance(i, dict) and i.get("name") in drop)]
+
+
+def expand(data: Any) -> Any:
+    """Return scenario data with every fleet's product entry merged in (plain data in, plain data out).
+
+    Unknown products and malformed entries are left for validation to report; this never raises.
+    """
+    if not isinstance(data, dict) or not isinstance(data.get("fleets"), list):
+        return data
+    catalogue = builtin()
+    own = data.get("products")
+    if isinstance(own, dict):
+        for name, entry in own.items():
+            if isinstance(entry, dict):
+                base = catalogue.get(str(entry.get("base", name)), {}) if "base" in entry else {}
+                catalogue[str(name)] = _merge(base, {k: v for k, v in entry.items() if k != "base"})
+    out = dict(data)
+    engine = dict(out.get("engine") or {}) if isinstance(out.get("engine"), dict) else out.get("engine")
+    product_engine: dict[str, Any] = {}
+    part_prices: dict[str, Any] = {}
+    fleets = []
+    for fleet in out["fleets"]:
+        entry = catalogue.get(fleet.get("product")) if isinstance(fleet, dict) else None
+        if not isinstance(entry, dict):
+            fleets.append(fleet)
+            continue
+        merged = _merge(entry, fleet, FLEET_KEYS)
+        _without(merged)
+        fleets.append(merged)
+        if isinstance(entry.get("parts"), dict):
+            part_prices = {**part_prices, **entry["parts"]}
+        product = entry.get("engine")
+        if isinstance(product, dict):
+            product_engine = {
+                "rules": _merge_named(product_engine.get("rules", []), list(product.get("rules") or [])),
+                "issues": {**product_engine.get("issues", {}), **(product.get("issues") or {})},
+                "symptoms": {**product_engine.get("symptoms", {}), **(product.get("symptoms") or {})},
+                "fault_codes": {**product_engine.get("fault_codes", {}), **(product.get("fault_codes") or {})},
+            }
+    out["fleets"] = fleets
+    if product_engine and (engine is None or isinstance(engine, dict)):
+        mine = engine or {}
+        combined = dict(mine)
+        combined["rules"] = _merge_named(product_engine["rules"], list(mine.get("rules") or []))
+        for key in ("issues", "symptoms", "fault_codes"):
+            combined[key] = {**product_engine[key], **(mine.get(key) or {})}
+        out["engine"] = combined
+    if part_prices:
+        costs = out.get("costs")
+        if costs is None or isinstance(costs, dict):
+            costs = dict(costs or {})
+            if costs.get("parts") is None or isinstance(costs.get("parts"), dict):
+                costs["parts"] = {**part_prices, **(costs.get("parts") or {})}
+            out["costs"] = costs
+    return out
