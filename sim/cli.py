@@ -102,9 +102,19 @@ def run(
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress bar and no table; still writes the files.")
     ] = False,
+    live: Annotated[
+        float | None,
+        typer.Option(
+            metavar="FACTOR",
+            help="Live mode: pace the world in real time at FACTOR simulated seconds per wall second "
+            "(3600 = one simulated hour per second, 1 = real time) against the engine on the wall clock, "
+            "with no clock/ack barrier. For demos and soak tests: live runs are not reproducible.",
+        ),
+    ] = None,
 ) -> None:
     """Run a scenario through an MQTT broker and the support engine; print KPIs and write the results."""
     from sim.harness.broker import BrokerUrl
+    from sim.harness.live import run_live
     from sim.harness.runner import run_scenario
     from sim.scenario_file import with_overrides
 
@@ -122,6 +132,13 @@ def run(
         url = BrokerUrl.parse(broker) if broker else None
     except BrokerError as exc:
         raise typer.BadParameter(str(exc), param_hint="--broker") from exc
+    if live is not None and not (math.isfinite(live) and live > 0):
+        raise typer.BadParameter("must be a number > 0 (simulated seconds per wall second)", param_hint="--live")
+    if live is not None:
+        console.print(
+            f"live: {live:g} simulated s per wall second; expected wall time "
+            f"[bold]{_wall_time(s.duration_s / live)}[/] plus start-up (live runs are not reproducible)"
+        )
     signal.signal(signal.SIGTERM, _raise_interrupt)
     out_dir.mkdir(parents=True, exist_ok=True)
     bar = Progress(
@@ -134,7 +151,9 @@ def run(
         disable=quiet,
     )
     task = bar.add_task(
-        f"{s.name} · {policy or s.engine.policy} · seed {seed if seed is not None else s.seed}", total=s.duration_days
+        f"{s.name} · {policy or s.engine.policy} · seed {seed if seed is not None else s.seed}"
+        + ("" if live is None else f" · live x{live:g}"),
+        total=s.duration_days,
     )
 
     def on_broker(version: str) -> None:
@@ -144,17 +163,17 @@ def run(
 
     try:
         with bar:
-            outcome = run_scenario(
-                s,
-                seed=seed,
-                policy=policy,  # type: ignore[arg-type]
-                broker_url=url,
-                broker_kind=broker_kind,
-                workdir=out_dir,
-                topics=Topics(prefix),
-                progress=lambda t, end: bar.update(task, completed=t / 86400.0),
-                on_broker=on_broker,
-            )
+            common: dict[str, Any] = {
+                "seed": seed,
+                "policy": policy,
+                "broker_url": url,
+                "broker_kind": broker_kind,
+                "workdir": out_dir,
+                "topics": Topics(prefix),
+                "progress": lambda t, end: bar.update(task, completed=t / 86400.0),
+                "on_broker": on_broker,
+            }
+            outcome = run_scenario(s, **common) if live is None else run_live(s, factor=live, **common)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]: broker and engine stopped; no result written.")
         raise typer.Exit(130) from None
@@ -162,11 +181,26 @@ def run(
         console.print(f"[bold red]sot run failed[/]: {exc}")
         raise typer.Exit(1) from exc
     _write_outputs(out_dir, outcome.result, outcome.records)
+    if live is not None and not outcome.result["manifest"]["caught_up"]:
+        console.print(
+            "[yellow]the engine had not caught up when the live run ended[/]: "
+            "'lost' counts what it had not ingested yet; try a smaller --live factor"
+        )
     if not quiet:
         _print_kpis(outcome.result)
         console.print(
             f"wrote {out_dir}/result.json, events.csv, ground_truth.csv (engine database: {out_dir}/engine.sqlite)"
         )
+
+
+def _wall_time(seconds: float) -> str:
+    """``2.0 s``, ``25 min``, ``3.5 h``, ``90 days``: a wall duration for people."""
+    value, unit = seconds, "s"
+    for name, size in (("days", 86400.0), ("h", 3600.0), ("min", 60.0)):
+        if seconds >= 2 * size:
+            value, unit = seconds / size, name
+            break
+    return f"{value:,.0f} {unit}" if value >= 100 else f"{value:.3g} {unit}"
 
 
 def _write_outputs(out_dir: Path, result: dict[str, Any], records: Records) -> None:

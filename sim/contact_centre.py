@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 
 import simpy
 
+from sim.distributions import Distribution
 from sim.scenario import AgentGroup, Shift
 from sim.scenario import ContactCentre as ContactCentreSpec
 from sim.streams import Stream
@@ -132,11 +133,12 @@ def shift_state(shifts: Sequence[Shift], t: float) -> tuple[bool, float]:
 
 
 class _Agent:
-    __slots__ = ("busy", "group", "id", "on_shift")
+    __slots__ = ("busy", "group", "id", "index", "on_shift")
 
-    def __init__(self, agent_id: str, group: _Group) -> None:
+    def __init__(self, agent_id: str, group: _Group, index: int) -> None:
         self.id = agent_id
         self.group = group
+        self.index = index
         self.on_shift = False
         self.busy = False
 
@@ -145,7 +147,7 @@ class _Group:
     def __init__(self, spec: AgentGroup) -> None:
         self.spec = spec
         self.skills = frozenset(spec.skills) or None  # None: every skill
-        self.agents = [_Agent(f"{spec.name}-{i:03d}", self) for i in range(spec.agents)]
+        self.agents = [_Agent(f"{spec.name}-{i:03d}", self, i) for i in range(spec.agents)]
         self.idle: list[tuple[float, str, int]] = []  # heap of (idle since, agent id, index)
         self.on = False
 
@@ -174,6 +176,7 @@ class ContactCentre:
         self.self_served = 0
         self._handle = Stream(seed, "contact_centre", "handle")
         self._fcr = Stream(seed, "contact_centre", "fcr")
+        self._handle_time_s: dict[str, Distribution] = {str(c): d for c, d in spec.handle_time_by_channel.items()}
         specs = list(spec.groups) + ([AgentGroup(name="agents", agents=spec.agents)] if spec.agents else [])
         self._groups = [_Group(g) for g in specs]
         self._by_skill: dict[str, list[_Group]] = {}
@@ -185,11 +188,11 @@ class ContactCentre:
         self._staffed = 0  # agents on shift or finishing a call after their shift
         self._busy_area = 0.0
         self._staffed_area = 0.0
-        for group in self._groups:
-            if group.spec.shifts:
-                env.process(self._roster(group))
-            else:
-                self._set_on(group, True)
+        for group in self._groups:  # set the opening state now, so that a call at this instant sees it
+            on, change = shift_state(group.spec.shifts, env.now) if group.spec.shifts else (True, math.inf)
+            self._set_on(group, on)
+            if math.isfinite(change):
+                env.process(self._roster(group, change))
 
     def can_serve(self, skill: str) -> bool:
         """Whether some group (on shift or not) serves ``skill``."""
@@ -204,7 +207,7 @@ class ContactCentre:
         skill: str,
         patience_s: float = math.inf,
         fixable: bool = False,
-        on_answer: Callable[[str], None] | None = None,
+        on_answer: Callable[[str], object] | None = None,
     ) -> Generator[simpy.Event, Any, CallOutcome]:
         """Queue for an agent of ``skill``, hold them for the handling time; ``yield from`` it.
 
@@ -230,8 +233,9 @@ class ContactCentre:
             waiting = _Waiting(self._seq, skill, arrived, env.event())
             self._queues[skill][waiting.seq] = waiting
             stats.change(arrived, +1)
+            until = waiting.taken | env.timeout(patience_s) if math.isfinite(patience_s) else waiting.taken
             try:
-                yield waiting.taken | env.timeout(patience_s) if math.isfinite(patience_s) else waiting.taken
+                yield until
             finally:
                 if waiting.agent is None:  # patience ran out (or the caller's process was interrupted)
                     del self._queues[skill][waiting.seq]
@@ -248,11 +252,11 @@ class ContactCentre:
         stats.total_wait_s += wait
         stats.waited += wait > 0
         stats.answered_within_service_level += wait <= self.spec.service_level_s
-        if on_answer is not None:
-            on_answer(agent.id)
-        dist = self.spec.handle_time_by_channel.get(channel, self.spec.handle_time_s)  # type: ignore[call-overload]
+        dist = self._handle_time_s.get(channel, self.spec.handle_time_s)
         handle = float(dist.ppf(self._handle.one(caller, k)))
         try:
+            if on_answer is not None:
+                on_answer(agent.id)
             yield env.timeout(handle)
         finally:
             stats.busy_s += env.now - answered
@@ -345,8 +349,7 @@ class ContactCentre:
         """An on-shift agent is free: take the oldest call it can serve, or wait idle."""
         waiting = self._oldest_for(agent.group)
         if waiting is None:
-            group = agent.group
-            heapq.heappush(group.idle, (self.env.now, agent.id, group.agents.index(agent)))
+            heapq.heappush(agent.group.idle, (self.env.now, agent.id, agent.index))
             return
         del self._queues[waiting.skill][waiting.seq]
         self.stats[waiting.skill].change(self.env.now, -1)
@@ -379,13 +382,10 @@ class ContactCentre:
                 if not agent.busy:
                     self._available(agent)
 
-    def _roster(self, group: _Group) -> Generator[simpy.Event, Any, None]:
-        """Put ``group`` on and off shift by its calendar."""
-        t = self.env.now
-        while True:
-            on, change = shift_state(group.spec.shifts, t)
-            self._set_on(group, on)
-            if math.isinf(change):
-                return
+    def _roster(self, group: _Group, change: float) -> Generator[simpy.Event, Any, None]:
+        """Put ``group`` on and off shift by its calendar, from its first ``change``."""
+        while math.isfinite(change):
             yield self.env.timeout(change - self.env.now)
-            t = change  # not env.now: the sum may round below the boundary
+            # evaluate at ``change``, not env.now: the sum may round below the boundary
+            on, change = shift_state(group.spec.shifts, change)
+            self._set_on(group, on)

@@ -9,15 +9,17 @@ the owner noticed.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
-from sim.records import Records
+from sim.records import Incident, Records
 from sim.scenario import Scenario
 
 __all__ = ["compute_kpis"]
 
 DAY_S = 86400.0
+REMOTE = ("remote", "agent", "ota", "delivery")  # restored without a technician's visit
 
 
 def _mean(values: list[float]) -> float:
@@ -28,19 +30,42 @@ def _r(x: float) -> float:
     return round(float(x), 6)
 
 
-def compute_kpis(scenario: Scenario, records: Records, engine_stats: Mapping[str, int], end_s: float) -> dict[str, Any]:
-    """Return the KPI block of ``result.json`` (keys as in the design document)."""
+def _clean(value: Any) -> Any:
+    """Rounded numbers, and None where a ratio has nothing to divide (JSON has no NaN)."""
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, float):
+        return None if not math.isfinite(value) else _r(value)
+    return value
+
+
+def compute_kpis(
+    scenario: Scenario,
+    records: Records,
+    engine_stats: Mapping[str, int],
+    end_s: float,
+    world: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Return the KPI block of ``result.json`` (keys as in the design document).
+
+    ``world`` holds the world's own figures (contact centre, field, depots) from ``World.summary``.
+    """
     devices = scenario.device_count
     device_years = devices * end_s / (365.0 * DAY_S)
     incidents = records.incidents
+    price = {f.name: (f.downtime_per_hour, f.degraded_per_hour) for f in scenario.fleets}
+
+    def span_h(i: Incident) -> float:
+        return ((end_s if math.isnan(i.restored_s) else i.restored_s) - i.onset_s) / 3600.0
 
     def hours(severity: str) -> float:
-        spans = [
-            (end_s if math.isnan(i.restored_s) else i.restored_s) - i.onset_s
-            for i in incidents
-            if i.severity == severity
-        ]
-        return sum(spans) / 3600.0
+        return sum(span_h(i) for i in incidents if i.severity == severity)
+
+    def hourly(i: Incident) -> float:
+        down, degraded = price.get(i.fleet, (None, None))
+        if i.severity == "down":
+            return scenario.costs.downtime_per_hour if down is None else down
+        return scenario.costs.degraded_per_hour if degraded is None else degraded
 
     down_h, degraded_h = hours("down"), hours("degraded")
     restored = [i for i in incidents if not math.isnan(i.restored_s)]
@@ -58,12 +83,18 @@ def compute_kpis(scenario: Scenario, records: Records, engine_stats: Mapping[str
     ]
     lead_h = [(i.informed_s - i.onset_s) / 3600.0 for i in incidents if not math.isnan(i.informed_s)]
     costs = scenario.costs
-    cost_downtime = down_h * costs.downtime_per_hour + degraded_h * costs.degraded_per_hour
+    cost_downtime = sum(span_h(i) * hourly(i) for i in incidents)
     cost_field = visits * costs.truck_roll + labour_h * costs.labour_per_hour
     cost_contact = contacts * costs.contact
     cost_parts = sum(costs.parts.get(p, 0.0) for j in jobs for p in j.parts_used)
     failures = [f for f in records.failures if not f.prevented]
-    return {
+    by_mode = Counter(f.mode for f in failures)
+    fixed_by = Counter(i.fixed_by for i in restored)
+    acted_on = [i for i in restored if i.fixed_by != "self"]  # what support fixed (not power coming back)
+    respond_h = [(i.informed_s - i.onset_s) / 3600.0 for i in incidents if not math.isnan(i.informed_s)]
+    link = Counter(kind for _, _, kind, _ in records.link)
+    world = world or {}
+    kpis = {
         "devices": devices,
         "failures": len(failures),
         "prevented_failures": sum(f.prevented for f in records.failures),
@@ -76,7 +107,7 @@ def compute_kpis(scenario: Scenario, records: Records, engine_stats: Mapping[str
         ),
         "resolved_within_day_rate": _r(len(within_day) / len(due) if due else 0.0),
         "truck_rolls_per_1000_devices": _r(1000.0 * visits / devices),
-        "remote_resolution_rate": _r(_mean([1.0 if i.visits == 0 else 0.0 for i in restored])),
+        "remote_resolution_rate": _r(_mean([1.0 if i.fixed_by in REMOTE else 0.0 for i in acted_on])),
         "detected_before_owner_rate": _r(len(detected_first) / len(incidents) if incidents else 0.0),
         "detection_lead_hours_mean": _r(_mean(lead_h)),
         "contacts_per_1000_devices": _r(1000.0 * contacts / devices),
@@ -85,6 +116,22 @@ def compute_kpis(scenario: Scenario, records: Records, engine_stats: Mapping[str
         "sla_breaches": int(engine_stats.get("sla_breaches", 0)),
         "churned_owners": len({i.device_id for i in incidents if i.churned}),
         "work_orders": len(jobs),
+        "availability": _r(1.0 - down_h / (devices * end_s / 3600.0) if devices and end_s else 1.0),
+        "failures_per_device_year": _r(len(failures) / device_years if device_years else 0.0),
+        "failures_by_mode": dict(sorted(by_mode.items())),
+        "time_to_respond_hours_mean": _r(max(0.0, _mean(respond_h))),
+        "restored_by": dict(sorted(fixed_by.items())),
+        "abandoned_calls": sum(i.abandoned for i in incidents),
+        "connectivity": {
+            "offline_spells": link["offline"],
+            "late_batches": link["late"],
+            "duplicated_batches": link["duplicate"],
+            "outages": link["outage"],
+            "readings_dropped_at_source": int(world.get("readings_dropped_at_source", 0)),
+        },
+        "contact_centre": world.get("contact_centre", {}),
+        "field": world.get("field", {}),
+        "parts": world.get("depots", {}),
         "cost": {
             "downtime": _r(cost_downtime),
             "field": _r(cost_field),
@@ -93,3 +140,4 @@ def compute_kpis(scenario: Scenario, records: Records, engine_stats: Mapping[str
             "total": _r(cost_downtime + cost_field + cost_contact + cost_parts),
         },
     }
+    return {k: _clean(v) for k, v in kpis.items()}

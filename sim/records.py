@@ -23,6 +23,7 @@ class Failure:
     onset_s: float  # true failure time; for a prevented one, when it would have failed
     prevented: bool = False
     restored_s: float = math.nan
+    fixed_by: str = ""  # technician, remote, agent, ota, delivery, self (it came back on its own)
 
 
 @dataclass
@@ -38,13 +39,15 @@ class Incident:
     informed_s: float = math.nan  # when the engine first told the owner it knows
     restored_s: float = math.nan
     contacts: int = 0
+    abandoned: int = 0  # calls the owner gave up on in the queue
     visits: int = 0
     churned: bool = False
+    fixed_by: str = ""  # what ended it (see Failure.fixed_by)
 
     @property
     def effort_steps(self) -> int:
-        """Steps the owner took: each contact and each visit they had to be home for."""
-        return self.contacts + self.visits
+        """Steps the owner took: each contact, each call given up in the queue, each visit they had to be home for."""
+        return self.contacts + self.abandoned + self.visits
 
 
 @dataclass
@@ -71,6 +74,7 @@ class Records:
     incidents: list[Incident] = field(default_factory=list)
     jobs: dict[str, Job] = field(default_factory=dict)
     contact_waits_s: list[float] = field(default_factory=list)
+    link: list[tuple[float, str, str, str]] = field(default_factory=list)  # connectivity ground truth
     events: list[tuple[float, str, str, str, str, str]] = field(default_factory=list)
 
     def log(self, t: float, actor: str, kind: str, device_id: str = "", ref: str = "", detail: str = "") -> None:

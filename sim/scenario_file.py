@@ -262,6 +262,17 @@ def _cross_checks(scenario: Scenario) -> list[Problem]:
         for part in issue.parts:
             if scenario.costs.parts and part not in scenario.costs.parts:
                 problems.append(Problem(f"engine.issues.{name}.parts", f"part {part!r} has no price in costs.parts"))
+    for key, names in (
+        ("depots", [d.name for d in scenario.depots]),
+        ("technicians.crews", [c.name for c in techs.crews]),
+        ("contact_centre.groups", [g.name for g in centre.groups]),
+        ("outages", [o.name for o in scenario.outages]),
+    ):
+        if len(set(names)) != len(names):
+            problems.append(Problem(key, "names must be unique"))
+    for k, outage in enumerate(scenario.outages):
+        if outage.power:
+            symptom("no_power", f"outages[{k}].power")
     region_list = ", ".join(sorted(regions)) or "none"
     places = [(f"outages[{k}]", o.region) for k, o in enumerate(scenario.outages)]
     places += [(f"technicians.crews[{k}]", c.region) for k, c in enumerate(techs.crews)]

@@ -1,4 +1,4 @@
-"""One run's world: fleets as arrays, owners, agents and technicians, speaking only contracts.
+"""One run's world: fleets as arrays, owners, agents, technicians and depots, speaking only contracts.
 
 The world never touches a network. The harness advances it to each sync boundary, takes what it
 published (``advance`` returns topic/payload pairs) and hands it the engine's messages in a
@@ -18,12 +18,24 @@ import simpy
 from contracts import codec
 from contracts.messages import Command, ConsumableOrder, DeviceEvent, Message, Notification, WorkOrder
 from contracts.topics import Topics
+from sim.contact_centre import ContactCentre
+from sim.distributions import Fixed
+from sim.field import Fault, FieldService
 from sim.fleet import FleetState
-from sim.people import ContactCentre, FieldService, Owners
+from sim.link import Link, Rows
+from sim.people import Owners
 from sim.records import Failure, Incident, Records
-from sim.scenario import Scenario
+from sim.scenario import Outage, Scenario
+from sim.streams import Stream
 
 __all__ = ["World"]
+
+HOUR_S = 3600.0
+DIAGNOSIS = "diagnosis"
+POWER = "power_outage"
+REFILL_H = Fixed(value=0.25)  # a technician refilling a consumable on site
+NO_POWER = "no_power"
+Process = Generator[simpy.Event, Any, None]
 
 
 class World:
@@ -38,15 +50,17 @@ class World:
         env: simpy.Environment | None = None,
     ) -> None:
         self.scenario = scenario
-        self.seed = scenario.seed if seed is None else seed
+        self.seed = self_seed = scenario.seed if seed is None else seed
         self.topics = topics or Topics()
         # The runner may pass a simpy.rt.RealtimeEnvironment (live mode); the world never reads real time.
         self.env = simpy.Environment() if env is None else env
         self.records = Records()
         self.fleets: list[FleetState] = []
+        self.links: list[Link] = []
         offset = 0
         for spec in scenario.fleets:
-            self.fleets.append(FleetState(spec, self.seed, offset))
+            self.fleets.append(FleetState(spec, self_seed, offset))
+            self.links.append(Link(spec.connectivity, spec.name, spec.count, self_seed, self.records))
             offset += spec.count
         self.device_count = offset
         self._offsets = [f.offset for f in self.fleets]
@@ -54,16 +68,25 @@ class World:
         self.informed_case: list[str | None] = [None] * offset
         self._open: dict[int, Incident] = {}
         self._open_failures: dict[tuple[int, int], Failure] = {}
+        self._unpowered: dict[int, Failure] = {}
         self._incident_count = np.zeros(offset, dtype=np.int64)
         self._event_seq = np.zeros(offset, dtype=np.int64)
+        self._orders = np.zeros(offset, dtype=np.int64)
+        self._commands = np.zeros(offset, dtype=np.int64)
+        self._held: dict[int, list[Command | tuple[str, Message]]] = {}  # for devices that are offline
         self._outbox: list[tuple[str, bytes]] = []
+        self._remote = Stream(self_seed, "remote")
+        self._delivery = Stream(self_seed, "delivery")
+        self._restore = Stream(self_seed, "self_restore")
         self.published = 0
         self.readings = 0
-        self.owners = Owners(self, self.seed)
-        self.contact_centre = ContactCentre(self, self.seed)
-        self.field = FieldService(self, self.seed)
-        for fleet in self.fleets:
-            self.env.process(self._run_fleet(fleet))
+        self.owners = Owners(self, self_seed)
+        self.contact_centre = ContactCentre(self.env, scenario.contact_centre, self_seed)
+        self.field = FieldService(self, self_seed)
+        for fleet, link in zip(self.fleets, self.links, strict=True):
+            self.env.process(self._run_fleet(fleet, link))
+        for outage in scenario.outages:
+            self.env.process(self._outage(outage))
 
     # -- lookup ---------------------------------------------------------------------------------
     def index_of(self, device_id: str) -> int:
@@ -72,13 +95,66 @@ class World:
     def fleet_of(self, device: int) -> FleetState:
         return self.fleets[bisect.bisect_right(self._offsets, device) - 1]
 
+    def _local(self, device: int) -> tuple[FleetState, Link, int]:
+        k = bisect.bisect_right(self._offsets, device) - 1
+        fleet = self.fleets[k]
+        return fleet, self.links[k], device - fleet.offset
+
+    def region_of(self, device: int) -> str | None:
+        fleet, _, local = self._local(device)
+        return fleet.region_of(local)
+
+    def failed_modes(self, device: int) -> list[int]:
+        fleet, _, local = self._local(device)
+        return [int(m) for m in np.flatnonzero(fleet.failed[:, local])]
+
     def symptom_of(self, device: int) -> str:
         """What the owner describes: the symptom of the worst failed mode of the device."""
-        fleet = self.fleet_of(device)
-        local = device - fleet.offset
-        failed = [m for m in range(len(fleet.modes)) if fleet.failed[m, local]]
+        if device in self._unpowered:
+            return NO_POWER
+        fleet, _, _local = self._local(device)
+        failed = self.failed_modes(device)
         failed.sort(key=lambda m: (not fleet.down_mode[m], m))
-        return fleet.modes[failed[0]].symptom if failed else "other"
+        if not failed:
+            return "other"
+        m = failed[0]
+        if fleet.is_consumable(m):
+            return fleet.consumables[m - fleet.n_failure_modes].symptom
+        return fleet.modes[m].symptom
+
+    def remotely_fixable(self, device: int) -> bool:
+        """Whether every failure of the device is one that a remote action can fix."""
+        fleet, _, _local = self._local(device)
+        failed = self.failed_modes(device)
+        return (
+            bool(failed)
+            and device not in self._unpowered
+            and all(not fleet.is_consumable(m) and fleet.modes[m].remote_fix is not None for m in failed)
+        )
+
+    def faults(self, device: int) -> list[Fault]:
+        """What a technician finds on site now: failed modes, modes drifting towards failure, empty consumables."""
+        fleet, _, local = self._local(device)
+        now = self.now
+        found = []
+        for m in range(len(fleet.mode_names)):
+            if fleet.is_consumable(m):
+                if fleet.failed[m, local]:
+                    found.append(Fault(m, "general", fleet.mode_names[m], REFILL_H))
+            elif fleet.failed[m, local] or fleet.in_precursor(m, local, now):
+                repair = fleet.modes[m].repair
+                found.append(Fault(m, repair.skill, repair.part, repair.duration_h))
+        return found
+
+    def summary(self) -> dict[str, Any]:
+        """The world's own figures for the KPIs: queues, field, parts, readings lost at the source."""
+        now = self.now
+        return {
+            "contact_centre": self.contact_centre.summary(now),
+            "field": {k: v for k, v in self.field.summary(now).items() if k != "depots"},
+            "depots": self.field.depots.summary(),
+            "readings_dropped_at_source": sum(link.dropped for link in self.links),
+        }
 
     # -- the harness's side ---------------------------------------------------------------------
     @property
@@ -96,23 +172,54 @@ class World:
         """Act on one message from the engine, effective now (the barrier time)."""
         if isinstance(message, WorkOrder):
             self.records.log(self.now, "engine", "work_order", message.device_id, message.work_order_id, message.issue)
-            self.field.dispatch(message)
+            if message.device_id in self._index:
+                self.field.dispatch(message)
         elif isinstance(message, Notification):
             self.records.log(self.now, "engine", f"notify_{message.kind}", message.device_id, message.case_id or "")
             self._notified(message)
         elif isinstance(message, Command):
             self.records.log(self.now, "engine", f"command_{message.action}", message.device_id, message.command_id)
-            self._command(message)
+            device = self._index.get(message.device_id)
+            if device is not None:
+                _, link, local = self._local(device)
+                if link.is_online(local, self.now):
+                    self._command(device, message)
+                else:
+                    self._held.setdefault(device, []).append(message)
         elif isinstance(message, ConsumableOrder):
             self.records.log(self.now, "engine", "order", message.device_id, message.order_id, message.consumable)
+            device = self._index.get(message.device_id)
+            if device is not None:
+                self.env.process(self._deliver_consumable(device, message))
 
     def emit(self, topic: str, message: Message) -> None:
         """Publish ``message`` (stamped now) through the harness at the next barrier."""
         self._outbox.append((topic, codec.encode(message)))
         self.published += 1
 
+    def _device_event(self, device: int, kind: str, code: str, command_id: str | None = None, detail: str = "") -> None:
+        """A device reports on its own; an offline device keeps it until it is back."""
+        fleet, link, local = self._local(device)
+        self._event_seq[device] += 1
+        device_id = fleet.ids[local]
+        event = DeviceEvent(
+            device_id=device_id,
+            ts=self.now,
+            boot_id=0,
+            seq=int(self._event_seq[device]),
+            kind=kind,  # type: ignore[arg-type]
+            code=code,
+            detail=detail,
+            command_id=command_id,
+        )
+        topic = self.topics.event(device_id)
+        if link.is_online(local, self.now):
+            self.emit(topic, event)
+        else:
+            self._held.setdefault(device, []).append((topic, event))
+
     # -- devices --------------------------------------------------------------------------------
-    def _run_fleet(self, fleet: FleetState) -> Generator[simpy.Event, Any, None]:
+    def _run_fleet(self, fleet: FleetState, link: Link) -> Process:
         interval = fleet.spec.telemetry_interval_s
         tick = 0
         while True:
@@ -124,70 +231,125 @@ class World:
                 self._fail(fleet, mode, local)
             if self.env.now >= t_tick:
                 tick += 1
-                self._telemetry(fleet, tick)
+                self._telemetry(fleet, link, tick)
+                for c, local in fleet.newly_low(self.now):
+                    self._device_event(fleet.offset + local, "consumable_low", fleet.consumables[c].name)
 
-    def _telemetry(self, fleet: FleetState, tick: int) -> None:
+    def _telemetry(self, fleet: FleetState, link: Link, tick: int) -> None:
         now = self.now
-        values = fleet.readings(now)
-        for (gateway_id, sl), roster in zip(fleet.gateways, fleet.rosters, strict=True):
-            n = sl.stop - sl.start
+        rows, back = link.step(now, tick, fleet.readings(now))
+        for local in back.tolist():
+            self._reconnected(fleet.offset + local)
+        if not link.active:  # every device, in order: slice per gateway
+            parts = [
+                (g, sl.start, Rows(rows.device[sl], rows.ts[sl], rows.seq[sl], rows.values[:, sl]))
+                for g, (_, sl) in enumerate(fleet.gateways)
+            ]
+        else:
+            parts = _by_gateway(rows, fleet)
+        for g, lo, part in parts:
+            gateway_id = fleet.gateways[g][0]
             payload = codec.encode_batch(
                 gateway_id=gateway_id,
                 ts=now,
                 boot_id=0,
                 seq=tick,
-                devices=roster,
-                index=np.arange(n, dtype=np.uint32),
-                reading_ts=np.full(n, now),
-                reading_seq=np.full(n, tick, dtype=np.uint32),
-                values={name: values[s, sl] for s, name in enumerate(fleet.sensor_names)},
+                devices=fleet.rosters[g],
+                index=(part.device - lo).astype(np.uint32),
+                reading_ts=part.ts,
+                reading_seq=part.seq.astype(np.uint32),
+                values={name: part.values[s] for s, name in enumerate(fleet.sensor_names)},
             )
-            self._outbox.append((self.topics.batch(gateway_id), payload))
-            self.published += 1
-            self.readings += n
+            topic = self.topics.batch(gateway_id)
+            copies = 2 if link.duplicate(g, tick) else 1
+            for _ in range(copies):
+                self._outbox.append((topic, payload))
+                self.published += 1
+            if copies == 2:
+                self.records.link.append((now, gateway_id, "duplicate", f"batch seq {tick}"))
+            self.readings += len(part.device)
+
+    def _reconnected(self, device: int) -> None:
+        for item in self._held.pop(device, []):
+            if isinstance(item, Command):
+                self._command(device, item)
+            else:
+                self._outbox.append((item[0], codec.encode(item[1])))
+                self.published += 1
 
     def _fail(self, fleet: FleetState, mode: int, local: int) -> None:
         device = fleet.offset + local
-        spec = fleet.modes[mode]
+        consumable = fleet.is_consumable(mode)
+        name = fleet.mode_names[mode]
+        severity = "down" if fleet.down_mode[mode] else "degraded"
         onset = float(fleet.next_fail[mode, local])
-        failure = Failure(fleet.ids[local], fleet.spec.name, spec.name, spec.severity, onset)
+        failure = Failure(fleet.ids[local], fleet.spec.name, name, severity, onset)
         self.records.failures.append(failure)
         self._open_failures[(device, mode)] = failure
-        self.records.log(onset, "device", "failure", failure.device_id, spec.name, spec.severity)
+        self.records.log(onset, "device", "failure" if not consumable else "empty", failure.device_id, name, severity)
+        self._open_incident(device, fleet, onset, severity)
+        if not consumable:
+            spec = fleet.modes[mode]
+            if spec.fault_code is not None:
+                self._device_event(device, "fault", spec.fault_code)
+            if spec.self_restore_h is not None:
+                draw = self._restore.one(device, int(fleet.life_k[mode, local]) * 64 + mode)
+                self.env.process(self._self_restore(device, mode, float(spec.self_restore_h.ppf(draw)) * HOUR_S))
+
+    def _open_incident(self, device: int, fleet: FleetState, onset: float, severity: str) -> None:
         incident = self._open.get(device)
         if incident is None:
             self._incident_count[device] += 1
-            incident = Incident(
-                failure.device_id, fleet.spec.name, int(self._incident_count[device]), onset, spec.severity
-            )
+            local = device - fleet.offset
+            incident = Incident(fleet.ids[local], fleet.spec.name, int(self._incident_count[device]), onset, severity)
             if self.informed_case[device] is not None:
                 incident.informed_s = onset
             self._open[device] = incident
             self.records.incidents.append(incident)
             self.owners.on_failure(incident, device)
-        elif spec.severity == "down" and incident.severity != "down":
+        elif severity == "down" and incident.severity != "down":
             incident.severity = "down"
 
-    def repair(self, device: int, mode: int) -> None:
-        """A technician fixed ``mode`` on ``device`` (failed or still drifting towards failure)."""
-        fleet = self.fleet_of(device)
-        local = device - fleet.offset
+    def _self_restore(self, device: int, mode: int, after_s: float) -> Process:
+        fleet, _, local = self._local(device)
+        k = int(fleet.life_k[mode, local])
+        yield self.env.timeout(after_s)
+        if fleet.failed[mode, local] and fleet.life_k[mode, local] == k:
+            self.repair(device, mode, by="self")
+
+    def repair(self, device: int, mode: int, by: str = "technician") -> None:
+        """``mode`` on ``device`` is fixed (failed, or still drifting towards failure) or a consumable refilled."""
+        fleet, _, local = self._local(device)
         now = self.now
         failure = self._open_failures.pop((device, mode), None)
-        if failure is None:  # caught while the precursor drifted: a failure that never happened
-            spec = fleet.modes[mode]
+        if failure is None and not fleet.is_consumable(mode):  # caught while drifting: it never happened
             would_fail = float(fleet.next_fail[mode, local])
-            failure = Failure(fleet.ids[local], fleet.spec.name, spec.name, spec.severity, would_fail, prevented=True)
+            severity = "down" if fleet.down_mode[mode] else "degraded"
+            failure = Failure(fleet.ids[local], fleet.spec.name, fleet.mode_names[mode], severity, would_fail, True)
             self.records.failures.append(failure)
-            self.records.log(now, "technician", "prevented", failure.device_id, spec.name)
-        failure.restored_s = now
+            self.records.log(now, "technician", "prevented", failure.device_id, fleet.mode_names[mode])
+        if failure is not None:
+            failure.restored_s = now
+            failure.fixed_by = by
         fleet.renew(mode, local, now)
+        self._maybe_restored(device, by)
+
+    def _maybe_restored(self, device: int, by: str) -> None:
+        fleet, _, local = self._local(device)
         incident = self._open.get(device)
-        if incident is not None and not fleet.is_failed(local):
-            incident.restored_s = now
+        if incident is not None and not fleet.is_failed(local) and device not in self._unpowered:
+            incident.restored_s = self.now
+            incident.fixed_by = by
             del self._open[device]
             self.owners.on_restored(incident, device)
-            self.records.log(now, "device", "restored", incident.device_id)
+            self.records.log(self.now, "device", "restored", incident.device_id, "", by)
+
+    def remote_fix_all(self, device: int, by: str) -> None:
+        """Fix every remotely fixable failure of ``device`` (an agent or self-service guided it)."""
+        fleet, _, _ = self._local(device)
+        for m in self.failed_modes(device):
+            if not fleet.is_consumable(m) and fleet.modes[m].remote_fix is not None:
+                self.repair(device, m, by=by)
 
     def on_visit(self, device: int) -> None:
         """Count a visit against the owner's effort when they have an open incident."""
@@ -195,11 +357,12 @@ class World:
         if incident is not None:
             incident.visits += 1
 
+    # -- the engine's messages ------------------------------------------------------------------
     def _notified(self, message: Notification) -> None:
         device = self._index.get(message.device_id)
         if device is None:
             return
-        if message.kind in ("case_opened", "visit_scheduled", "outreach"):
+        if message.kind in ("case_opened", "visit_scheduled", "outreach", "outage"):
             self.informed_case[device] = message.case_id or message.notification_id
             incident = self._open.get(device)
             if incident is not None and math.isnan(incident.informed_s):
@@ -207,27 +370,95 @@ class World:
         elif message.kind == "resolved":
             self.informed_case[device] = None
 
-    def _command(self, command: Command) -> None:
-        device = self._index.get(command.device_id)
-        if device is None:
-            return
-        fleet = self.fleet_of(device)
-        local = device - fleet.offset
+    def _command(self, device: int, command: Command) -> None:
+        """Carry out a command on the device and report the result as a device event."""
+        fleet, _, local = self._local(device)
+        self._commands[device] += 1
+        n = int(self._commands[device])
         if command.action == "diagnostic":
-            failed = [fleet.modes[m].name for m in range(len(fleet.modes)) if fleet.failed[m, local]]
-            kind, code = "diagnosis", (failed[0] if failed else "ok")
-        else:
-            kind, code = "command_result", "no_effect"  # remote fixes arrive with the product catalogue
-        self._event_seq[device] += 1
-        self.emit(
-            self.topics.event(command.device_id),
-            DeviceEvent(
-                device_id=command.device_id,
-                ts=self.now,
-                boot_id=0,
-                seq=int(self._event_seq[device]),
-                kind=kind,  # type: ignore[arg-type]
-                code=code,
-                command_id=command.command_id,
-            ),
+            failed = [fleet.mode_names[m] for m in self.failed_modes(device)]
+            self._device_event(device, DIAGNOSIS, failed[0] if failed else "ok", command.command_id)
+            return
+        if command.action == "ota" and command.version:
+            for m in fleet.set_firmware(local, command.version, self.now):
+                self.repair(device, m, by="ota")
+            self._device_event(device, "firmware", _code(command.version), command.command_id)
+        for m in self.failed_modes(device):
+            fix = None if fleet.is_consumable(m) else fleet.modes[m].remote_fix
+            if fix is not None and fix.action == command.action and self._remote.one(device, n * 64 + m) < fix.success:
+                self.repair(device, m, by="remote" if command.action == "reset" else "ota")
+        fixed = not fleet.is_failed(local) and device not in self._unpowered
+        self._device_event(device, "command_result", "fixed" if fixed else "not_fixed", command.command_id)
+
+    def _deliver_consumable(self, device: int, order: ConsumableOrder) -> Process:
+        fleet, _, _local = self._local(device)
+        names = [c.name for c in fleet.consumables]
+        if order.consumable not in names:
+            self.records.log(self.now, "depot", "order_unknown_consumable", order.device_id, order.order_id)
+            return
+        c = names.index(order.consumable)
+        self._orders[device] += 1
+        draw = self._delivery.one(device, int(self._orders[device]))
+        yield self.env.timeout(float(fleet.consumables[c].delivery_h.ppf(draw)) * HOUR_S)
+        self.records.log(self.now, "courier", "delivered", order.device_id, order.order_id, order.consumable)
+        self.repair(device, fleet.n_failure_modes + c, by="delivery")
+        self._device_event(device, "consumable_refilled", order.consumable)
+
+    # -- outages --------------------------------------------------------------------------------
+    def _outage(self, outage: Outage) -> Process:
+        yield self.env.timeout(outage.start_day * 86400.0)
+        until = self.now + outage.duration_h * HOUR_S
+        hit: list[int] = []
+        draw = Stream(self.seed, "outage", outage.name)
+        for fleet, link in zip(self.fleets, self.links, strict=True):
+            everyone = np.arange(fleet.n)
+            if outage.region is None:
+                inside = np.ones(fleet.n, dtype=bool)
+            elif outage.region in fleet.regions:
+                inside = fleet.region == fleet.regions.index(outage.region)
+            else:
+                inside = np.zeros(fleet.n, dtype=bool)
+            chosen = np.flatnonzero(inside & (draw.uniform(everyone + fleet.offset, 0) < outage.share))
+            link.force_offline(chosen, until)
+            hit += (chosen + fleet.offset).tolist()
+        where = outage.region or "everywhere"
+        self.records.link.append(
+            (self.now, where, "outage", f"{outage.name}: {len(hit)} devices for {outage.duration_h} h")
         )
+        self.records.log(self.now, "world", "outage", "", outage.name, f"{len(hit)} devices, {where}")
+        if outage.power:
+            for device in hit:
+                fleet, _, local = self._local(device)
+                failure = Failure(fleet.ids[local], fleet.spec.name, POWER, "down", self.now)
+                self.records.failures.append(failure)
+                self._unpowered[device] = failure
+                self._open_incident(device, fleet, self.now, "down")
+        yield self.env.timeout(until - self.now)
+        self.records.log(self.now, "world", "outage_over", "", outage.name)
+        for device in hit:
+            if device in self._unpowered:
+                failure = self._unpowered.pop(device)
+                failure.restored_s = self.now
+                failure.fixed_by = "self"
+                self._maybe_restored(device, "self")
+
+
+def _code(text: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "_.:-" else "_" for ch in text)[:64] or "unknown"
+
+
+def _by_gateway(rows: Rows, fleet: FleetState) -> list[tuple[int, int, Rows]]:
+    """Split rows by the gateway of their device (columnar: one sort, one split)."""
+    per = fleet.spec.devices_per_gateway
+    gateway = rows.device // per
+    order = np.argsort(gateway, kind="stable")
+    sorted_rows = Rows(rows.device[order], rows.ts[order], rows.seq[order], rows.values[:, order])
+    g_sorted = gateway[order]
+    cuts = np.flatnonzero(np.diff(g_sorted)) + 1
+    out = []
+    for idx in np.split(np.arange(len(order)), cuts):
+        if idx.size:
+            g = int(g_sorted[idx[0]])
+            part = Rows(sorted_rows.device[idx], sorted_rows.ts[idx], sorted_rows.seq[idx], sorted_rows.values[:, idx])
+            out.append((g, g * per, part))
+    return out

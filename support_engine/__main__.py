@@ -62,7 +62,9 @@ def main(
     ] = None,
     speed: Annotated[
         float | None,
-        typer.Option(help="Wall clock only: engine seconds per wall second (a live run passes its factor). Default: 1."),
+        typer.Option(
+            help="Wall clock only: engine seconds per wall second (a live run passes its factor). Default: 1."
+        ),
     ] = None,
     config: Annotated[
         Path | None, typer.Option(help="Engine configuration (YAML/JSON): policy, rules, issues, SLA.")

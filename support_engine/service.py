@@ -124,12 +124,14 @@ class EngineService:
                     self._maybe_step()
                     continue
                 since = time.monotonic() - last_commit
+                # Commit as soon as nothing else is waiting; under load, group commits.
+                batch_due = self._step.acks and (
+                    self.transport.inbox.empty() or since > _GROUP_COMMIT_S or len(self._step.acks) > 1000
+                )
                 if self._clock is not None:
                     self._answer_clock(self._clock)
                     last_commit = time.monotonic()
-                elif (self._step.acks and (delivery is None or since > _GROUP_COMMIT_S or len(self._step.acks) > 1000)) or (
-                    since > _TIMER_TICK_S
-                ):
+                elif batch_due or since > _TIMER_TICK_S:
                     self._flush(now=self.wall_now())
                     last_commit = time.monotonic()
         finally:

@@ -111,7 +111,7 @@ def expand(data: Any) -> Any:
     part_prices: dict[str, Any] = {}
     fleets = []
     for fleet in out["fleets"]:
-        entry = catalogue.get(fleet.get("product")) if isinstance(fleet, dict) else None
+        entry = catalogue.get(str(fleet.get("product"))) if isinstance(fleet, dict) else None
         if not isinstance(entry, dict):
             fleets.append(fleet)
             continue

@@ -146,6 +146,111 @@ def _broker_for(
         broker.stop()
 
 
+@dataclass
+class _Services:
+    """A broker, the engine process and the world's connection to the broker, all running."""
+
+    broker_version: str
+    protocol: int
+    engine: EngineProcess
+    transport: WorldTransport
+
+
+def _prepare(
+    scenario: Scenario, seed: int | None, policy: Policy | None, topics: Topics | None, workdir: Path | None
+) -> tuple[int, Policy, Topics, Path]:
+    """Fill the run's defaults; write the engine's configuration into a fresh workdir."""
+    seed = scenario.seed if seed is None else seed
+    policy = policy or scenario.engine.policy
+    topics = topics or Topics()
+    workdir = Path(tempfile.mkdtemp(prefix="sot-run-")) if workdir is None else workdir
+    workdir.mkdir(parents=True, exist_ok=True)
+    config = msgspec.structs.replace(scenario.engine, policy=policy)
+    (workdir / "engine-config.json").write_bytes(msgspec.json.encode(config))
+    for stale in workdir.glob("engine.sqlite*"):
+        stale.unlink()
+    return seed, policy, topics, workdir
+
+
+def _start_services(
+    stack: contextlib.ExitStack,
+    *,
+    workdir: Path,
+    topics: Topics,
+    broker_url: BrokerUrl | None,
+    broker_kind: str,
+    on_broker: Callable[[str], None] | None,
+    clock_args: Callable[[], list[str]],
+) -> _Services:
+    """Start (or reach) the broker, start the engine with ``clock_args()``, connect the world.
+
+    Everything started is stopped by ``stack``. ``clock_args`` is called just before the engine
+    starts (a live run computes its time origin then).
+    """
+    url, broker_version, protocol, _ = stack.enter_context(_broker_for(broker_url, broker_kind, workdir))
+    if on_broker is not None:
+        on_broker(broker_version)
+    engine = EngineProcess(
+        [
+            "--broker", str(url), "--db", str(workdir / "engine.sqlite"), *clock_args(),
+            "--config", str(workdir / "engine-config.json"),
+            "--prefix", topics.prefix, "--client-id", f"sot-engine-{workdir.name}"[:64],
+            "--protocol", "5" if protocol == 5 else "3.1.1", "--log-level", "WARNING",
+        ],
+        workdir / "engine.log",
+    )  # fmt: skip
+    stack.callback(engine.stop)
+    transport = WorldTransport(url.host, url.port, protocol=protocol)
+    transport.connect(topics.world_subscriptions())
+    stack.callback(transport.close)
+    return _Services(broker_version, protocol, engine, transport)
+
+
+def _result(
+    scenario: Scenario,
+    *,
+    seed: int,
+    policy: Policy,
+    world: World,
+    services: _Services,
+    stats: dict[str, int],
+    outputs_received: int,
+    timing: dict[str, float],
+    mode: dict[str, Any],
+) -> dict[str, Any]:
+    """The result document of a run: manifest, reconciled message counts, KPIs, engine counters."""
+    end = scenario.duration_s
+    ingested = stats.get("msg_ingested", 0)
+    rejected = stats.get("msg_rejected", 0)
+    return {
+        "scenario": scenario.name,
+        "seed": seed,
+        "policy": policy,
+        "sim_days": round(end / 86400.0, 6),
+        "manifest": {
+            **mode,
+            "versions": _versions(),
+            "broker": services.broker_version,
+            "transport": "mqtt",
+            "mqtt_protocol": "5" if services.protocol == 5 else "3.1.1",
+            "platform": platform.platform(),
+        },
+        "messages": {
+            "published": world.published,
+            "ingested": ingested,
+            "duplicates": stats.get("msg_duplicates", 0),
+            "rejected": rejected,
+            "lost": max(0, world.published - ingested - rejected),
+            "readings": world.readings,
+            "engine_emitted": stats.get("msg_emitted", 0),
+            "engine_outputs_received": outputs_received,
+        },
+        "kpis": compute_kpis(scenario, world.records, stats, end, world.summary()),
+        "engine": {k: v for k, v in stats.items() if not k.startswith("msg_")},
+        "timing": timing,
+    }
+
+
 def run_scenario(
     scenario: Scenario,
     *,
@@ -160,35 +265,20 @@ def run_scenario(
     step_timeout_s: float = 120.0,
 ) -> RunOutcome:
     """Run ``scenario`` through a broker and the engine process; stop everything started, always."""
-    seed = scenario.seed if seed is None else seed
-    policy = policy or scenario.engine.policy
-    topics = topics or Topics()
-    workdir = Path(tempfile.mkdtemp(prefix="sot-run-")) if workdir is None else workdir
-    workdir.mkdir(parents=True, exist_ok=True)
-    config = msgspec.structs.replace(scenario.engine, policy=policy)
-    config_path = workdir / "engine-config.json"
-    config_path.write_bytes(msgspec.json.encode(config))
-    db_path = workdir / "engine.sqlite"
-    for stale in workdir.glob("engine.sqlite*"):
-        stale.unlink()
+    seed, policy, topics, workdir = _prepare(scenario, seed, policy, topics, workdir)
     world = World(scenario, seed=seed, topics=topics)
     with contextlib.ExitStack() as stack:
-        url, broker_version, protocol, _ = stack.enter_context(_broker_for(broker_url, broker_kind, workdir))
-        if on_broker is not None:
-            on_broker(broker_version)
-        engine = EngineProcess(
-            [
-                "--broker", str(url), "--db", str(db_path), "--clock", "event", "--config", str(config_path),
-                "--prefix", topics.prefix, "--client-id", f"sot-engine-{workdir.name}"[:64],
-                "--protocol", "5" if protocol == 5 else "3.1.1", "--log-level", "WARNING",
-            ],
-            workdir / "engine.log",
-        )  # fmt: skip
-        stack.callback(engine.stop)
-        transport = WorldTransport(url.host, url.port, protocol=protocol)
-        transport.connect(topics.world_subscriptions())
-        stack.callback(transport.close)
-        barrier = _Barrier(transport, topics, engine, step_timeout_s)
+        services = _start_services(
+            stack,
+            workdir=workdir,
+            topics=topics,
+            broker_url=broker_url,
+            broker_kind=broker_kind,
+            on_broker=on_broker,
+            clock_args=lambda: ["--clock", "event"],
+        )
+        transport = services.transport
+        barrier = _Barrier(transport, topics, services.engine, step_timeout_s)
         barrier.handshake()
         started = time.monotonic()
         end = scenario.duration_s
@@ -204,32 +294,16 @@ def run_scenario(
         transport.flush()
         wall_s = time.monotonic() - started
         stats = dict(barrier.last_ack.stats) if barrier.last_ack else {}
-    ingested = stats.get("msg_ingested", 0)
-    rejected = stats.get("msg_rejected", 0)
-    result = {
-        "scenario": scenario.name,
-        "seed": seed,
-        "policy": policy,
-        "sim_days": round(end / 86400.0, 6),
-        "manifest": {
-            "versions": _versions(),
-            "broker": broker_version,
-            "transport": "mqtt",
-            "mqtt_protocol": "5" if protocol == 5 else "3.1.1",
-            "platform": platform.platform(),
-        },
-        "messages": {
-            "published": world.published,
-            "ingested": ingested,
-            "duplicates": stats.get("msg_duplicates", 0),
-            "rejected": rejected,
-            "lost": max(0, world.published - ingested - rejected),
-            "readings": world.readings,
-            "engine_emitted": stats.get("msg_emitted", 0),
-            "engine_outputs_received": barrier.received,
-        },
-        "kpis": compute_kpis(scenario, world.records, stats, end),
-        "engine": {k: v for k, v in stats.items() if not k.startswith("msg_")},
-        "timing": {"wall_s": round(wall_s, 3), "readings_per_s": round(world.readings / wall_s) if wall_s else 0},
-    }
+    timing = {"wall_s": round(wall_s, 3), "readings_per_s": round(world.readings / wall_s) if wall_s else 0}
+    result = _result(
+        scenario,
+        seed=seed,
+        policy=policy,
+        world=world,
+        services=services,
+        stats=stats,
+        outputs_received=barrier.received,
+        timing=timing,
+        mode={"mode": "event"},
+    )
     return RunOutcome(result, world.records, workdir)

@@ -16,6 +16,8 @@ import numpy as np
 from contracts.codec import BatchView
 from contracts.engine_config import EngineConfig, IssueType
 from contracts.messages import (
+    Command,
+    ConsumableOrder,
     Contact,
     DeviceEvent,
     Message,
@@ -30,7 +32,9 @@ from support_engine.core.actions import (
     ClearAlert,
     CreateWorkOrder,
     Notify,
+    OrderConsumable,
     RaiseAlert,
+    SendCommand,
     SlaBreached,
     WorkOrderChanged,
 )
@@ -79,6 +83,7 @@ class Engine:
         self.open_case_of: dict[str, str] = {}  # device -> open case
         self.work_orders: dict[str, WorkOrderState] = {}
         self.alert_of: dict[tuple[str, str], str] = {}  # (device, rule) -> active alert id
+        self.pending_commands: dict[str, str] = {}  # command id -> case id, until the device answers
         self.stats: Counter[str] = Counter()
         self._ids: Counter[str] = Counter()
 
@@ -98,8 +103,7 @@ class Engine:
         if isinstance(message, WorkOrderStatus):
             return self._field_status(message, now)
         if isinstance(message, DeviceEvent):
-            self.stats["device_events"] += 1
-            return []
+            return self._device_event(message)
         raise TypeError(f"the engine does not handle {type(message).__name__}")
 
     def advance(self, now: float) -> list[Action]:
@@ -179,15 +183,56 @@ class Engine:
         return case, True
 
     def _open(self, case: Case, t: float, why: str) -> list[Action]:
-        """A new case: record it, dispatch a work order and tell the owner."""
+        """A new case: answer it remote-first (command or replenishment) or with a work order; tell the owner."""
+        issue = self._issue(case.issue)
+        case.state = CASE.check(case.state, "in_progress", case.case_id)
+        case.first_response_s = t
+        changed = CaseChanged(
+            case.case_id, case.device_id, case.issue, case.state, case.priority, case.opened_s, t, case.origin
+        )
+        if issue.consumable is not None:
+            self.stats["consumable_orders"] += 1
+            order = ConsumableOrder(
+                order_id=self._next_id("order"),
+                device_id=case.device_id,
+                ts=t,
+                consumable=issue.consumable,
+                quantity=issue.quantity,
+            )
+            return [
+                changed,
+                OrderConsumable(order),
+                self._note(case, t, "case_opened", f"{why} A refill is on its way."),
+            ]
+        if issue.remote is not None:
+            self.stats["remote_commands"] += 1
+            command = Command(
+                command_id=self._next_id("cmd"),
+                device_id=case.device_id,
+                ts=t,
+                action=issue.remote,
+                version=issue.ota_version if issue.remote == "ota" else None,
+                case_id=case.case_id,
+            )
+            self.pending_commands[command.command_id] = case.case_id
+            return [
+                changed,
+                SendCommand(command),
+                self._note(case, t, "case_opened", f"{why} We are fixing it remotely."),
+            ]
+        return [
+            changed,
+            *self._dispatch(case, t),
+            self._note(case, t, "case_opened", f"{why} A technician is on the way."),
+        ]
+
+    def _dispatch(self, case: Case, t: float) -> list[Action]:
+        """Send a technician: a work order with the issue's skill and predicted parts."""
         issue = self._issue(case.issue)
         wo_id = self._next_id("wo")
         self.work_orders[wo_id] = WorkOrderState(wo_id, case.case_id, case.device_id)
         case.work_orders.append(wo_id)
-        case.state = CASE.check(case.state, "in_progress", case.case_id)
-        case.first_response_s = t
         self.stats["work_orders"] += 1
-        self.stats["notifications"] += 1
         order = WorkOrder(
             work_order_id=wo_id,
             case_id=case.case_id,
@@ -199,28 +244,66 @@ class Engine:
             duration_s=issue.duration_s,
             priority=issue.priority,
         )
-        note = Notification(
-            notification_id=self._next_id("note"),
-            device_id=case.device_id,
-            ts=t,
-            kind="case_opened",
-            case_id=case.case_id,
-            text=f"{why} A technician is on the way.",
+        return [CreateWorkOrder(order), WorkOrderChanged(wo_id, case.case_id, case.device_id, "created", t, 1)]
+
+    def _note(self, case: Case, t: float, kind: str, text: str) -> Notify:
+        self.stats["notifications"] += 1
+        return Notify(
+            Notification(
+                notification_id=self._next_id("note"),
+                device_id=case.device_id,
+                ts=t,
+                kind=kind,  # type: ignore[arg-type]
+                case_id=case.case_id,
+                text=text,
+            )
         )
-        return [
-            CaseChanged(
-                case.case_id, case.device_id, case.issue, case.state, case.priority, case.opened_s, t, case.origin
-            ),
-            CreateWorkOrder(order),
-            WorkOrderChanged(wo_id, case.case_id, case.device_id, "created", t, 1),
-            Notify(note),
-        ]
+
+    # -- devices' own reports -------------------------------------------------------------------
+    def _device_event(self, event: DeviceEvent) -> list[Action]:
+        self.stats["device_events"] += 1
+        self.stats[f"device_events_{event.kind}"] += 1
+        if event.kind == "command_result" and event.command_id is not None:
+            case_id = self.pending_commands.pop(event.command_id, None)
+            case = self.cases.get(case_id) if case_id is not None else None
+            if case is None or case.state != "in_progress":
+                return []
+            if event.code == "fixed":
+                self.stats["remote_fixes"] += 1
+                return self._resolve(case, event.ts, "We fixed your device remotely.")
+            self.stats["remote_fix_failed"] += 1
+            return [
+                *self._dispatch(case, event.ts),
+                self._note(case, event.ts, "visit_scheduled", "A technician is on the way."),
+            ]
+        if event.kind == "consumable_refilled":
+            case_id = self.open_case_of.get(event.device_id)
+            case = self.cases.get(case_id) if case_id is not None else None
+            if case is not None and self._issue(case.issue).consumable == event.code and not case.work_orders:
+                return self._resolve(case, event.ts, "Your refill has arrived.")
+            return []
+        if event.kind in ("fault", "consumable_low") and self.proactive:
+            issue = self.config.fault_codes.get(event.code)
+            if issue is None:
+                return []
+            case, opened = self._case_for(event.device_id, issue, event.ts, "device")
+            if opened:
+                return self._open(case, event.ts, f"Your device reported {event.code.replace('_', ' ')}.")
+        return []
 
     def _contact(self, contact: Contact, now: float) -> list[Action]:
         self.stats["contacts"] += 1
         issue = self.config.symptoms.get(contact.symptom) or self.config.default_issue or "unknown"
         case, opened = self._case_for(contact.device_id, issue, contact.ts, "contact")
         case.contacts += 1
+        if contact.resolved:  # fixed during the contact: the case records it and closes
+            self.stats["resolved_on_contact"] += 1
+            if any(self.work_orders[w].state not in ("closed", "cancelled") for w in case.work_orders):
+                return []
+            case.first_response_s = case.first_response_s if case.first_response_s is not None else contact.ts
+            if case.state == "open":
+                case.state = CASE.check(case.state, "in_progress", case.case_id)
+            return self._resolve(case, contact.ts, "Glad we could fix it together.")
         if opened:
             return self._open(case, contact.ts, "Thank you for reporting the problem.")
         self.stats["contacts_joined"] += 1
@@ -242,6 +325,7 @@ class Engine:
         "fixed": "done",
         "no_fault_found": "done",
         "part_missing": "awaiting_part",
+        "incomplete": "awaiting_part",
         "closed": "closed",
     }
 
@@ -260,7 +344,7 @@ class Engine:
             return []
         wo.state = WORK_ORDER.check(wo.state, wanted, wo.work_order_id)
         wo.visit = status.visit
-        if status.status == "part_missing":
+        if status.status in ("part_missing", "incomplete"):
             self.stats["second_visits"] += 1
         actions: list[Action] = [
             WorkOrderChanged(wo.work_order_id, wo.case_id, wo.device_id, wo.state, status.ts, wo.visit)
@@ -281,25 +365,17 @@ class Engine:
     def _maybe_resolve(self, case: Case, t: float) -> list[Action]:
         if any(self.work_orders[w].state not in ("closed", "cancelled") for w in case.work_orders):
             return []
+        return self._resolve(case, t, "Your device has been repaired. Thank you for your patience.")
+
+    def _resolve(self, case: Case, t: float, text: str) -> list[Action]:
         case.state = CASE.check(case.state, "resolved", case.case_id)
         case.resolved_s = t
         del self.open_case_of[case.device_id]
         self._rearm(case.device_id)
         self.stats["cases_resolved"] += 1
-        self.stats["notifications"] += 1
         if t - case.opened_s <= self.config.sla.resolution_s:
             self.stats["cases_resolved_within_sla"] += 1
-        note = Notification(
-            notification_id=self._next_id("note"),
-            device_id=case.device_id,
-            ts=t,
-            kind="resolved",
-            case_id=case.case_id,
-            text="Your device has been repaired. Thank you for your patience.",
+        changed = CaseChanged(
+            case.case_id, case.device_id, case.issue, case.state, case.priority, case.opened_s, t, case.origin
         )
-        return [
-            CaseChanged(
-                case.case_id, case.device_id, case.issue, case.state, case.priority, case.opened_s, t, case.origin
-            ),
-            Notify(note),
-        ]
+        return [changed, self._note(case, t, "resolved", text)]

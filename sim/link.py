@@ -1,0 +1,184 @@
+"""A fleet's link to the cloud: offline spells with buffering, outages, late readings, clock skew.
+
+Everything here is columnar: a tick hands over the fleet's readings as one (sensors, devices)
+array and gets back the rows that reach the broker now — current readings of online devices,
+the buffers of devices that just came back (a reconnect storm after an outage), and late
+readings whose delay has run out — as arrays. Offline spells start and end at tick resolution.
+Each fault is keyed by (device, k) so that it strikes the same devices under every policy, and
+each is written to the ground-truth log.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+
+from sim.records import Records
+from sim.scenario import Connectivity
+from sim.streams import Stream
+
+__all__ = ["Link", "Rows"]
+
+DAY_S = 86400.0
+HOUR_S = 3600.0
+Floats = npt.NDArray[np.float64]
+Ints = npt.NDArray[np.int64]
+
+
+class Rows(NamedTuple):
+    """Readings on their way: device (local index), reading time, per-device seq, values (sensors, rows)."""
+
+    device: Ints
+    ts: Floats
+    seq: Ints
+    values: Floats
+
+    @staticmethod
+    def concat(parts: list[Rows], sensors: int) -> Rows:
+        if not parts:
+            return Rows(np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int64), np.zeros((sensors, 0)))
+        if len(parts) == 1:
+            return parts[0]
+        return Rows(
+            np.concatenate([p.device for p in parts]),
+            np.concatenate([p.ts for p in parts]),
+            np.concatenate([p.seq for p in parts]),
+            np.concatenate([p.values for p in parts], axis=1),
+        )
+
+    def take(self, mask: npt.NDArray[np.bool_]) -> Rows:
+        return Rows(self.device[mask], self.ts[mask], self.seq[mask], self.values[:, mask])
+
+
+class Link:
+    """The connectivity of one fleet of ``n`` devices."""
+
+    def __init__(self, spec: Connectivity, fleet: str, n: int, seed: int, records: Records) -> None:
+        self.spec, self.fleet, self.n, self.records = spec, fleet, n, records
+        everyone = np.arange(n)
+        self.skew = np.zeros(n)
+        if spec.clock_skew_s > 0:
+            u = Stream(seed, fleet, "skew").uniform(everyone, 0)
+            self.skew = (2.0 * u - 1.0) * spec.clock_skew_s
+            records.link += [(0.0, f"{fleet}-{d:06d}", "clock_skew", f"{s:+.3f} s") for d, s in enumerate(self.skew)]
+        self._spell = Stream(seed, fleet, "offline", "length")
+        self._gap = Stream(seed, fleet, "offline", "gap")
+        self._late_draw = Stream(seed, fleet, "late")
+        self._late_delay = Stream(seed, fleet, "late", "delay")
+        self._dup = Stream(seed, fleet, "duplicate")
+        self.spell_k = np.zeros(n, dtype=np.int64)
+        self.offline_until = np.zeros(n)
+        self.forced_until = np.zeros(n)
+        every = spec.offline_every_days
+        self.next_offline = (
+            every.ppf(self._gap.uniform(everyone, 0)) * DAY_S if every is not None else np.full(n, math.inf)
+        )
+        self._was_online = np.ones(n, dtype=bool)
+        self._buffer: list[Rows] = []
+        self._buffered = np.zeros(n, dtype=np.int64)
+        self._late: Rows | None = None  # readings held back, with their delivery times
+        self._late_at = np.zeros(0)
+        self.dropped = 0  # readings lost at the source (offline without buffer, or buffer full)
+        self.active = every is not None or spec.late_share > 0 or spec.clock_skew_s > 0
+
+    # -- state ----------------------------------------------------------------------------------
+    def online(self, now: float) -> npt.NDArray[np.bool_]:
+        return (now >= self.offline_until) & (now >= self.forced_until)
+
+    def is_online(self, local: int, now: float) -> bool:
+        return bool(now >= self.offline_until[local] and now >= self.forced_until[local])
+
+    def force_offline(self, devices: Ints, until: float) -> None:
+        """Cut ``devices`` off until ``until`` (an outage); they reconnect together."""
+        self.forced_until[devices] = np.maximum(self.forced_until[devices], until)
+        self.active = True
+
+    def duplicate(self, gateway: int, seq: int) -> bool:
+        """Whether gateway batch ``seq`` is sent twice."""
+        return self.spec.duplicate_share > 0 and self._dup.one(gateway, seq) < self.spec.duplicate_share
+
+    # -- a tick ---------------------------------------------------------------------------------
+    def step(self, now: float, tick: int, values: Floats) -> tuple[Rows, Ints]:
+        """Return the rows that reach the broker at ``now`` and the devices that just reconnected."""
+        n = self.n
+        if not self.active:
+            return Rows(np.arange(n), np.full(n, now), np.full(n, tick, dtype=np.int64), values), np.zeros(0, np.int64)
+        self._start_spells(now)
+        online = self.online(now)
+        back = np.flatnonzero(online & ~self._was_online)
+        self._was_online = online
+        everyone = np.arange(n)
+        current = Rows(everyone, np.maximum(now + self.skew, 0.0), np.full(n, tick, dtype=np.int64), values)
+        offline = ~online
+        if offline.any():
+            held = current.take(offline)
+            if self.spec.buffer:
+                room = self._buffered[held.device] < self.spec.buffer_max_readings
+                self.dropped += int((~room).sum())
+                held = held.take(room)
+                self._buffered[held.device] += 1
+                self._buffer.append(held)
+            else:
+                self.dropped += len(held.device)
+        parts = [current.take(online)]
+        if back.size and self._buffer:
+            parts.append(self._flush(back, values.shape[0]))
+        if self.spec.late_share > 0:
+            parts[0] = self._hold_late(parts[0], now, tick)
+        if self._late is not None:
+            due = self._late_at <= now
+            if due.any():
+                parts.append(self._late.take(due))
+                self._late, self._late_at = self._late.take(~due), self._late_at[~due]
+        return Rows.concat(parts, values.shape[0]), back
+
+    def _start_spells(self, now: float) -> None:
+        every = self.spec.offline_every_days
+        if every is None:
+            return
+        starting = np.flatnonzero(self.next_offline <= now)
+        if not starting.size:
+            return
+        k = self.spell_k[starting]
+        length = self.spec.offline_h.ppf(self._spell.uniform(starting, k)) * HOUR_S
+        self.offline_until[starting] = now + length
+        self.spell_k[starting] = k + 1
+        self.next_offline[starting] = now + length + every.ppf(self._gap.uniform(starting, k + 1)) * DAY_S
+        self.records.link += [
+            (now, f"{self.fleet}-{d:06d}", "offline", f"{h:.3f} h")
+            for d, h in zip(starting.tolist(), (length / HOUR_S).tolist(), strict=True)
+        ]
+
+    def _flush(self, back: Ints, sensors: int) -> Rows:
+        """Take the buffered readings of the devices in ``back`` out of the buffer, oldest first."""
+        sent, kept = [], []
+        for rows in self._buffer:
+            mine = np.isin(rows.device, back)
+            if mine.any():
+                sent.append(rows.take(mine))
+                if not mine.all():
+                    kept.append(rows.take(~mine))
+            else:
+                kept.append(rows)
+        self._buffer = kept
+        self._buffered[back] = 0
+        return Rows.concat(sent, sensors)
+
+    def _hold_late(self, rows: Rows, now: float, tick: int) -> Rows:
+        late = self._late_draw.uniform(rows.device, tick) < self.spec.late_share
+        if not late.any():
+            return rows
+        held = rows.take(late)
+        delay = self.spec.late_s.ppf(self._late_delay.uniform(held.device, tick))
+        pool = [held] if self._late is None else [self._late, held]
+        self._late = Rows.concat(pool, rows.values.shape[0])
+        self._late_at = np.concatenate([self._late_at, now + delay])
+        self.records.link.append((now, self.fleet, "late", f"{int(late.sum())} readings"))
+        return rows.take(~late)
+
+    @property
+    def buffered(self) -> int:
+        return int(self._buffered.sum())
