@@ -43,8 +43,12 @@ class IssueType(_Frozen, frozen=True, kw_only=True):
     """How the engine answers a kind of fault.
 
     ``remote`` tries a command first (a reset, or an OTA to ``ota_version``) and sends a technician
-    only when it fails; ``consumable`` answers with a replenishment order instead of a visit. A
-    visit needs ``skill``, brings the predicted ``parts`` and takes about ``duration_s``.
+    only when it fails; ``consumable`` answers with a replenishment order instead of a visit;
+    ``advice`` answers with that message to the owner and closes the case (an outage: nothing to
+    fix on the device). A visit needs ``skill``, brings the predicted ``parts`` and takes about
+    ``duration_s``. ``rollout_after: N``: at the N-th case of this issue the OTA goes to every
+    device that reports the sensors of this issue's rules, not only to the ones with a case (a
+    fleet-wide update, once).
     """
 
     skill: Name
@@ -55,10 +59,16 @@ class IssueType(_Frozen, frozen=True, kw_only=True):
     ota_version: Name | None = None
     consumable: Name | None = None
     quantity: Annotated[float, msgspec.Meta(gt=0.0)] = 1.0
+    advice: Annotated[str, msgspec.Meta(max_length=1000)] | None = None
+    rollout_after: Annotated[int, msgspec.Meta(ge=1)] | None = None
 
     def __post_init__(self) -> None:
         if self.remote == "ota" and self.ota_version is None:
             raise ValueError("`remote: ota` needs `ota_version`")
+        if self.rollout_after is not None and self.remote != "ota":
+            raise ValueError("`rollout_after` needs `remote: ota` (it rolls that update out fleet-wide)")
+        if sum(x is not None for x in (self.remote, self.consumable, self.advice)) > 1:
+            raise ValueError("give at most one of `remote`, `consumable` and `advice`")
 
 
 class Sla(_Frozen, frozen=True, kw_only=True):

@@ -77,7 +77,7 @@ class Link:
             every.ppf(self._gap.uniform(everyone, 0)) * DAY_S if every is not None else np.full(n, math.inf)
         )
         self._was_online = np.ones(n, dtype=bool)
-        self._buffer: list[Rows] = []
+        self._buffer: Rows | None = None  # what offline devices measured, one columnar pool
         self._buffered = np.zeros(n, dtype=np.int64)
         self._late: Rows | None = None  # readings held back, with their delivery times
         self._late_at = np.zeros(0)
@@ -120,12 +120,12 @@ class Link:
                 self.dropped += int((~room).sum())
                 held = held.take(room)
                 self._buffered[held.device] += 1
-                self._buffer.append(held)
+                self._buffer = held if self._buffer is None else Rows.concat([self._buffer, held], values.shape[0])
             else:
                 self.dropped += len(held.device)
         parts = [current.take(online)]
-        if back.size and self._buffer:
-            parts.append(self._flush(back, values.shape[0]))
+        if back.size and self._buffer is not None:
+            parts.append(self._flush(back))
         if self.spec.late_share > 0:
             parts[0] = self._hold_late(parts[0], now, tick)
         if self._late is not None:
@@ -152,20 +152,16 @@ class Link:
             for d, h in zip(starting.tolist(), (length / HOUR_S).tolist(), strict=True)
         ]
 
-    def _flush(self, back: Ints, sensors: int) -> Rows:
-        """Take the buffered readings of the devices in ``back`` out of the buffer, oldest first."""
-        sent, kept = [], []
-        for rows in self._buffer:
-            mine = np.isin(rows.device, back)
-            if mine.any():
-                sent.append(rows.take(mine))
-                if not mine.all():
-                    kept.append(rows.take(~mine))
-            else:
-                kept.append(rows)
-        self._buffer = kept
+    def _flush(self, back: Ints) -> Rows:
+        """Take the buffered readings of the devices in ``back`` out of the buffer (in the order measured)."""
+        assert self._buffer is not None
+        returning = np.zeros(self.n, dtype=bool)
+        returning[back] = True
+        mine = returning[self._buffer.device]
+        sent = self._buffer.take(mine)
+        self._buffer = self._buffer.take(~mine)
         self._buffered[back] = 0
-        return Rows.concat(sent, sensors)
+        return sent
 
     def _hold_late(self, rows: Rows, now: float, tick: int) -> Rows:
         late = self._late_draw.uniform(rows.device, tick) < self.spec.late_share

@@ -254,9 +254,22 @@ def _cross_checks(scenario: Scenario) -> list[Problem]:
             problems.append(Problem(where, f"no agent group serves skill {skill!r} (contacts about {fleet.name})"))
         if fleet.telemetry_interval_s > scenario.sync_interval_s:
             problems.append(Problem(f"{at}.telemetry_interval_s", "must be <= sync_interval_s"))
+    products_with: dict[str, set[str]] = {}
+    for fleet in scenario.fleets:
+        for sensor in [s.name for s in fleet.sensors] + [c.sensor for c in fleet.consumables]:
+            products_with.setdefault(sensor, set()).add(fleet.product)
     for k, rule in enumerate(engine.rules):
         if rule.sensor not in all_sensors:
             problems.append(Problem(f"engine.rules[{k}].sensor", f"no fleet has a sensor {rule.sensor!r}"))
+        elif len(products_with[rule.sensor]) > 1:
+            shared = ", ".join(sorted(products_with[rule.sensor]))
+            problems.append(
+                Problem(
+                    f"engine.rules[{k}].sensor",
+                    f"rule {rule.name!r} reads {rule.sensor!r}, which products {shared} all report; a rule applies to"
+                    " every device that reports its sensor, so give each product its own sensor name",
+                )
+            )
     for name, issue in issues.items():
         tech_skill(issue.skill, f"engine.issues.{name}.skill")
         for part in issue.parts:
@@ -290,7 +303,8 @@ def validate_data(data: Any) -> tuple[Scenario | None, list[Problem]]:
     entry (:func:`sim.catalogue.expand`) and the whole is checked.
     """
     if isinstance(data, dict) and "products" in data:
-        problems = _check(data["products"], dict[Name, Product], "products")
+        products = catalogue.own_products(data) if isinstance(data["products"], dict) else data["products"]
+        problems = _check(products, dict[Name, Product], "products")
         if problems:
             return None, problems
     data = catalogue.expand(data)

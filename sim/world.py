@@ -380,8 +380,20 @@ class World:
             self._device_event(device, DIAGNOSIS, failed[0] if failed else "ok", command.command_id)
             return
         if command.action == "ota" and command.version:
-            for m in fleet.set_firmware(local, command.version, self.now):
+            now = self.now
+            drifting = [m for m in range(fleet.n_failure_modes) if fleet.in_precursor(m, local, now)]
+            would_fail = {m: float(fleet.next_fail[m, local]) for m in drifting}
+            for m in fleet.set_firmware(local, command.version, now):
                 self.repair(device, m, by="ota")
+            for m in drifting:
+                if not fleet.active[m, local]:  # the update removed a fault on its way: it never happens
+                    severity = "down" if fleet.down_mode[m] else "degraded"
+                    failure = Failure(
+                        fleet.ids[local], fleet.spec.name, fleet.mode_names[m], severity, would_fail[m], True
+                    )
+                    failure.restored_s, failure.fixed_by = now, "ota"
+                    self.records.failures.append(failure)
+                    self.records.log(now, "device", "prevented", failure.device_id, fleet.mode_names[m], "ota")
             self._device_event(device, "firmware", _code(command.version), command.command_id)
         for m in self.failed_modes(device):
             fix = None if fleet.is_consumable(m) else fleet.modes[m].remote_fix

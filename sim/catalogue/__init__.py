@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-__all__ = ["FLEET_KEYS", "NAMED_LISTS", "builtin", "expand", "names"]
+__all__ = ["FLEET_KEYS", "NAMED_LISTS", "builtin", "expand", "names", "own_products"]
 
 # Keys of a product entry that a fleet inherits; the rest (``parts``, ``engine``) go elsewhere.
 FLEET_KEYS = (
@@ -91,6 +91,22 @@ def _without(fleet: dict[str, Any]) -> None:
             fleet[key] = [i for i in items if not (isinstance(i, dict) and i.get("name") in drop)]
 
 
+def own_products(data: Any) -> dict[str, Any]:
+    """The scenario's ``products`` section with each ``base`` merged in (plain data; never raises)."""
+    own = data.get("products") if isinstance(data, dict) else None
+    if not isinstance(own, dict):
+        return {}
+    catalogue = _builtin()
+    resolved: dict[str, Any] = {}
+    for name, entry in own.items():
+        if isinstance(entry, dict) and "base" in entry:
+            base = copy.deepcopy(catalogue.get(str(entry["base"]), {}))
+            resolved[str(name)] = _merge(base, {k: v for k, v in entry.items() if k != "base"})
+        else:
+            resolved[str(name)] = entry
+    return resolved
+
+
 def expand(data: Any) -> Any:
     """Return scenario data with every fleet's product entry merged in (plain data in, plain data out).
 
@@ -98,14 +114,11 @@ def expand(data: Any) -> Any:
     """
     if not isinstance(data, dict) or not isinstance(data.get("fleets"), list):
         return data
-    catalogue = builtin()
-    own = data.get("products")
-    if isinstance(own, dict):
-        for name, entry in own.items():
-            if isinstance(entry, dict):
-                base = catalogue.get(str(entry.get("base", name)), {}) if "base" in entry else {}
-                catalogue[str(name)] = _merge(base, {k: v for k, v in entry.items() if k != "base"})
+    own = own_products(data)
+    catalogue = {**builtin(), **own}
     out = dict(data)
+    if own:
+        out["products"] = own
     engine = dict(out.get("engine") or {}) if isinstance(out.get("engine"), dict) else out.get("engine")
     product_engine: dict[str, Any] = {}
     part_prices: dict[str, Any] = {}
@@ -129,6 +142,19 @@ def expand(data: Any) -> Any:
                 "fault_codes": {**product_engine.get("fault_codes", {}), **(product.get("fault_codes") or {})},
             }
     out["fleets"] = fleets
+    if product_engine:
+        present = {
+            s.get("name") if key == "sensors" else s.get("sensor")
+            for f in fleets
+            if isinstance(f, dict)
+            for key in ("sensors", "consumables")
+            if isinstance(f.get(key), list)
+            for s in f[key]
+            if isinstance(s, dict)
+        }
+        product_engine["rules"] = [
+            r for r in product_engine["rules"] if not isinstance(r, dict) or r.get("sensor") in present
+        ]
     if product_engine and (engine is None or isinstance(engine, dict)):
         mine = engine or {}
         combined = dict(mine)

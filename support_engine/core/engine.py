@@ -84,6 +84,8 @@ class Engine:
         self.work_orders: dict[str, WorkOrderState] = {}
         self.alert_of: dict[tuple[str, str], str] = {}  # (device, rule) -> active alert id
         self.pending_commands: dict[str, str] = {}  # command id -> case id, until the device answers
+        self.rolled_out: set[str] = set()  # issues whose update went fleet-wide
+        self.cases_of_issue: Counter[str] = Counter()
         self.stats: Counter[str] = Counter()
         self._ids: Counter[str] = Counter()
 
@@ -190,6 +192,9 @@ class Engine:
         changed = CaseChanged(
             case.case_id, case.device_id, case.issue, case.state, case.priority, case.opened_s, t, case.origin
         )
+        if issue.advice is not None:
+            self.stats["advised"] += 1
+            return [changed, self._note(case, t, "outage", issue.advice), *self._resolve(case, t, None)]
         if issue.consumable is not None:
             self.stats["consumable_orders"] += 1
             order = ConsumableOrder(
@@ -215,15 +220,44 @@ class Engine:
                 case_id=case.case_id,
             )
             self.pending_commands[command.command_id] = case.case_id
-            return [
-                changed,
-                SendCommand(command),
-                self._note(case, t, "case_opened", f"{why} We are fixing it remotely."),
-            ]
+            note = self._note(case, t, "case_opened", f"{why} We are fixing it remotely.")
+            return [changed, SendCommand(command), note, *self._maybe_roll_out(case.issue, t)]
         return [
             changed,
             *self._dispatch(case, t),
             self._note(case, t, "case_opened", f"{why} A technician is on the way."),
+        ]
+
+    def _maybe_roll_out(self, issue_name: str, t: float) -> list[Action]:
+        """Send an issue's OTA to the whole fleet once enough cases of it are open together."""
+        issue = self._issue(issue_name)
+        if issue.rollout_after is None or issue_name in self.rolled_out:
+            return []
+        self.cases_of_issue[issue_name] += 1
+        if self.cases_of_issue[issue_name] < issue.rollout_after:
+            return []
+        self.rolled_out.add(issue_name)
+        with_case = {c.device_id for c in self.cases.values() if c.issue == issue_name}
+        sensors = {r.sensor for r in self.config.rules if r.issue == issue_name}
+        reporting = np.zeros(len(self.twins), dtype=bool)
+        for sensor in sensors:
+            column = self.twins.values.get(sensor)
+            if column is not None:
+                reporting |= ~np.isnan(column[: len(self.twins)])
+        targets = [d for d, yes in zip(self.twins.ids, reporting.tolist(), strict=True) if yes and d not in with_case]
+        self.stats["rollouts"] += 1
+        self.stats["rollout_commands"] += len(targets)
+        return [
+            SendCommand(
+                Command(
+                    command_id=self._next_id("cmd"),
+                    device_id=device,
+                    ts=t,
+                    action="ota",
+                    version=issue.ota_version,
+                )
+            )
+            for device in sorted(targets)
         ]
 
     def _dispatch(self, case: Case, t: float) -> list[Action]:
@@ -297,9 +331,9 @@ class Engine:
         case, opened = self._case_for(contact.device_id, issue, contact.ts, "contact")
         case.contacts += 1
         if contact.resolved:  # fixed during the contact: the case records it and closes
-            self.stats["resolved_on_contact"] += 1
             if any(self.work_orders[w].state not in ("closed", "cancelled") for w in case.work_orders):
                 return []
+            self.stats["resolved_on_contact"] += 1
             case.first_response_s = case.first_response_s if case.first_response_s is not None else contact.ts
             if case.state == "open":
                 case.state = CASE.check(case.state, "in_progress", case.case_id)
@@ -307,16 +341,15 @@ class Engine:
         if opened:
             return self._open(case, contact.ts, "Thank you for reporting the problem.")
         self.stats["contacts_joined"] += 1
-        self.stats["notifications"] += 1
-        note = Notification(
-            notification_id=self._next_id("note"),
-            device_id=contact.device_id,
-            ts=contact.ts,
-            kind="visit_scheduled",
-            case_id=case.case_id,
-            text="We already know about this problem; a technician is scheduled.",
-        )
-        return [Notify(note)]
+        if case.work_orders:
+            text = "We already know about this problem; a technician is scheduled."
+        elif case.case_id in self.pending_commands.values():
+            text = "We already know about this problem and are fixing it remotely."
+        elif self._issue(case.issue).consumable is not None:
+            text = "We already know about this problem; a refill is on its way."
+        else:
+            text = "We already know about this problem and are working on it."
+        return [self._note(case, contact.ts, "visit_scheduled", text)]
 
     # -- field ----------------------------------------------------------------------------------
     _WO_STATE: ClassVar[dict[str, str]] = {
@@ -367,7 +400,8 @@ class Engine:
             return []
         return self._resolve(case, t, "Your device has been repaired. Thank you for your patience.")
 
-    def _resolve(self, case: Case, t: float, text: str) -> list[Action]:
+    def _resolve(self, case: Case, t: float, text: str | None) -> list[Action]:
+        """Resolve ``case``; tell the owner with ``text`` (None: they have just been told)."""
         case.state = CASE.check(case.state, "resolved", case.case_id)
         case.resolved_s = t
         del self.open_case_of[case.device_id]
@@ -378,4 +412,4 @@ class Engine:
         changed = CaseChanged(
             case.case_id, case.device_id, case.issue, case.state, case.priority, case.opened_s, t, case.origin
         )
-        return [changed, self._note(case, t, "resolved", text)]
+        return [changed] if text is None else [changed, self._note(case, t, "resolved", text)]

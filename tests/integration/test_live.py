@@ -12,6 +12,7 @@ from pathlib import Path
 
 import paho.mqtt.client as paho
 import pytest
+import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
 from contracts import codec
@@ -52,10 +53,11 @@ def processes_mentioning(text: str) -> list[str]:
 
 def failing_freezers(tmp_path: Path) -> Path:
     """freezers.yaml with control boards that die twenty times as often, so that the engine has work."""
-    text = FREEZERS.read_text()
-    assert "mean: 6000" in text
+    doc = yaml.safe_load(FREEZERS.read_text())
+    modes = doc["fleets"][0].setdefault("failure_modes", [])
+    modes.append({"name": "control_board", "life_days": {"dist": "exponential", "mean": 300}})
     path = tmp_path / "failing.yaml"
-    path.write_text(text.replace("mean: 6000", "mean: 300"))
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
 
 

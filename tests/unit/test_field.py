@@ -15,8 +15,9 @@ from scipy import stats
 
 from contracts.messages import WorkOrder, WorkOrderStatus
 from contracts.topics import Topics
+from sim.depots import Depots
 from sim.distributions import Distribution, Exponential, Fixed, Lognormal
-from sim.field import Depots, Fault, FieldService, on_shift_intervals
+from sim.field import Fault, FieldService, on_shift_intervals
 from sim.records import Records
 from sim.scenario import Crew, Depot, Shift, Technicians
 
