@@ -142,10 +142,11 @@ class Technician:
     busy_on_shift_s: float = 0.0
 
     def has(self, skill: str) -> bool:
-        return not self.skills or skill in self.skills
+        return not skill or not self.skills or skill in self.skills  # "" : a job anyone can do
 
     def can_take(self, skills: frozenset[str]) -> bool:
         """A visit needing ``skills`` fits a technician with any one of them (empty: anyone)."""
+        skills = skills - {""}
         return not skills or not self.skills or bool(skills & self.skills)
 
     def on_shift_s(self, t0: float, t1: float) -> float:
@@ -326,6 +327,7 @@ class FieldService:
 
     def _coverable(self, skills: frozenset[str]) -> frozenset[str] | None:
         """The needed skills someone has; None when nobody has any of them."""
+        skills = skills - {""}
         if not skills or self._everyone:
             return skills
         return (skills & self._skills) or None

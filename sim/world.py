@@ -140,11 +140,16 @@ class World:
         for m in range(len(fleet.mode_names)):
             if fleet.is_consumable(m):
                 if fleet.failed[m, local]:
-                    found.append(Fault(m, "general", fleet.mode_names[m], REFILL_H))
+                    found.append(Fault(m, "", fleet.mode_names[m], REFILL_H))  # any technician can refill
             elif fleet.failed[m, local] or fleet.in_precursor(m, local, now):
                 repair = fleet.modes[m].repair
                 found.append(Fault(m, repair.skill, repair.part, repair.duration_h))
         return found
+
+    @property
+    def unsent(self) -> int:
+        """Messages emitted but not yet handed to the harness (the engine's last answers at the end)."""
+        return len(self._outbox)
 
     def summary(self) -> dict[str, Any]:
         """The world's own figures for the KPIs: queues, field, parts, readings lost at the source."""

@@ -222,6 +222,7 @@ def _result(
     end = scenario.duration_s
     ingested = stats.get("msg_ingested", 0)
     rejected = stats.get("msg_rejected", 0)
+    sent = world.published - world.unsent  # device answers to the engine's last commands stay unsent
     return {
         "scenario": scenario.name,
         "seed": seed,
@@ -236,11 +237,12 @@ def _result(
             "platform": platform.platform(),
         },
         "messages": {
-            "published": world.published,
+            "published": sent,
             "ingested": ingested,
             "duplicates": stats.get("msg_duplicates", 0),
             "rejected": rejected,
-            "lost": max(0, world.published - ingested - rejected),
+            "lost": max(0, sent - ingested - rejected),
+            "unsent_at_end": world.unsent,
             "readings": world.readings,
             "engine_emitted": stats.get("msg_emitted", 0),
             "engine_outputs_received": outputs_received,

@@ -323,6 +323,19 @@ class Engine:
             case, opened = self._case_for(event.device_id, issue, event.ts, "device")
             if opened:
                 return self._open(case, event.ts, f"Your device reported {event.code.replace('_', ' ')}.")
+            consumable = self._issue(issue).consumable
+            if consumable is not None and self._issue(case.issue).consumable != consumable:
+                # Another problem is open on the device: the refill still goes out, under that case.
+                self.stats["consumable_orders"] += 1
+                self.stats["consumable_orders_joined"] += 1
+                order = ConsumableOrder(
+                    order_id=self._next_id("order"),
+                    device_id=event.device_id,
+                    ts=event.ts,
+                    consumable=consumable,
+                    quantity=self._issue(issue).quantity,
+                )
+                return [OrderConsumable(order)]
         return []
 
     def _contact(self, contact: Contact, now: float) -> list[Action]:

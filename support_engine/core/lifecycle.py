@@ -54,7 +54,7 @@ WORK_ORDER = Lifecycle(
         "created": {"accepted", "cancelled"},
         "accepted": {"on_site", "cancelled"},
         "on_site": {"done", "awaiting_part"},
-        "awaiting_part": {"accepted"},
+        "awaiting_part": {"accepted", "closed"},  # closed: the field gives up (no one has the skill)
         "done": {"closed"},
         "closed": set(),
         "cancelled": set(),
