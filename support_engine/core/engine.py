@@ -109,11 +109,13 @@ class Engine:
         raise TypeError(f"the engine does not handle {type(message).__name__}")
 
     def advance(self, now: float) -> list[Action]:
-        """Run the timers up to ``now``: SLA clocks of open cases."""
+        """Run the timers up to ``now``: SLA clocks of open cases (replenishment cases have none)."""
         actions: list[Action] = []
         sla = self.config.sla
         for case_id in sorted(self.open_case_of.values()):
             case = self.cases[case_id]
+            if self._issue(case.issue).consumable is not None:
+                continue  # a refill on its way is a delivery, not a service case against the SLA
             if case.first_response_s is None and now - case.opened_s > sla.first_response_s:
                 actions += self._breach(case, "first_response", case.opened_s + sla.first_response_s)
             if now - case.opened_s > sla.resolution_s:

@@ -263,3 +263,14 @@ def test_an_outage_silences_a_region_and_its_devices_return_with_their_buffers()
     assert all(f.restored_s == pytest.approx(DAY + 6 * HOUR) for f in power)
     assert any(kind == "outage" for _, _, kind, _ in world.records.link)
     assert world.symptom_of(int(np.flatnonzero(~east)[0])) == "other"
+
+
+def test_duplicated_batches_are_sent_twice_byte_for_byte_and_recorded() -> None:
+    world = World(scenario({"count": 100, "devices_per_gateway": 10, "connectivity": {"duplicate_share": 0.2}}))
+    out = world.advance(DAY)
+    batches = [(topic, payload) for topic, payload in out if "/gw/" in topic]
+    copies = len(batches) - len(set(batches))
+    recorded = [row for row in world.records.link if row[2] == "duplicate"]
+    assert copies == len(recorded) > 0
+    assert 0.1 < copies / len(set(batches)) < 0.3
+    assert world.published == len(out)
