@@ -56,9 +56,11 @@ def validate(scenario: Annotated[Path, typer.Argument(help="Scenario YAML file."
     """Check a scenario file; list every problem with its path (exit 2), or summarise it (exit 0)."""
     s = _load(scenario)
     modes = sum(len(f.failure_modes) for f in s.fleets)
+    consumables = sum(len(f.consumables) for f in s.fleets)
+    products = ", ".join(sorted({f.product for f in s.fleets}))
     out.print(
-        f"[green]ok[/] {scenario}: scenario {s.name!r}, {s.device_count:,} devices in {len(s.fleets)} fleet(s), "
-        f"{modes} failure mode(s), {s.duration_days:g} days, seed {s.seed}"
+        f"[green]ok[/] {scenario}: scenario {s.name!r}, {s.device_count:,} devices in {len(s.fleets)} fleet(s) "
+        f"({products}), {modes} failure mode(s), {consumables} consumable(s), {s.duration_days:g} days, seed {s.seed}"
     )
 
 
@@ -189,7 +191,8 @@ def run(
     if not quiet:
         _print_kpis(outcome.result)
         console.print(
-            f"wrote {out_dir}/result.json, events.csv, ground_truth.csv (engine database: {out_dir}/engine.sqlite)"
+            f"wrote {out_dir}/result.json, events.csv, ground_truth.csv, connectivity.csv"
+            f" (engine database: {out_dir}/engine.sqlite)"
         )
 
 
@@ -212,12 +215,18 @@ def _write_outputs(out_dir: Path, result: dict[str, Any], records: Records) -> N
             writer.writerow([f"{row[0]:.3f}", *row[1:]])
     with open(out_dir / "ground_truth.csv", "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(["device_id", "fleet", "mode", "severity", "onset_s", "prevented", "restored_s"])
+        writer.writerow(["device_id", "fleet", "mode", "severity", "onset_s", "prevented", "restored_s", "fixed_by"])
         for fl in sorted(records.failures, key=lambda x: (x.onset_s, x.device_id)):
             restored = "" if math.isnan(fl.restored_s) else f"{fl.restored_s:.3f}"
+            onset = f"{fl.onset_s:.3f}"
             writer.writerow(
-                [fl.device_id, fl.fleet, fl.mode, fl.severity, f"{fl.onset_s:.3f}", int(fl.prevented), restored]
+                [fl.device_id, fl.fleet, fl.mode, fl.severity, onset, int(fl.prevented), restored, fl.fixed_by]
             )
+    with open(out_dir / "connectivity.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["t_s", "who", "kind", "detail"])
+        for t, who, kind, detail in sorted(records.link, key=lambda r: (r[0], r[1])):
+            writer.writerow([f"{t:.3f}", who, kind, detail])
 
 
 _LABELS = {
@@ -233,9 +242,20 @@ _LABELS = {
     "owner_effort_steps_mean": ("owner effort, steps", "{:.2f}"),
     "truck_rolls_per_1000_devices": ("truck rolls / 1000 devices", "{:.1f}"),
     "remote_resolution_rate": ("resolved remotely", "{:.1%}"),
+    "availability": ("availability", "{:.3%}"),
     "sla_breaches": ("SLA breaches", "{:,}"),
     "churned_owners": ("owners churned", "{:,}"),
+    "abandoned_calls": ("calls abandoned in the queue", "{:,}"),
 }
+# Nested figures: (section, key, label, format); absent or None values are shown as "-".
+_NESTED = [
+    ("contact_centre", "asa_s", "contact centre: mean wait s", "{:.1f}"),
+    ("contact_centre", "service_level", "contact centre: service level", "{:.1%}"),
+    ("contact_centre", "occupancy", "contact centre: occupancy", "{:.1%}"),
+    ("field", "utilisation", "technicians: utilisation", "{:.1%}"),
+    ("field", "mean_response_h", "technicians: response h", "{:.1f}"),
+    ("parts", "fill_rate", "parts: depot fill rate", "{:.1%}"),
+]
 
 
 def _print_kpis(result: dict[str, Any]) -> None:
@@ -247,6 +267,12 @@ def _print_kpis(result: dict[str, Any]) -> None:
     table.add_column("value", justify="right")
     for key, (label, fmt) in _LABELS.items():
         table.add_row(label, fmt.format(kpis[key]))
+    for section, key, label, fmt in _NESTED:
+        value = kpis.get(section, {}).get(key)
+        table.add_row(label, "-" if value is None else fmt.format(value))
+    restored = ", ".join(f"{who} {n:,}" for who, n in kpis.get("restored_by", {}).items())
+    if restored:
+        table.add_row("restored by", restored)
     cost = kpis["cost"]
     table.add_row("cost total", f"{cost['total']:,.0f}")
     table.add_row(
@@ -259,6 +285,38 @@ def _print_kpis(result: dict[str, Any]) -> None:
     out.print(
         f"broker: {result['manifest']['broker']} · {result['timing']['wall_s']:.1f} s wall · {result['timing']['readings_per_s']:,} readings/s"
     )
+
+
+@app.command()
+def products(
+    name: Annotated[str | None, typer.Argument(help="Show this catalogue entry in full (YAML).")] = None,
+) -> None:
+    """List the product catalogue, or print one entry to start a product of your own from."""
+    from sim import catalogue
+
+    entries = catalogue.builtin()
+    if name is not None:
+        if name not in entries:
+            console.print(f"[red]no product {name!r}[/]; the catalogue has: {', '.join(catalogue.names())}")
+            raise typer.Exit(EXIT_INVALID)
+        from importlib import resources
+
+        sys.stdout.write(resources.files("sim.catalogue").joinpath(f"{name}.yaml").read_text(encoding="utf-8"))
+        return
+    table = Table(title="product catalogue (use with `product: NAME` in a fleet)")
+    for column in ("product", "failure modes", "consumables", "remote fixes"):
+        table.add_column(column)
+    for key, entry in entries.items():
+        modes = entry.get("failure_modes", [])
+        fixes = [m["name"] for m in modes if m.get("remote_fix")]
+        table.add_row(
+            key,
+            ", ".join(m["name"] for m in modes),
+            ", ".join(c["name"] for c in entry.get("consumables", [])) or "-",
+            ", ".join(fixes) or "-",
+        )
+    out.print(table)
+    out.print("`sot products NAME` prints an entry; docs/products.md explains how to describe your own product.")
 
 
 @app.command()
@@ -278,10 +336,20 @@ def engine(
     ] = "sot-engine-0",
     protocol: Annotated[str, typer.Option(help="MQTT protocol: auto, 5 or 3.1.1.")] = "auto",
     log_level: Annotated[str, typer.Option(help="Log level.")] = "INFO",
+    time_origin: Annotated[
+        float | None, typer.Option(help="Wall clock only: Unix time that counts as time 0 (default: the epoch).")
+    ] = None,
+    speed: Annotated[
+        float | None, typer.Option(help="Wall clock only: simulated seconds per real second (default 1).")
+    ] = None,
 ) -> None:
     """Run the support engine alone against a broker, until Ctrl-C."""
     args = ["--broker", broker, "--db", str(db), "--clock", clock, "--prefix", prefix, "--client-id", client_id]
     args += ["--protocol", protocol, "--log-level", log_level]
+    if time_origin is not None:
+        args += ["--time-origin", str(time_origin)]
+    if speed is not None:
+        args += ["--speed", str(speed)]
     if config is not None:
         args += ["--config", str(config)]
     if policy is not None:

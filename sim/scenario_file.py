@@ -296,6 +296,33 @@ def _cross_checks(scenario: Scenario) -> list[Problem]:
     return problems
 
 
+_NAMED_ITEM = re.compile(r"^fleets\[(\d+)\]\.(sensors|failure_modes|consumables)\[(\d+)\](.*)$")
+
+
+def _names(data: Any, i: int, key: str) -> list[Any]:
+    try:
+        return [item.get("name") if isinstance(item, dict) else None for item in data["fleets"][i][key]]
+    except (KeyError, IndexError, TypeError):
+        return []
+
+
+def _in_users_terms(problem: Problem, original: Any, merged: Any) -> Problem:
+    """Point a problem in a merged fleet list at the user's own item, or name the product it came from."""
+    m = _NAMED_ITEM.match(problem.path)
+    if m is None:
+        return problem
+    i, key, j, rest = int(m.group(1)), m.group(2), int(m.group(3)), m.group(4)
+    merged_names = _names(merged, i, key)
+    name = merged_names[j] if j < len(merged_names) else None
+    mine = _names(original, i, key)
+    if name is not None and name in mine:
+        return Problem(f"fleets[{i}].{key}[{mine.index(name)}]{rest}", problem.message)
+    if name is None:
+        return problem
+    product = merged["fleets"][i].get("product")
+    return Problem(f"fleets[{i}].{key}[{name}]{rest}", f"{problem.message} (in product {product!r})")
+
+
 def validate_data(data: Any) -> tuple[Scenario | None, list[Problem]]:
     """Validate parsed YAML; return the scenario (if valid) and every problem found.
 
@@ -307,10 +334,11 @@ def validate_data(data: Any) -> tuple[Scenario | None, list[Problem]]:
         problems = _check(products, dict[Name, Product], "products")
         if problems:
             return None, problems
+    original = data
     data = catalogue.expand(data)
     problems = _check(data, Scenario, "")
     if problems:
-        return None, problems
+        return None, [_in_users_terms(p, original, data) for p in problems]
     try:
         scenario = msgspec.convert(data, Scenario)
     except msgspec.ValidationError as exc:  # a __post_init__ the walk did not reach

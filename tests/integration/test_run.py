@@ -186,14 +186,14 @@ def test_bad_scenario_gets_every_error_with_its_path(tmp_path: Path) -> None:
     bad.write_text(
         FREEZERS.read_text()
         .replace("count: 2000", "count: -5")
-        .replace("shape: 2.5", "shape: 0")
+        .replace("{dist: exponential, mean: 1500}", "{dist: exponential, mean: 0}")
         .replace("agents: 4", "agents: four")
     )
     for command in (["validate", str(bad)], ["run", str(bad), "--out", str(tmp_path / "never")]):
         proc = sot(*command, timeout=60)
         assert proc.returncode == 2
         assert "fleets[0].count: must be >= 1" in proc.stderr
-        assert "fleets[0].failure_modes[0].life_days.shape: must be > 0" in proc.stderr
+        assert "fleets[0].failure_modes[0].life_days.mean: must be > 0" in proc.stderr  # the user's own index
         assert "contact_centre.agents: expected int, got str" in proc.stderr
     ok = sot("validate", str(FREEZERS), timeout=60)
     assert ok.returncode == 0 and "2,000 devices" in ok.stdout

@@ -31,6 +31,7 @@ GOLDEN_DAYS = {
     "hospital": 30,
     "printers": 14,
     "regional_outage": 7,
+    "wind_farm": 30,
 }
 UPDATE = os.environ.get("SOT_UPDATE_GOLDEN") == "1"
 

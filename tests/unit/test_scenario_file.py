@@ -15,7 +15,7 @@ import yaml
 from sim.distributions import Distribution, Exponential, Fixed, Gamma, Lognormal, Uniform, Weibull
 from sim.errors import ScenarioError, SimError
 from sim.scenario import Fleet, Scenario
-from sim.scenario_file import json_schema, load, loads, validate_text, with_overrides
+from sim.scenario_file import json_schema, load, loads, validate_data, validate_text, with_overrides
 
 MINIMAL = """\
 name: mini
@@ -370,3 +370,25 @@ def test_mean_matches_the_sample_mean_of_ppf(dist: Distribution) -> None:
     assert np.isfinite(x).all() and (x >= 0).all()
     assert np.all(np.diff(dist.ppf(np.sort(u))) >= 0)  # an inverse CDF never decreases
     assert abs(x.mean() - dist.mean) <= 0.01 * dist.mean
+
+
+def test_a_problem_in_an_override_points_at_the_users_item_and_one_from_the_product_names_it() -> None:
+    data = {
+        "name": "t",
+        "duration_days": 1,
+        "fleets": [
+            {
+                "name": "f",
+                "product": "freezer",
+                "count": 10,
+                "failure_modes": [{"name": "door_seal_leak", "life_days": {"dist": "exponential", "mean": -1}}],
+                "sensors": [{"name": "cabinet_temp_c", "baseline": -18.0, "noise_sd": -1}],
+            }
+        ],
+        "contact_centre": {"agents": 1},
+        "technicians": {"count": 1},
+    }
+    _, problems = validate_data(data)
+    paths = {p.path for p in problems}
+    assert "fleets[0].failure_modes[0].life_days.mean" in paths  # index 0 in the user's list, not the merged one
+    assert "fleets[0].sensors[0].noise_sd" in paths
