@@ -2,8 +2,10 @@
 
 Event clock (the harness): messages wait until the world's ``clock(t, published)`` says every
 message stamped ≤ t is out and all of them are here; then they are handled in a deterministic order
-(timestamp, kind, source, seq), committed, acknowledged, and the engine's outputs are published
-before ``ack(t)``. Wall clock (production, live runs): messages are handled as they come, committed
+(timestamp, kind, source, seq), committed, and the engine's outputs are published before
+``ack(t)``. While they wait, received messages are written to the database's inbox in groups and
+acknowledged once committed, so a step may hold any number of messages (the broker's in-flight
+window does not bound it) and a restarted engine finds them there. Wall clock (production, live runs): messages are handled as they come, committed
 in groups every few milliseconds, then acknowledged; the timers run at least every
 ``_TIMER_TICK_S`` even when nothing arrives, and a ``clock`` message is answered at once with the
 counters (nothing is held back for it). Wall-clock ``now`` is ``(time.time() - time_origin) * speed``:
@@ -41,6 +43,7 @@ log = logging.getLogger("sot.engine")
 ClockMode = Literal["event", "wall"]
 _KIND_ORDER = {Kind.BATCH: 0, Kind.TELEMETRY: 1, Kind.EVENT: 2, Kind.CONTACT: 3, Kind.FIELD_STATUS: 4}
 _GROUP_COMMIT_S = 0.02
+_HOLD_GROUP = 500  # event time: write and acknowledge received messages at least this often
 _TIMER_TICK_S = 0.1
 
 
@@ -49,7 +52,6 @@ class _Pending:
     order: tuple[float, int, str, int, int]
     message: Message | BatchView
     key: Key | None
-    delivery: Delivery
 
 
 @dataclass
@@ -57,6 +59,8 @@ class _Step:
     pending: list[_Pending] = field(default_factory=list)
     acks: list[Delivery] = field(default_factory=list)
     keys: set[Key] = field(default_factory=set)
+    unheld: list[Delivery] = field(default_factory=list)  # received, to be written to the inbox
+    clocks: list[Delivery] = field(default_factory=list)  # acknowledged once the step is handled
 
 
 class EngineService:
@@ -88,6 +92,11 @@ class EngineService:
         self._clock: Clock | None = None
         self._stop = threading.Event()
         self._arrival = 0
+        held = storage.inbox() if clock == "event" else []
+        for topic, payload in held:  # received and acknowledged before a restart, not yet handled
+            self._receive(Delivery(topic, payload, 0, 0, False), recovered=True)
+        if held:
+            log.info("resumed %d held messages from the inbox", len(held))
 
     @property
     def received(self) -> int:
@@ -122,6 +131,9 @@ class EngineService:
                     self._receive(delivery)
                 if self.clock == "event":
                     self._maybe_step()
+                    step = self._step
+                    if step.unheld and (self.transport.inbox.empty() or len(step.unheld) >= _HOLD_GROUP):
+                        self._hold()
                     continue
                 since = time.monotonic() - last_commit
                 # Commit as soon as nothing else is waiting; under load, group commits.
@@ -139,7 +151,17 @@ class EngineService:
             self.storage.commit()
 
     # -- intake ---------------------------------------------------------------------------------
-    def _receive(self, d: Delivery) -> None:
+    def _hold(self) -> None:
+        """Write received messages to the inbox, commit, and acknowledge them (a group commit)."""
+        step = self._step
+        self.storage.hold((d.topic, d.payload) for d in step.unheld)
+        self.storage.set_counters(self._all_counters())
+        self.storage.commit()
+        for d in [*step.unheld, *step.acks]:
+            self.transport.ack(d.mid, d.qos)
+        step.unheld, step.acks = [], []
+
+    def _receive(self, d: Delivery, recovered: bool = False) -> None:
         try:
             kind, key = self.topics.parse(d.topic)
         except TopicError as exc:
@@ -153,7 +175,7 @@ class EngineService:
                 return
             assert isinstance(clock, Clock)
             self._clock = clock
-            self._step.acks.append(d)
+            self._step.clocks.append(d)
             return
         try:
             message: Message | BatchView = (
@@ -169,14 +191,18 @@ class EngineService:
             return
         if dedup is not None:
             self._step.keys.add(dedup)
-        self.counters["msg_ingested"] += 1
+        if not recovered:  # a recovered message was counted before the restart
+            self.counters["msg_ingested"] += 1
         self._arrival += 1
         source = dedup[1] if dedup else ""
         seq = dedup[3] if dedup else 0
         ts = float(message.ts)  # type: ignore[union-attr]  # every ingested kind carries ts
         order = (ts, _KIND_ORDER.get(kind, 9), source, seq, self._arrival if self.clock == "wall" else 0)
-        self._step.pending.append(_Pending(order, message, dedup, d))
-        self._step.acks.append(d)
+        self._step.pending.append(_Pending(order, message, dedup))
+        if self.clock == "event" and not recovered:
+            self._step.unheld.append(d)
+        elif not recovered:
+            self._step.acks.append(d)
 
     def _reject(self, d: Delivery, reason: str, detail: str) -> None:
         self.counters["msg_rejected"] += 1
@@ -217,7 +243,7 @@ class EngineService:
         for p in step.pending:
             actions += self.core.handle(p.message, p.order[0] if self.clock == "event" else now)
         actions += self.core.advance(now)
-        if not (step.pending or step.acks or actions):
+        if not (step.pending or step.acks or step.clocks or actions):
             return  # an idle timer tick: nothing to commit
         self.storage.record_ingest((p.key, p.order[0]) for p in step.pending if p.key is not None)
         for p in step.pending:
@@ -227,8 +253,10 @@ class EngineService:
         outbound = [a for a in actions if isinstance(a, (CreateWorkOrder, Notify, SendCommand, OrderConsumable))]
         self.counters["msg_emitted"] += len(outbound)
         self.storage.set_counters(self._all_counters())
+        if self.clock == "event":
+            self.storage.release()  # what the inbox held is handled in this very transaction
         self.storage.commit()
-        for d in step.acks:
+        for d in [*step.unheld, *step.acks, *step.clocks]:
             self.transport.ack(d.mid, d.qos)
         for a in outbound:
             self.transport.publish(self._topic_of(a), codec.encode(a.message))

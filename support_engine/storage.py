@@ -53,6 +53,7 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     id INTEGER PRIMARY KEY, topic TEXT NOT NULL, reason TEXT NOT NULL, detail TEXT NOT NULL,
     payload BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS inbox (arrival INTEGER PRIMARY KEY, topic TEXT NOT NULL, payload BLOB NOT NULL);
 """
 
 
@@ -86,14 +87,27 @@ class Storage:
     def counters(self) -> dict[str, int]:
         return dict(self._db.execute("SELECT name, value FROM counters").fetchall())
 
+    def inbox(self) -> list[tuple[str, bytes]]:
+        """Messages received and acknowledged but not yet handled (event time), in arrival order."""
+        rows = self._db.execute("SELECT topic, payload FROM inbox ORDER BY arrival").fetchall()
+        return [(str(t), bytes(p)) for t, p in rows]
+
     def count(self, table: str) -> int:
-        if table not in {"ingest", "cases", "work_orders", "alerts", "outbox", "dead_letters", "sla_breaches"}:
+        if table not in {"ingest", "cases", "work_orders", "alerts", "outbox", "dead_letters", "sla_breaches", "inbox"}:
             raise ValueError(f"no table {table!r}")
         return int(self._db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
 
     # -- writes (inside the open transaction) ---------------------------------------------------
     def record_ingest(self, rows: Iterable[tuple[Key, float]]) -> None:
         self._db.executemany("INSERT OR IGNORE INTO ingest VALUES (?, ?, ?, ?, ?)", [(*key, ts) for key, ts in rows])
+
+    def hold(self, rows: Iterable[tuple[str, bytes]]) -> None:
+        """Keep received messages until they are handled (so that they can be acknowledged now)."""
+        self._db.executemany("INSERT INTO inbox (topic, payload) VALUES (?, ?)", list(rows))
+
+    def release(self) -> None:
+        """Forget the held messages: they have been handled in this transaction."""
+        self._db.execute("DELETE FROM inbox")
 
     def dead_letter(self, topic: str, reason: str, detail: str, payload: bytes) -> None:
         self._db.execute(

@@ -53,13 +53,16 @@ def run_freezers(out: Path, *extra: str) -> dict:
     return json.loads((out / "result.json").read_text())
 
 
+DAYS = ("--days", "30")  # a month of the freezers: enough failures to compare, quick enough for CI
+
+
 @pytest.fixture(scope="module")
 def mosquitto_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
     base = tmp_path_factory.mktemp("mosquitto")
     return {
-        "proactive_1": run_freezers(base / "p1", "--policy", "proactive", "--broker-kind", "mosquitto"),
-        "proactive_2": run_freezers(base / "p2", "--policy", "proactive", "--broker-kind", "mosquitto"),
-        "reactive": run_freezers(base / "r", "--policy", "reactive", "--broker-kind", "mosquitto"),
+        "proactive_1": run_freezers(base / "p1", *DAYS, "--policy", "proactive", "--broker-kind", "mosquitto"),
+        "proactive_2": run_freezers(base / "p2", *DAYS, "--policy", "proactive", "--broker-kind", "mosquitto"),
+        "reactive": run_freezers(base / "r", *DAYS, "--policy", "reactive", "--broker-kind", "mosquitto"),
     }
 
 
@@ -75,8 +78,8 @@ def test_same_seed_same_kpis_through_mosquitto(mosquitto_runs: dict[str, dict]) 
 
 
 def test_same_seed_same_kpis_through_the_embedded_broker(tmp_path: Path, mosquitto_runs: dict[str, dict]) -> None:
-    a = run_freezers(tmp_path / "a1", "--policy", "proactive", "--broker-kind", "amqtt")
-    b = run_freezers(tmp_path / "a2", "--policy", "proactive", "--broker-kind", "amqtt")
+    a = run_freezers(tmp_path / "a1", *DAYS, "--policy", "proactive", "--broker-kind", "amqtt")
+    b = run_freezers(tmp_path / "a2", *DAYS, "--policy", "proactive", "--broker-kind", "amqtt")
     assert a["manifest"]["broker"].startswith("amqtt")
     assert a["manifest"]["mqtt_protocol"] == "3.1.1"
     assert kpi_bytes(a) == kpi_bytes(b)
@@ -109,6 +112,8 @@ def test_outputs_are_written(tmp_path: Path) -> None:
     truth = (out / "ground_truth.csv").read_text().splitlines()
     assert events[0] == "t_s,actor,kind,device_id,ref,detail" and len(events) > 1
     assert truth[0].startswith("device_id,fleet,mode,severity,onset_s")
+    assert truth[0].endswith(",fixed_by")
+    assert (out / "connectivity.csv").read_text().splitlines()[0] == "t_s,who,kind,detail"
 
 
 def test_engine_process_receives_the_telemetry_through_the_broker(tmp_path: Path) -> None:
