@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,33 +20,9 @@ from sim.harness.broker import start_broker
 from sim.harness.engine_process import EngineProcess
 from sim.harness.live import run_live
 from sim.scenario_file import load, with_overrides
+from tests.integration.cli import FREEZERS, ROOT, SOT, processes_mentioning, sot
 
 pytestmark = pytest.mark.integration
-
-ROOT = Path(__file__).resolve().parents[2]
-FREEZERS = ROOT / "scenarios" / "freezers.yaml"
-SOT = [sys.executable, "-m", "sim.cli"]
-
-
-def sot(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*SOT, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT, stdin=subprocess.DEVNULL
-    )
-
-
-def processes_mentioning(text: str) -> list[str]:
-    """Command lines of live processes that mention ``text`` (leftover brokers or engines)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if text in cmdline:
-            found.append(cmdline)
-    return found
 
 
 def failing_freezers(tmp_path: Path) -> Path:
