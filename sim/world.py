@@ -78,7 +78,8 @@ class World:
         self._remote = Stream(self_seed, "remote")
         self._delivery = Stream(self_seed, "delivery")
         self._restore = Stream(self_seed, "self_restore")
-        self.published = 0
+        self.published = 0  # unique messages (a duplicated batch counts once)
+        self.duplicates_sent = 0
         self.readings = 0
         self.owners = Owners(self, self_seed)
         self.contact_centre = ContactCentre(self.env, scenario.contact_centre, self_seed)
@@ -148,7 +149,8 @@ class World:
 
     @property
     def unsent(self) -> int:
-        """Messages emitted but not yet handed to the harness (the engine's last answers at the end)."""
+        """Messages emitted but not yet handed to the harness (the device's answers to the engine's
+        last commands at the end of a run); never duplicates: those are sent with their batch."""
         return len(self._outbox)
 
     def summary(self) -> dict[str, Any]:
@@ -266,11 +268,11 @@ class World:
                 values={name: part.values[s] for s, name in enumerate(fleet.sensor_names)},
             )
             topic = self.topics.batch(gateway_id)
-            copies = 2 if link.duplicate(g, tick) else 1
-            for _ in range(copies):
+            self._outbox.append((topic, payload))
+            self.published += 1
+            if link.duplicate(g, tick):  # sent twice; counted once, as the engine counts unique messages
                 self._outbox.append((topic, payload))
-                self.published += 1
-            if copies == 2:
+                self.duplicates_sent += 1
                 self.records.link.append((now, gateway_id, "duplicate", f"batch seq {tick}"))
             self.readings += len(part.device)
 

@@ -243,6 +243,7 @@ def _result(
             "rejected": rejected,
             "lost": max(0, sent - ingested - rejected),
             "unsent_at_end": world.unsent,
+            "duplicates_sent": world.duplicates_sent,
             "readings": world.readings,
             "engine_emitted": stats.get("msg_emitted", 0),
             "engine_outputs_received": outputs_received,

@@ -63,6 +63,7 @@ def test_scenario_runs_and_matches_its_golden_summary(path: Path, tmp_path: Path
     assert messages["lost"] == 0
     assert messages["published"] == messages["ingested"] + messages["rejected"]
     assert messages["engine_emitted"] == messages["engine_outputs_received"]
+    assert messages["duplicates"] >= messages["duplicates_sent"]  # every batch sent twice was recognised
     assert result["kpis"]["devices"] == scenario.device_count
     assert outcome.records.failures, "a scenario where nothing fails tests nothing"
     golden_file = GOLDEN / f"{scenario.name}.json"
