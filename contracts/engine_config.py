@@ -48,7 +48,7 @@ class IssueType(_Frozen, frozen=True, kw_only=True):
     fix on the device). A visit needs ``skill``, brings the predicted ``parts`` and takes about
     ``duration_s``. ``rollout_after: N``: at the N-th case of this issue the OTA goes to every
     device that reports the sensors of this issue's rules, not only to the ones with a case (a
-    fleet-wide update, once).
+    fleet-wide update, once; proactive policy only).
     """
 
     skill: Name

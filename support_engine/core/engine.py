@@ -233,8 +233,8 @@ class Engine:
     def _maybe_roll_out(self, issue_name: str, t: float) -> list[Action]:
         """Send an issue's OTA to the whole fleet once enough cases of it are open together."""
         issue = self._issue(issue_name)
-        if issue.rollout_after is None or issue_name in self.rolled_out:
-            return []
+        if not self.proactive or issue.rollout_after is None or issue_name in self.rolled_out:
+            return []  # a fleet-wide campaign is proactive service; reactive answers only who calls
         self.cases_of_issue[issue_name] += 1
         if self.cases_of_issue[issue_name] < issue.rollout_after:
             return []

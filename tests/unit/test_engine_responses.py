@@ -292,12 +292,13 @@ def test_cases_already_fixed_count_towards_a_roll_out_and_their_devices_are_skip
     assert engine.stats["rollouts"] == 1 and "firmware_bug" in engine.rolled_out
 
 
-def test_a_roll_out_under_the_reactive_policy_still_finds_the_devices_reporting_the_sensor() -> None:
+def test_the_reactive_policy_updates_only_the_devices_whose_owners_call() -> None:
     engine = Engine(config(policy="reactive"))
     fleet(engine)
     for n, device in enumerate(PRINTERS[:3], start=1):
         actions = step(engine, contact(device, 10.0 * n, "wifi_drops"))
-    assert sorted(a.message.device_id for a in of(actions, SendCommand)) == ["p-3", "p-4", "p-5"]
+    assert [a.message.device_id for a in of(actions, SendCommand)] == ["p-3"]
+    assert engine.stats["rollouts"] == 0
 
 
 # -- 3. replenishment ---------------------------------------------------------------------------
