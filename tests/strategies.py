@@ -266,23 +266,29 @@ raw_gateway_batches = st.builds(
 """Well-typed batches whose byte columns have any length and content (ragged, NaN, out-of-roster)."""
 
 FIELD_NAMES = sorted({f.encode_name for t in messages_by_kind for f in msgspec.structs.fields(message_type(t))})
-_scalars = (
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**70), max_value=2**70)
-    | st.floats()
-    | st.text(max_size=20)
-    | ids
-    | st.binary(max_size=16)
-)
-wire_values = st.recursive(
-    _scalars,
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(FIELD_NAMES) | names, inner, max_size=6)
-    ),
-    max_leaves=20,
-)
+
+
+def _scalars_with(integers: st.SearchStrategy[int]) -> st.SearchStrategy[Any]:
+    return st.none() | st.booleans() | integers | st.floats() | st.text(max_size=20) | ids | st.binary(max_size=16)
+
+
+_scalars = _scalars_with(st.integers(min_value=-(2**70), max_value=2**70))  # JSON carries any int
+_msgpack_scalars = _scalars_with(st.integers(min_value=-(2**63), max_value=2**64 - 1))  # msgpack: 64 bits
+
+
+def _nested(scalars: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.recursive(
+        scalars,
+        lambda inner: (
+            st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(FIELD_NAMES) | names, inner, max_size=6)
+        ),
+        max_leaves=20,
+    )
+
+
+wire_values = _nested(_scalars)
 """Nested values built from the messages' own field names: garbage that gets past the first token."""
+_msgpack_values = _nested(_msgpack_scalars)
 
 
 @st.composite
@@ -293,7 +299,7 @@ def near_miss_payloads(draw: st.DrawFn, kind: Kind) -> bytes:
     if draw(st.booleans()):
         obj.pop(field, None)
     else:
-        obj[field] = draw(wire_values)
+        obj[field] = draw(_msgpack_values if kind is Kind.BATCH else wire_values)
     if kind is Kind.BATCH:
         return msgspec.msgpack.encode(obj)
     return json.dumps(obj, default=bytes.hex).encode()
