@@ -23,6 +23,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Literal
 
+import msgspec
+
 from contracts import codec
 from contracts.codec import BatchView
 from contracts.engine_config import EngineConfig
@@ -30,9 +32,10 @@ from contracts.errors import PayloadError, TopicError
 from contracts.messages import Clock, ClockAck, DeadLetter, Message
 from contracts.topics import Kind, Topics
 from support_engine.core.actions import Action, CreateWorkOrder, Notify, OrderConsumable, SendCommand
-from support_engine.core.engine import Engine
+from support_engine.core.engine import Engine, Snapshot
 from support_engine.core.ledger import Key, Ledger, key_of
 from support_engine.errors import ConfigError
+from support_engine.metrics import EngineMetrics
 from support_engine.mqtt_transport import Delivery, MqttTransport
 from support_engine.storage import Storage
 
@@ -76,6 +79,7 @@ class EngineService:
         clock: ClockMode = "event",
         time_origin: float = 0.0,
         speed: float = 1.0,
+        metrics: EngineMetrics | None = None,
     ) -> None:
         if not (math.isfinite(time_origin) and math.isfinite(speed) and speed > 0):
             raise ConfigError(f"wall clock needs a finite origin and a speed > 0, not {time_origin!r} and {speed!r}")
@@ -85,9 +89,15 @@ class EngineService:
         self.topics = topics or Topics()
         self.clock = clock
         self.time_origin, self.speed = time_origin, speed
+        self.metrics = metrics
         self.ledger = Ledger(storage.ledger_keys())
         saved = storage.counters()
         self.counters: Counter[str] = Counter({k: v for k, v in saved.items() if k.startswith("msg_")})
+        state = storage.state()
+        if state is not None:  # a restart: open cases, alerts and pending commands as they were committed
+            core_stats = {k: v for k, v in saved.items() if not k.startswith("msg_")}
+            self.core.restore(msgspec.json.decode(state, type=Snapshot), core_stats)
+            log.info("resumed %d open cases from the database", len(self.core.open_case_of))
         self._step = _Step()
         self._clock: Clock | None = None
         self._stop = threading.Event()
@@ -160,6 +170,8 @@ class EngineService:
         for d in [*step.unheld, *step.acks]:
             self.transport.ack(d.mid, d.qos)
         step.unheld, step.acks = [], []
+        if self.metrics is not None:
+            self.metrics.counted(self._all_counters())
 
     def _receive(self, d: Delivery, recovered: bool = False) -> None:
         try:
@@ -238,6 +250,7 @@ class EngineService:
     def _flush(self, now: float) -> None:
         """Handle pending messages in order, run timers, commit, acknowledge, publish the outputs."""
         step, self._step = self._step, _Step()
+        started = time.monotonic()
         step.pending.sort(key=lambda p: p.order)
         actions: list[Action] = []
         for p in step.pending:
@@ -250,6 +263,8 @@ class EngineService:
             if p.key is not None:
                 self.ledger.add(p.key)
         self.storage.apply(actions)
+        if actions:
+            self.storage.save_state(msgspec.json.encode(self.core.snapshot()))
         outbound = [a for a in actions if isinstance(a, (CreateWorkOrder, Notify, SendCommand, OrderConsumable))]
         self.counters["msg_emitted"] += len(outbound)
         self.storage.set_counters(self._all_counters())
@@ -260,6 +275,9 @@ class EngineService:
             self.transport.ack(d.mid, d.qos)
         for a in outbound:
             self.transport.publish(self._topic_of(a), codec.encode(a.message))
+        if self.metrics is not None:
+            ts = [p.order[0] for p in step.pending]
+            self.metrics.committed(self.core, self._all_counters(), outbound, ts=ts, now=now, step_s=time.monotonic() - started)
 
     def _topic_of(self, action: CreateWorkOrder | Notify | SendCommand | OrderConsumable) -> str:
         if isinstance(action, CreateWorkOrder):

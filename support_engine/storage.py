@@ -54,6 +54,7 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     payload BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS inbox (arrival INTEGER PRIMARY KEY, topic TEXT NOT NULL, payload BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS engine_state (id INTEGER PRIMARY KEY CHECK (id = 1), state BLOB NOT NULL);
 """
 
 
@@ -87,6 +88,11 @@ class Storage:
     def counters(self) -> dict[str, int]:
         return dict(self._db.execute("SELECT name, value FROM counters").fetchall())
 
+    def state(self) -> bytes | None:
+        """The engine core's last saved snapshot (JSON), if any."""
+        row = self._db.execute("SELECT state FROM engine_state WHERE id = 1").fetchone()
+        return None if row is None else bytes(row[0])
+
     def inbox(self) -> list[tuple[str, bytes]]:
         """Messages received and acknowledged but not yet handled (event time), in arrival order."""
         rows = self._db.execute("SELECT topic, payload FROM inbox ORDER BY arrival").fetchall()
@@ -104,6 +110,12 @@ class Storage:
     def hold(self, rows: Iterable[tuple[str, bytes]]) -> None:
         """Keep received messages until they are handled (so that they can be acknowledged now)."""
         self._db.executemany("INSERT INTO inbox (topic, payload) VALUES (?, ?)", list(rows))
+
+    def save_state(self, state: bytes) -> None:
+        """Replace the engine core's snapshot (in the open transaction, with the changes it reflects)."""
+        self._db.execute(
+            "INSERT INTO engine_state VALUES (1, ?) ON CONFLICT(id) DO UPDATE SET state=excluded.state", (state,)
+        )
 
     def release(self) -> None:
         """Forget the held messages: they have been handled in this transaction."""

@@ -11,6 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+import msgspec
 import numpy as np
 
 from contracts.codec import BatchView
@@ -41,7 +42,7 @@ from support_engine.core.actions import (
 from support_engine.core.lifecycle import CASE, WORK_ORDER
 from support_engine.core.twins import Twins
 
-__all__ = ["Case", "Engine", "WorkOrderState"]
+__all__ = ["Case", "Engine", "Snapshot", "WorkOrderState"]
 
 _FALLBACK_ISSUE = IssueType(skill="general", parts=[], duration_s=3600.0, priority=3)
 
@@ -72,6 +73,20 @@ class WorkOrderState:
     visit: int = 1
 
 
+class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
+    """What the engine must remember across a restart: open cases and their work orders, active
+    alerts, commands awaiting an answer, campaigns done, and the id counters. Twins are not in it:
+    they fill again from the next readings, and an active alert keeps its rule from firing twice."""
+
+    cases: list[Case]
+    work_orders: list[WorkOrderState]
+    alerts: list[tuple[str, str, str]]  # (device, rule, alert id)
+    pending_commands: dict[str, str]
+    rolled_out: list[str]
+    cases_of_issue: dict[str, int]
+    ids: dict[str, int]
+
+
 class Engine:
     """Twins, threshold rules, alerts, cases, work orders and SLA clocks for one deployment."""
 
@@ -88,6 +103,34 @@ class Engine:
         self.cases_of_issue: Counter[str] = Counter()
         self.stats: Counter[str] = Counter()
         self._ids: Counter[str] = Counter()
+
+    # -- restart ----------------------------------------------------------------------------------
+    def snapshot(self) -> Snapshot:
+        """The state a restarted engine needs (see :class:`Snapshot`), in a stable order."""
+        open_cases = [self.cases[c] for c in sorted(self.open_case_of.values())]
+        orders = [self.work_orders[w] for case in open_cases for w in case.work_orders]
+        return Snapshot(
+            cases=open_cases,
+            work_orders=orders,
+            alerts=sorted((device, rule, alert) for (device, rule), alert in self.alert_of.items()),
+            pending_commands=dict(sorted(self.pending_commands.items())),
+            rolled_out=sorted(self.rolled_out),
+            cases_of_issue=dict(sorted(self.cases_of_issue.items())),
+            ids=dict(sorted(self._ids.items())),
+        )
+
+    def restore(self, snapshot: Snapshot, stats: dict[str, int] | None = None) -> None:
+        """Take up where a previous process left off (its snapshot and its counters)."""
+        self.cases = {c.case_id: c for c in snapshot.cases}
+        self.open_case_of = {c.device_id: c.case_id for c in snapshot.cases}
+        self.work_orders = {w.work_order_id: w for w in snapshot.work_orders}
+        self.alert_of = {(device, rule): alert for device, rule, alert in snapshot.alerts}
+        self.pending_commands = dict(snapshot.pending_commands)
+        self.rolled_out = set(snapshot.rolled_out)
+        self.cases_of_issue = Counter(snapshot.cases_of_issue)
+        self._ids = Counter(snapshot.ids)
+        if stats is not None:
+            self.stats = Counter(stats)
 
     def _next_id(self, prefix: str) -> str:
         self._ids[prefix] += 1
