@@ -12,7 +12,7 @@ import msgspec
 
 from contracts.messages import SCHEMA_VERSION
 
-__all__ = ["POLICIES", "EngineConfig", "IssueType", "Policy", "Sla", "ThresholdRule"]
+__all__ = ["POLICIES", "AnomalyRule", "EngineConfig", "IssueType", "Policy", "Sla", "ThresholdRule", "TrendRule"]
 
 Policy = Literal["reactive", "proactive"]
 POLICIES: tuple[Policy, ...] = ("reactive", "proactive")
@@ -37,6 +37,44 @@ class ThresholdRule(_Frozen, frozen=True, kw_only=True):
     def __post_init__(self) -> None:
         if (self.above is None) == (self.below is None):
             raise ValueError("give exactly one of `above` or `below`")
+
+
+class TrendRule(_Frozen, frozen=True, kw_only=True):
+    """Raise an alert of ``issue`` from the trend of ``sensor`` (an exponentially weighted line fit
+    over about ``window_s``): when it will reach ``reaches`` within ``within_s`` (remaining useful
+    life; a consumable's run-out with ``reaches: 0``), or when it changes faster than ``slope_above``
+    / slower than ``slope_below`` per hour (rate of change). Give ``reaches`` with ``within_s``, or a slope."""
+
+    name: Name
+    sensor: Name
+    issue: Name
+    window_s: PositiveSeconds = 86400.0
+    reaches: float | None = None
+    within_s: PositiveSeconds | None = None
+    slope_above: float | None = None
+    slope_below: float | None = None
+    min_readings: Annotated[int, msgspec.Meta(ge=2)] = 8
+
+    def __post_init__(self) -> None:
+        forecast = self.reaches is not None or self.within_s is not None
+        if forecast and (self.reaches is None or self.within_s is None):
+            raise ValueError("`reaches` and `within_s` go together")
+        if forecast == (self.slope_above is not None or self.slope_below is not None):
+            raise ValueError("give either `reaches` with `within_s`, or `slope_above` / `slope_below`")
+
+
+class AnomalyRule(_Frozen, frozen=True, kw_only=True):
+    """Raise an alert of ``issue`` when ``sensor`` departs from its own normal: each reading is scored
+    against the device's exponentially weighted mean and variance (weight ``alpha``) and a two-sided
+    CUSUM of the scores (allowance ``k``, decision level ``h``, in standard deviations) crosses ``h``."""
+
+    name: Name
+    sensor: Name
+    issue: Name
+    alpha: Annotated[float, msgspec.Meta(gt=0.0, lt=1.0)] = 0.05
+    k: Annotated[float, msgspec.Meta(ge=0.0)] = 0.5
+    h: Annotated[float, msgspec.Meta(gt=0.0)] = 8.0
+    warm_up: Annotated[int, msgspec.Meta(ge=2)] = 30
 
 
 class IssueType(_Frozen, frozen=True, kw_only=True):
@@ -84,15 +122,25 @@ class EngineConfig(_Frozen, frozen=True, kw_only=True):
     schema_version: Annotated[int, msgspec.Meta(ge=1, le=SCHEMA_VERSION)] = SCHEMA_VERSION
     policy: Policy = "proactive"
     rules: list[ThresholdRule] = []
+    trends: list[TrendRule] = []
+    anomalies: list[AnomalyRule] = []
     issues: dict[Name, IssueType] = {}
     symptoms: dict[Name, Name] = {}
     fault_codes: dict[Name, Name] = {}
     default_issue: Name | None = None
     sla: Sla = Sla()
 
+    @property
+    def all_rules(self) -> list[ThresholdRule | TrendRule | AnomalyRule]:
+        """Threshold, trend and anomaly rules, in that order (the order the engine evaluates them)."""
+        return [*self.rules, *self.trends, *self.anomalies]
+
     def __post_init__(self) -> None:
         known = set(self.issues)
-        for rule in self.rules:
+        names = [r.name for r in self.all_rules]
+        if len(set(names)) != len(names):
+            raise ValueError("rule names must be unique across rules, trends and anomalies")
+        for rule in self.all_rules:
             if rule.issue not in known:
                 raise ValueError(f"rule {rule.name!r} names unknown issue {rule.issue!r}")
         for symptom, issue in self.symptoms.items():

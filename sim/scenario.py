@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from contracts.engine_config import EngineConfig, IssueType, ThresholdRule
+from contracts.engine_config import AnomalyRule, EngineConfig, IssueType, ThresholdRule, TrendRule
 from contracts.messages import Channel
 from sim.distributions import Distribution, Exponential, Fixed, Lognormal, Uniform
 
@@ -226,6 +226,8 @@ class ProductEngine(_Spec, frozen=True, kw_only=True):
     """The engine rules and issue handling that suit a product; merged into the scenario's ``engine``."""
 
     rules: list[ThresholdRule] = []
+    trends: list[TrendRule] = []
+    anomalies: list[AnomalyRule] = []
     issues: dict[Name, IssueType] = {}
     symptoms: dict[Name, Name] = {}
     fault_codes: dict[Name, Name] = {}

@@ -258,14 +258,19 @@ def _cross_checks(scenario: Scenario) -> list[Problem]:
     for fleet in scenario.fleets:
         for sensor in [s.name for s in fleet.sensors] + [c.sensor for c in fleet.consumables]:
             products_with.setdefault(sensor, set()).add(fleet.product)
-    for k, rule in enumerate(engine.rules):
+    placed = [
+        (f"engine.{key}[{k}]", rule)
+        for key in ("rules", "trends", "anomalies")
+        for k, rule in enumerate(getattr(engine, key))
+    ]
+    for at, rule in placed:
         if rule.sensor not in all_sensors:
-            problems.append(Problem(f"engine.rules[{k}].sensor", f"no fleet has a sensor {rule.sensor!r}"))
+            problems.append(Problem(f"{at}.sensor", f"no fleet has a sensor {rule.sensor!r}"))
         elif len(products_with[rule.sensor]) > 1:
             shared = ", ".join(sorted(products_with[rule.sensor]))
             problems.append(
                 Problem(
-                    f"engine.rules[{k}].sensor",
+                    f"{at}.sensor",
                     f"rule {rule.name!r} reads {rule.sensor!r}, which products {shared} all report; a rule applies to"
                     " every device that reports its sensor, so give each product its own sensor name",
                 )

@@ -36,7 +36,8 @@ FLEET_KEYS = (
     "downtime_per_hour",
     "degraded_per_hour",
 )
-NAMED_LISTS = ("sensors", "failure_modes", "consumables", "rules")
+NAMED_LISTS = ("sensors", "failure_modes", "consumables", "rules", "trends", "anomalies")
+RULE_LISTS = ("rules", "trends", "anomalies")
 
 
 @cache
@@ -135,12 +136,12 @@ def expand(data: Any) -> Any:
             part_prices = {**part_prices, **entry["parts"]}
         product = entry.get("engine")
         if isinstance(product, dict):
-            product_engine = {
-                "rules": _merge_named(product_engine.get("rules", []), list(product.get("rules") or [])),
-                "issues": {**product_engine.get("issues", {}), **(product.get("issues") or {})},
-                "symptoms": {**product_engine.get("symptoms", {}), **(product.get("symptoms") or {})},
-                "fault_codes": {**product_engine.get("fault_codes", {}), **(product.get("fault_codes") or {})},
+            merged_engine: dict[str, Any] = {
+                k: _merge_named(product_engine.get(k, []), list(product.get(k) or [])) for k in RULE_LISTS
             }
+            for key in ("issues", "symptoms", "fault_codes"):
+                merged_engine[key] = {**product_engine.get(key, {}), **(product.get(key) or {})}
+            product_engine = merged_engine
     out["fleets"] = fleets
     if product_engine:
         present = {
@@ -152,13 +153,15 @@ def expand(data: Any) -> Any:
             for s in f[key]
             if isinstance(s, dict)
         }
-        product_engine["rules"] = [
-            r for r in product_engine["rules"] if not isinstance(r, dict) or r.get("sensor") in present
-        ]
+        for key in RULE_LISTS:
+            product_engine[key] = [
+                r for r in product_engine[key] if not isinstance(r, dict) or r.get("sensor") in present
+            ]
     if product_engine and (engine is None or isinstance(engine, dict)):
         mine = engine or {}
         combined = dict(mine)
-        combined["rules"] = _merge_named(product_engine["rules"], list(mine.get("rules") or []))
+        for key in RULE_LISTS:
+            combined[key] = _merge_named(product_engine[key], list(mine.get(key) or []))
         for key in ("issues", "symptoms", "fault_codes"):
             combined[key] = {**product_engine[key], **(mine.get(key) or {})}
         out["engine"] = combined

@@ -93,7 +93,7 @@ class Engine:
     def __init__(self, config: EngineConfig) -> None:
         self.config = config
         self.proactive = config.policy == "proactive"
-        self.twins = Twins(config.rules if self.proactive else [])
+        self.twins = Twins(config.all_rules if self.proactive else [])
         self.cases: dict[str, Case] = {}
         self.open_case_of: dict[str, str] = {}  # device -> open case
         self.work_orders: dict[str, WorkOrderState] = {}
@@ -283,7 +283,7 @@ class Engine:
             return []
         self.rolled_out.add(issue_name)
         with_case = {c.device_id for c in self.cases.values() if c.issue == issue_name}
-        sensors = {r.sensor for r in self.config.rules if r.issue == issue_name}
+        sensors = {r.sensor for r in self.config.all_rules if r.issue == issue_name}
         reporting = np.zeros(len(self.twins), dtype=bool)
         for sensor in sensors:
             column = self.twins.values.get(sensor)
@@ -450,8 +450,7 @@ class Engine:
             self.alert_of.pop((device, rule.name), None)
         slot = self.twins.slot_of.get(device)
         if slot is not None:
-            self.twins.alerting[:, slot] = False
-            self.twins.breach_since[:, slot] = np.nan
+            self.twins.forget(slot)
 
     def _maybe_resolve(self, case: Case, t: float) -> list[Action]:
         if any(self.work_orders[w].state not in ("closed", "cancelled") for w in case.work_orders):

@@ -1,8 +1,11 @@
 """Device twins as columns: one slot per device, one array per sensor and per rule.
 
-A gateway batch updates every reading's device at once (numpy fancy indexing) and evaluates the
-threshold-with-persistence rules for the whole batch in a few vectorised operations. Python code
-runs per *fired* alert, never per reading.
+A gateway batch updates every reading's device at once (numpy fancy indexing) and evaluates every
+rule for the whole batch in a few vectorised operations: thresholds with persistence; trends (an
+exponentially weighted line fit per device, kept as five running sums shifted to the current time,
+giving level and slope: remaining useful life to a level, run-out of a consumable, rate of change);
+anomalies (a per-device EWMA mean and variance scoring each reading, and a two-sided CUSUM of the
+scores). Python code runs per *fired* alert, never per reading.
 """
 
 from __future__ import annotations
@@ -13,12 +16,15 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from contracts.engine_config import ThresholdRule
+from contracts.engine_config import AnomalyRule, ThresholdRule, TrendRule
 
 __all__ = ["Fired", "Twins"]
 
 Floats = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]
+Rule = ThresholdRule | TrendRule | AnomalyRule
+_TREND = 6  # running sums S0, S1, S2, Sy, S1y (times relative to the last reading) and the last reading's time
+_ANOMALY = 5  # EWMA mean, EWMA variance, CUSUM up, CUSUM down, readings seen
 
 
 class Fired(NamedTuple):
@@ -31,7 +37,7 @@ class Fired(NamedTuple):
 class Twins:
     """Columnar twin state of every device the engine has heard from."""
 
-    def __init__(self, rules: Sequence[ThresholdRule], capacity: int = 1024) -> None:
+    def __init__(self, rules: Sequence[Rule], capacity: int = 1024) -> None:
         self.rules = list(rules)
         self.ids: list[str] = []
         self.slot_of: dict[str, int] = {}
@@ -41,6 +47,9 @@ class Twins:
         self.values: dict[str, Floats] = {}
         self.breach_since = np.full((len(self.rules), capacity), np.nan)
         self.alerting = np.zeros((len(self.rules), capacity), dtype=bool)
+        self.trend = np.zeros((len(self.rules), _TREND, capacity))  # used by trend rules only
+        self.trend[:, 5] = np.nan
+        self.anomaly = np.zeros((len(self.rules), _ANOMALY, capacity))  # used by anomaly rules only
         self._rosters: dict[str, tuple[list[str], Ints]] = {}
 
     def __len__(self) -> int:
@@ -80,7 +89,19 @@ class Twins:
         self.values = {k: widen(v, np.nan) for k, v in self.values.items()}  # type: ignore[misc]
         self.breach_since = widen(self.breach_since, np.nan)  # type: ignore[assignment]
         self.alerting = widen(self.alerting, False)  # type: ignore[assignment]
+        trend = widen(self.trend, 0.0)
+        trend[:, 5, self._capacity :] = np.nan
+        self.trend = trend  # type: ignore[assignment]
+        self.anomaly = widen(self.anomaly, 0.0)  # type: ignore[assignment]
         self._capacity = new
+
+    def forget(self, slot: int) -> None:
+        """Re-arm every rule of one device (after a repair): persistence, trend fit, anomaly baseline."""
+        self.alerting[:, slot] = False
+        self.breach_since[:, slot] = np.nan
+        self.trend[:, :, slot] = 0.0
+        self.trend[:, 5, slot] = np.nan
+        self.anomaly[:, :, slot] = 0.0
 
     # -- readings -------------------------------------------------------------------------------
     def ingest(self, slots: Ints, ts: Floats, seq: npt.NDArray[np.integer], values: dict[str, Floats]) -> Fired:
@@ -123,15 +144,71 @@ class Twins:
             if rule_column is None:
                 continue
             v = rule_column[fresh]
-            breach = v > rule.above if rule.above is not None else v < rule.below  # type: ignore[operator]
-            since = self.breach_since[r, slots]
-            since = np.where(breach, np.where(np.isnan(since), t, since), np.nan)
-            self.breach_since[r, slots] = since
-            firing = breach & (t - since >= rule.for_s)
             was = self.alerting[r, slots]
+            ok = np.isfinite(v)  # a missing reading (NaN) leaves the rule's state as it was
+            firing = was.copy()
+            if isinstance(rule, ThresholdRule):
+                firing[ok] = self._threshold(r, rule, slots[ok], t, v[ok])
+            elif isinstance(rule, TrendRule):
+                firing[ok] = self._trend(r, rule, slots[ok], t, v[ok])
+            else:
+                firing[ok] = self._anomaly(r, rule, slots[ok], v[ok])
             up = firing & ~was
-            down = ~breach & was
-            self.alerting[r, slots] = np.where(up, True, np.where(down, False, was))
+            down = ~firing & was
+            self.alerting[r, slots] = firing
             raised += [(int(s), r, t, float(x)) for s, x in zip(slots[up], v[up], strict=True)]
             cleared += [(int(s), r, t) for s in slots[down]]
         return Fired(raised, cleared)
+
+    # -- rule kinds (each returns which of ``slots`` are firing after the readings ``v`` at ``t``) ----
+    def _threshold(self, r: int, rule: ThresholdRule, slots: Ints, t: float, v: Floats) -> npt.NDArray[np.bool_]:
+        breach = v > rule.above if rule.above is not None else v < rule.below  # type: ignore[operator]
+        since = self.breach_since[r, slots]
+        since = np.where(breach, np.where(np.isnan(since), t, since), np.nan)
+        self.breach_since[r, slots] = since
+        firing: npt.NDArray[np.bool_] = breach & (t - since >= rule.for_s)
+        return firing
+
+    def _trend(self, r: int, rule: TrendRule, slots: Ints, t: float, v: Floats) -> npt.NDArray[np.bool_]:
+        s0, s1, s2, sy, s1y, last = (self.trend[r, i, slots] for i in range(_TREND))
+        dt = np.where(np.isnan(last), 0.0, t - last)
+        d = np.exp(-dt / rule.window_s)
+        # Shift the sums from times relative to the last reading to times relative to t, then decay.
+        s2 = d * (s2 - 2.0 * dt * s1 + dt * dt * s0)
+        s1 = d * (s1 - dt * s0)
+        s1y = d * (s1y - dt * sy)
+        s0, sy = d * s0 + 1.0, d * sy + v
+        self.trend[r, :, slots] = np.stack([s0, s1, s2, sy, s1y, np.full(len(slots), t)], axis=1)
+        seen = self.anomaly[r, 4, slots] + 1.0  # the readings counter lives in the anomaly block's last row
+        self.anomaly[r, 4, slots] = seen
+        denominator = s0 * s2 - s1 * s1
+        with np.errstate(divide="ignore", invalid="ignore"):
+            slope = np.where(denominator > 1e-12, (s0 * s1y - s1 * sy) / denominator, 0.0)  # per second
+            level = (sy - slope * s1) / s0  # at t
+            ready = seen >= rule.min_readings
+            if rule.reaches is not None and rule.within_s is not None:
+                time_left = (rule.reaches - level) / slope
+                firing = ready & (slope != 0.0) & (time_left >= 0.0) & (time_left <= rule.within_s)
+            else:
+                per_hour = slope * 3600.0
+                firing = ready & (
+                    (per_hour > rule.slope_above if rule.slope_above is not None else False)
+                    | (per_hour < rule.slope_below if rule.slope_below is not None else False)
+                )
+        result: npt.NDArray[np.bool_] = np.asarray(firing, dtype=bool)
+        return result
+
+    def _anomaly(self, r: int, rule: AnomalyRule, slots: Ints, v: Floats) -> npt.NDArray[np.bool_]:
+        mean, var, up, down, seen = (self.anomaly[r, i, slots] for i in range(_ANOMALY))
+        warm = seen >= rule.warm_up
+        z = np.where(warm, (v - mean) / np.sqrt(var + 1e-12), 0.0)
+        up = np.where(warm, np.maximum(0.0, up + z - rule.k), 0.0)
+        down = np.where(warm, np.maximum(0.0, down - z - rule.k), 0.0)
+        # During warm-up the weight is 1/n (a plain running mean), then alpha (forgetting).
+        a = np.maximum(rule.alpha, 1.0 / (seen + 1.0))
+        delta = v - mean
+        mean = mean + a * delta
+        var = (1.0 - a) * (var + a * delta * delta)
+        self.anomaly[r, :, slots] = np.stack([mean, var, up, down, seen + 1.0], axis=1)
+        firing: npt.NDArray[np.bool_] = warm & (np.maximum(up, down) > rule.h)
+        return firing
