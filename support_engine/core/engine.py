@@ -100,6 +100,7 @@ class Engine:
         self.alert_of: dict[tuple[str, str], str] = {}  # (device, rule) -> active alert id
         self.pending_commands: dict[str, str] = {}  # command id -> case id, until the device answers
         self.rolled_out: set[str] = set()  # issues whose update went fleet-wide
+        self._rearmed: set[str] = set()  # devices whose rules reset once the current message is handled
         self.cases_of_issue: Counter[str] = Counter()
         self.stats: Counter[str] = Counter()
         self._ids: Counter[str] = Counter()
@@ -140,16 +141,19 @@ class Engine:
     def handle(self, message: Message | BatchView, now: float) -> list[Action]:
         """Act on one decoded message at time ``now``."""
         if isinstance(message, BatchView):
-            return self._batch(message, now)
-        if isinstance(message, Telemetry):
-            return self._telemetry(message, now)
-        if isinstance(message, Contact):
-            return self._contact(message, now)
-        if isinstance(message, WorkOrderStatus):
-            return self._field_status(message, now)
-        if isinstance(message, DeviceEvent):
-            return self._device_event(message)
-        raise TypeError(f"the engine does not handle {type(message).__name__}")
+            actions = self._batch(message, now)
+        elif isinstance(message, Telemetry):
+            actions = self._telemetry(message, now)
+        elif isinstance(message, Contact):
+            actions = self._contact(message, now)
+        elif isinstance(message, WorkOrderStatus):
+            actions = self._field_status(message, now)
+        elif isinstance(message, DeviceEvent):
+            actions = self._device_event(message)
+        else:
+            raise TypeError(f"the engine does not handle {type(message).__name__}")
+        self._forget_rearmed()
+        return actions
 
     def advance(self, now: float) -> list[Action]:
         """Run the timers up to ``now``: SLA clocks of open cases (replenishment cases have none)."""
@@ -445,12 +449,24 @@ class Engine:
         return actions
 
     def _rearm(self, device: str) -> None:
-        """Forget a resolved device's alerts so that a problem still present raises a new one."""
+        """Forget a resolved device's alerts so that a problem still present raises a new one.
+
+        The rules' own state is reset once the message is fully handled: a batch may still raise an
+        alert of the same device at a later reading, and that alert must keep its rule's state.
+        """
         for rule in self.twins.rules:
             self.alert_of.pop((device, rule.name), None)
-        slot = self.twins.slot_of.get(device)
-        if slot is not None:
-            self.twins.forget(slot)
+        self._rearmed.add(device)
+
+    def _forget_rearmed(self) -> None:
+        for device in sorted(self._rearmed):
+            slot = self.twins.slot_of.get(device)
+            if slot is None:
+                continue
+            for r, rule in enumerate(self.twins.rules):
+                if (device, rule.name) not in self.alert_of:
+                    self.twins.forget(slot, r)
+        self._rearmed.clear()
 
     def _maybe_resolve(self, case: Case, t: float) -> list[Action]:
         if any(self.work_orders[w].state not in ("closed", "cancelled") for w in case.work_orders):
@@ -459,6 +475,7 @@ class Engine:
 
     def _resolve(self, case: Case, t: float, text: str | None) -> list[Action]:
         """Resolve ``case``; tell the owner with ``text`` (None: they have just been told)."""
+        t = max(t, case.opened_s)  # a late message (another topic, no order between them) cannot go back
         case.state = CASE.check(case.state, "resolved", case.case_id)
         case.resolved_s = t
         del self.open_case_of[case.device_id]

@@ -95,13 +95,13 @@ class Twins:
         self.anomaly = widen(self.anomaly, 0.0)  # type: ignore[assignment]
         self._capacity = new
 
-    def forget(self, slot: int) -> None:
-        """Re-arm every rule of one device (after a repair): persistence, trend fit, anomaly baseline."""
-        self.alerting[:, slot] = False
-        self.breach_since[:, slot] = np.nan
-        self.trend[:, :, slot] = 0.0
-        self.trend[:, 5, slot] = np.nan
-        self.anomaly[:, :, slot] = 0.0
+    def forget(self, slot: int, rule: int | slice = slice(None)) -> None:
+        """Re-arm one device's rules (all, or one) after a repair: persistence, trend fit, anomaly baseline."""
+        self.alerting[rule, slot] = False
+        self.breach_since[rule, slot] = np.nan
+        self.trend[rule, :, slot] = 0.0
+        self.trend[rule, 5, slot] = np.nan
+        self.anomaly[rule, :, slot] = 0.0
 
     # -- readings -------------------------------------------------------------------------------
     def ingest(self, slots: Ints, ts: Floats, seq: npt.NDArray[np.integer], values: dict[str, Floats]) -> Fired:
