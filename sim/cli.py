@@ -342,10 +342,17 @@ def engine(
     speed: Annotated[
         float | None, typer.Option(help="Wall clock only: simulated seconds per real second (default 1).")
     ] = None,
+    http: Annotated[
+        int | None, typer.Option(help="Serve the HTTP API and Prometheus /metrics on this port (0: any free port).")
+    ] = None,
+    http_host: Annotated[str, typer.Option(help="Address the HTTP API listens on.")] = "127.0.0.1",
+    log_format: Annotated[str, typer.Option(help="Log format: text or json (one object per line).")] = "text",
 ) -> None:
     """Run the support engine alone against a broker, until Ctrl-C."""
     args = ["--broker", broker, "--db", str(db), "--clock", clock, "--prefix", prefix, "--client-id", client_id]
-    args += ["--protocol", protocol, "--log-level", log_level]
+    args += ["--protocol", protocol, "--log-level", log_level, "--log-format", log_format]
+    if http is not None:
+        args += ["--http", str(http), "--http-host", http_host]
     if time_origin is not None:
         args += ["--time-origin", str(time_origin)]
     if speed is not None:

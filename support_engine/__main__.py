@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import signal
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 from urllib.parse import urlsplit
 
 import msgspec
@@ -18,11 +20,43 @@ import yaml
 from contracts.engine_config import EngineConfig
 from contracts.topics import DEFAULT_PREFIX, Topics
 from support_engine.errors import EngineError
+from support_engine.metrics import EngineMetrics
 from support_engine.mqtt_transport import MqttTransport, Protocol
 from support_engine.service import ClockMode, EngineService
 from support_engine.storage import Storage
 
+if TYPE_CHECKING:
+    from support_engine.http_api import HttpApi
+
 app = typer.Typer(add_completion=False, help="Run the support engine against an MQTT broker.")
+
+# A record's own attributes, and uvicorn's copy of its message with terminal colours: not extra fields.
+_SKIPPED = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime", "color_message"}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, then the record's extra fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        line.update((k, v) for k, v in record.__dict__.items() if k not in _SKIPPED and k not in line)
+        if record.exc_info:
+            line["exc_info"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str)
+
+
+def _configure_logging(level: str, fmt: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
 
 
 def _broker(url: str) -> tuple[str, int]:
@@ -76,11 +110,22 @@ def main(
     ] = "sot-engine-0",
     protocol: Annotated[str, typer.Option(help="MQTT protocol: auto, 5 or 3.1.1.")] = "auto",
     log_level: Annotated[str, typer.Option(help="Log level.")] = "INFO",
+    log_format: Annotated[
+        str, typer.Option(help="'text' or 'json' (one JSON object per line: time, level, logger, message, extras).")
+    ] = "text",
+    http: Annotated[
+        int | None, typer.Option(help="Serve the HTTP API and /metrics on this port (0: any free port; logged).")
+    ] = None,
+    http_host: Annotated[str, typer.Option(help="Address the HTTP API listens on.")] = "127.0.0.1",
 ) -> None:
     """Serve until SIGTERM/SIGINT: ingest, detect, open cases, dispatch, notify."""
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr
-    )
+    if log_format not in ("text", "json"):
+        raise typer.BadParameter("--log-format must be 'text' or 'json'")
+    _configure_logging(log_level, log_format)
+    if http is not None and not 0 <= http <= 65535:
+        raise typer.BadParameter("--http must be a port, 0-65535 (0: any free port)")
+    if http is not None and str(db) == ":memory:":
+        raise typer.BadParameter("--http needs a database file (--db PATH)")
     if clock not in ("event", "wall"):
         raise typer.BadParameter("--clock must be 'event' or 'wall'")
     if protocol not in ("auto", "5", "3.1.1"):
@@ -94,9 +139,11 @@ def main(
     host, port = _broker(broker)
     engine_config = load_config(config, policy)
     transport = MqttTransport(host, port, client_id=client_id, protocol=protocol)  # type: ignore[arg-type]
+    api: HttpApi | None = None
     try:
         storage = Storage(db)
         clock_mode: ClockMode = "event" if clock == "event" else "wall"
+        metrics = EngineMetrics(clock=clock_mode, speed=factor)
         service = EngineService(
             engine_config,
             transport,
@@ -105,20 +152,39 @@ def main(
             clock=clock_mode,
             time_origin=origin,
             speed=factor,
+            metrics=metrics,
         )
+        metrics.start(service.core, service.counters)
 
         def _stop(signum: int, frame: FrameType | None) -> None:
             service.stop()
 
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
+        if http is not None:
+            api = _start_api(storage.path, metrics, transport, http_host, http)
         service.run()
     except EngineError as exc:
         typer.echo(f"sot engine: {exc}", err=True)
         raise typer.Exit(1) from exc
     finally:
+        if api is not None:
+            api.stop()
         transport.close()
     storage.close()
+
+
+def _start_api(db: str, metrics: EngineMetrics, transport: MqttTransport, host: str, port: int) -> HttpApi:
+    """Bind and start the HTTP API (imported here: an engine without ``--http`` loads no web framework)."""
+    from support_engine.http_api import HttpApi, create_app
+
+    try:
+        api = HttpApi(create_app(db, metrics, connected=transport.connected.is_set), host=host, port=port)
+    except OSError as exc:
+        typer.echo(f"sot engine: cannot serve HTTP on {host}:{port}: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    api.start()
+    return api
 
 
 _ = Protocol

@@ -276,8 +276,8 @@ class EngineService:
         for a in outbound:
             self.transport.publish(self._topic_of(a), codec.encode(a.message))
         if self.metrics is not None:
-            ts = [p.order[0] for p in step.pending]
-            self.metrics.committed(self.core, self._all_counters(), outbound, ts=ts, now=now, step_s=time.monotonic() - started)
+            ts, step_s = [p.order[0] for p in step.pending], time.monotonic() - started
+            self.metrics.committed(self.core, self._all_counters(), outbound, ts=ts, now=now, step_s=step_s)
 
     def _topic_of(self, action: CreateWorkOrder | Notify | SendCommand | OrderConsumable) -> str:
         if isinstance(action, CreateWorkOrder):

@@ -1,0 +1,384 @@
+"""The engine's read-only HTTP API and ``/metrics``, served by uvicorn on a thread of the engine process.
+
+Nothing here touches the engine core. Stored records (cases, work orders, alerts, SLA breaches,
+devices heard from by events) come from the SQLite database through a read-only connection per
+request (WAL lets readers run beside the engine's writer); live figures (twins, open cases,
+counters, campaigns) come from the :class:`~support_engine.metrics.LiveSnapshot` the service
+publishes after each commit. The server thread installs no signal handlers (uvicorn only does so
+on the main thread), so SIGTERM still reaches the engine, which stops the server on its way out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import socket
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import quote
+
+import uvicorn
+from fastapi import FastAPI, HTTPException, Query, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST
+from pydantic import BaseModel, ConfigDict
+
+from support_engine.metrics import EngineMetrics
+
+__all__ = ["CaseState", "HttpApi", "WorkOrderState", "create_app"]
+
+log = logging.getLogger("sot.engine")
+
+CaseState = Literal["open", "in_progress", "resolved", "closed"]
+WorkOrderState = Literal["created", "accepted", "on_site", "awaiting_part", "done", "closed", "cancelled"]
+Limit = Annotated[int, Query(ge=1, le=10_000, description="At most this many rows.")]
+_STOP_GRACE_S = 3.0
+
+
+# -- response models ---------------------------------------------------------------------------------
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class Health(_Model):
+    """Whether the engine is connected to its broker and when it last committed handled messages."""
+
+    status: Literal["ok", "disconnected"]
+    connected: bool
+    clock: Literal["event", "wall"]
+    last_step_engine_s: float | None  # engine time (event clock: the step's t) of the last commit
+    last_step_at: datetime | None  # wall time of that commit (UTC)
+    last_step_age_s: float | None
+
+
+class DeviceSummary(_Model):
+    device_id: str
+    last_seen_s: float | None  # latest reading or event, engine time
+    open_case: str | None
+
+
+class CaseRecord(_Model):
+    case_id: str
+    device_id: str
+    issue: str
+    state: str  # a CaseState
+    priority: int
+    origin: str
+    opened_s: float
+    updated_s: float
+
+
+class WorkOrderRecord(_Model):
+    work_order_id: str
+    case_id: str
+    device_id: str
+    state: str  # a WorkOrderState
+    visit: int
+    updated_s: float
+
+
+class AlertRecord(_Model):
+    alert_id: str
+    device_id: str
+    rule: str
+    case_id: str | None
+    value: float | None
+    raised_s: float
+    cleared_s: float | None
+
+
+class SlaBreachRecord(_Model):
+    clock: str
+    ts: float
+
+
+class CaseDetail(CaseRecord):
+    work_orders: list[WorkOrderRecord]
+    alerts: list[AlertRecord]
+    sla_breaches: list[SlaBreachRecord]
+
+
+class DeviceTwin(_Model):
+    device_id: str
+    last_seen_s: float | None
+    values: dict[str, float]  # latest value of each sensor
+    open_case: str | None
+    alerts: list[AlertRecord]
+    cases: list[CaseRecord]
+
+
+class CampaignRecord(_Model):
+    issue: str
+    version: str | None
+    devices_targeted: int | None  # None: started before this engine process
+    started_s: float | None
+
+
+class MessageFigures(_Model):
+    ingested: int
+    rejected: int
+    duplicates: int
+    emitted: int
+
+
+class Kpis(_Model):
+    """The engine's counters and figures derived from them (since the database was created)."""
+
+    messages: MessageFigures
+    open_cases: int
+    cases_opened: int
+    cases_resolved: int
+    resolved_within_sla_share: float | None  # of the resolved cases; None before the first
+    sla_breaches: int
+    remote_fixes: int
+    second_visits: int
+    work_orders: int
+    counters: dict[str, int]
+
+
+# -- storage ------------------------------------------------------------------------------------------
+class _ReadOnlyDb:
+    """Read-only connections to the engine's database, one per request (sqlite3 objects stay in their thread)."""
+
+    def __init__(self, path: str | Path) -> None:
+        if str(path) == ":memory:" or "://" in str(path):
+            raise ValueError(f"the HTTP API needs a database file, not {str(path)!r}")
+        self.uri = f"file:{quote(str(Path(path).resolve()))}?mode=ro"
+
+    @contextlib.contextmanager
+    def connect(self) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self.uri, uri=True, timeout=5.0)
+        db.row_factory = sqlite3.Row
+        try:
+            yield db
+        finally:
+            db.close()
+
+
+def _rows(db: sqlite3.Connection, sql: str, args: tuple[object, ...] = ()) -> list[dict[str, Any]]:
+    return [dict(row) for row in db.execute(sql, args).fetchall()]
+
+
+_CASE_COLUMNS = "case_id, device_id, issue, state, priority, origin, opened_s, updated_s"
+
+
+def create_app(db_path: str | Path, metrics: EngineMetrics, *, connected: Callable[[], bool]) -> FastAPI:
+    """The API of one engine: ``db_path`` is its database, ``metrics`` its live figures."""
+    store = _ReadOnlyDb(db_path)
+    try:
+        version = metadata.version("sot-twin")
+    except metadata.PackageNotFoundError:
+        version = "0"
+    app = FastAPI(
+        title="sot support engine",
+        version=version,
+        description="Read-only view of a running support engine: devices, cases, work orders, KPIs, metrics.",
+    )
+
+    @app.exception_handler(sqlite3.Error)
+    async def database_error(request: Request, exc: sqlite3.Error) -> JSONResponse:
+        log.warning("HTTP API: %s %s: database error: %s", request.method, request.url.path, exc)
+        return JSONResponse({"detail": f"database unavailable: {exc}"}, status_code=503)
+
+    @app.get("/healthz", response_model=Health, responses={503: {"model": Health, "description": "Not connected."}})
+    def healthz(response: Response) -> Health:
+        """Connected to the broker, clock mode, and the last commit of handled messages."""
+        snap = metrics.snapshot
+        up = connected()
+        wall = snap.committed_wall_s
+        if not up:
+            response.status_code = 503
+        return Health(
+            status="ok" if up else "disconnected",
+            connected=up,
+            clock=metrics.clock,
+            last_step_engine_s=snap.engine_now_s,
+            last_step_at=None if wall is None else datetime.fromtimestamp(wall, UTC),
+            last_step_age_s=None if wall is None else max(0.0, time.time() - wall),
+        )
+
+    @app.get("/devices", response_model=list[DeviceSummary])
+    def devices(limit: Limit = 1000) -> list[DeviceSummary]:
+        """Devices the engine has heard from (readings, events, cases), by id."""
+        snap = metrics.snapshot
+        with store.connect() as db:
+            events = dict(db.execute("SELECT source, max(ts) FROM ingest WHERE kind = 'event' GROUP BY source"))
+            with_cases = {row[0] for row in db.execute("SELECT DISTINCT device_id FROM cases")}
+        ids = sorted(set(snap.devices) | set(events) | with_cases | set(snap.open_case_of))[:limit]
+        out = []
+        for device in ids:
+            seen = [t for t in (snap.last_seen_s(device), events.get(device)) if t is not None]
+            out.append(
+                DeviceSummary(
+                    device_id=device, last_seen_s=max(seen, default=None), open_case=snap.open_case_of.get(device)
+                )
+            )
+        return out
+
+    @app.get("/devices/{device_id}", response_model=DeviceTwin, responses={404: {"description": "Never heard of."}})
+    def device(device_id: str) -> DeviceTwin:
+        """A device's twin: latest readings, its alerts and cases."""
+        snap = metrics.snapshot
+        with store.connect() as db:
+            last_event = db.execute(
+                "SELECT max(ts) FROM ingest WHERE kind = 'event' AND source = ?", (device_id,)
+            ).fetchone()[0]
+            alerts = _rows(db, "SELECT * FROM alerts WHERE device_id = ? ORDER BY raised_s, alert_id", (device_id,))
+            cases = _rows(
+                db, f"SELECT {_CASE_COLUMNS} FROM cases WHERE device_id = ? ORDER BY opened_s, case_id", (device_id,)
+            )
+        reading = snap.last_seen_s(device_id)
+        if device_id not in snap.slot_of and last_event is None and not cases and device_id not in snap.open_case_of:
+            raise HTTPException(404, f"no device {device_id!r}")
+        seen = [t for t in (reading, last_event) if t is not None]
+        return DeviceTwin(
+            device_id=device_id,
+            last_seen_s=max(seen, default=None),
+            values=snap.latest_values(device_id),
+            open_case=snap.open_case_of.get(device_id),
+            alerts=[AlertRecord(**a) for a in alerts],
+            cases=[CaseRecord(**c) for c in cases],
+        )
+
+    @app.get("/cases", response_model=list[CaseRecord])
+    def cases(state: CaseState | None = None, device: str | None = None, limit: Limit = 100) -> list[CaseRecord]:
+        """Cases, most recently opened first."""
+        sql = f"SELECT {_CASE_COLUMNS} FROM cases WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR device_id = ?2)"
+        with store.connect() as db:
+            rows = _rows(db, sql + " ORDER BY opened_s DESC, case_id DESC LIMIT ?3", (state, device, limit))
+        return [CaseRecord(**r) for r in rows]
+
+    @app.get("/cases/{case_id}", response_model=CaseDetail, responses={404: {"description": "No such case."}})
+    def case(case_id: str) -> CaseDetail:
+        """One case with its work orders, alerts and SLA breaches."""
+        with store.connect() as db:
+            found = _rows(db, f"SELECT {_CASE_COLUMNS} FROM cases WHERE case_id = ?", (case_id,))
+            if not found:
+                raise HTTPException(404, f"no case {case_id!r}")
+            orders = _rows(db, "SELECT * FROM work_orders WHERE case_id = ? ORDER BY work_order_id", (case_id,))
+            alerts = _rows(db, "SELECT * FROM alerts WHERE case_id = ? ORDER BY raised_s, alert_id", (case_id,))
+            breaches = _rows(db, "SELECT clock, ts FROM sla_breaches WHERE case_id = ? ORDER BY ts", (case_id,))
+        return CaseDetail(
+            **found[0],
+            work_orders=[WorkOrderRecord(**o) for o in orders],
+            alerts=[AlertRecord(**a) for a in alerts],
+            sla_breaches=[SlaBreachRecord(**b) for b in breaches],
+        )
+
+    @app.get("/work-orders", response_model=list[WorkOrderRecord])
+    def work_orders(state: WorkOrderState | None = None, limit: Limit = 100) -> list[WorkOrderRecord]:
+        """Work orders, most recently changed first."""
+        sql = "SELECT * FROM work_orders WHERE (?1 IS NULL OR state = ?1) ORDER BY updated_s DESC, work_order_id DESC"
+        with store.connect() as db:
+            rows = _rows(db, sql + " LIMIT ?2", (state, limit))
+        return [WorkOrderRecord(**r) for r in rows]
+
+    @app.get("/campaigns", response_model=list[CampaignRecord])
+    def campaigns() -> list[CampaignRecord]:
+        """Fleet-wide updates so far, in the order they started."""
+        return [
+            CampaignRecord(issue=c.issue, version=c.version, devices_targeted=c.devices_targeted, started_s=c.started_s)
+            for c in metrics.snapshot.campaigns
+        ]
+
+    @app.get("/kpis", response_model=Kpis)
+    def kpis() -> Kpis:
+        """The engine's counters and the figures derived from them."""
+        snap = metrics.snapshot
+        c = snap.counters
+        resolved = c.get("cases_resolved", 0)
+        within = c.get("cases_resolved_within_sla", 0)
+        return Kpis(
+            messages=MessageFigures(
+                ingested=c.get("msg_ingested", 0),
+                rejected=c.get("msg_rejected", 0),
+                duplicates=c.get("msg_duplicates", 0),
+                emitted=c.get("msg_emitted", 0),
+            ),
+            open_cases=len(snap.open_case_of),
+            cases_opened=c.get("cases_opened", 0),
+            cases_resolved=resolved,
+            resolved_within_sla_share=within / resolved if resolved else None,
+            sla_breaches=c.get("sla_breaches", 0),
+            remote_fixes=c.get("remote_fixes", 0),
+            second_visits=c.get("second_visits", 0),
+            work_orders=c.get("work_orders", 0),
+            counters=dict(c),
+        )
+
+    @app.get(
+        "/metrics",
+        response_class=Response,
+        responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format."}},
+    )
+    def prometheus() -> Response:
+        """Prometheus metrics of this engine (its own registry)."""
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+# -- server -------------------------------------------------------------------------------------------
+def _bind(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port`` (0: any free port), so that a busy port fails at start."""
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+class HttpApi:
+    """``app`` served by uvicorn on a daemon thread; :meth:`stop` ends it (the engine calls it on its way out).
+
+    The socket is bound in the constructor, which raises :class:`OSError` if it cannot be.
+    """
+
+    def __init__(self, app: FastAPI, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._sock = _bind(host, port)
+        bound_host, self.port = self._sock.getsockname()[:2]
+        self.url = f"http://{f'[{bound_host}]' if ':' in bound_host else bound_host}:{self.port}"
+        config = uvicorn.Config(
+            app,
+            log_config=None,  # logs go through the engine's handlers
+            access_log=False,
+            lifespan="off",
+            server_header=False,
+            timeout_graceful_shutdown=math.ceil(_STOP_GRACE_S),
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._serve, name="sot-http", daemon=True)
+
+    def _serve(self) -> None:
+        try:
+            self._server.run(sockets=[self._sock])
+        except BaseException:  # the engine goes on without its API; say why
+            log.exception("the HTTP API stopped")
+
+    def start(self) -> None:
+        self._thread.start()
+        log.info("HTTP API on %s", self.url, extra={"http_url": self.url})
+
+    def stop(self) -> None:
+        """Ask the server to finish; force it after a grace period."""
+        self._server.should_exit = True
+        if self._thread.ident is None:  # never started
+            self._sock.close()
+            return
+        self._thread.join(_STOP_GRACE_S + 1)
+        if self._thread.is_alive():
+            self._server.force_exit = True
+            self._thread.join(_STOP_GRACE_S)
+        self._sock.close()
