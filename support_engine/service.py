@@ -29,7 +29,7 @@ from contracts import codec
 from contracts.codec import BatchView
 from contracts.engine_config import EngineConfig
 from contracts.errors import PayloadError, TopicError
-from contracts.messages import Clock, ClockAck, DeadLetter, Message
+from contracts.messages import Clock, ClockAck, DeadLetter, Message, Telemetry
 from contracts.topics import Kind, Topics
 from support_engine.core.actions import Action, CreateWorkOrder, Notify, OrderConsumable, SendCommand
 from support_engine.core.engine import Engine, Snapshot
@@ -253,8 +253,15 @@ class EngineService:
         started = time.monotonic()
         step.pending.sort(key=lambda p: p.order)
         actions: list[Action] = []
+        readings: list[Telemetry] = []  # consecutive single readings go to the twins as one column batch
         for p in step.pending:
+            if isinstance(p.message, Telemetry):
+                readings.append(p.message)
+                continue
+            actions += self.core.handle_readings(readings)
+            readings = []
             actions += self.core.handle(p.message, p.order[0] if self.clock == "event" else now)
+        actions += self.core.handle_readings(readings)
         actions += self.core.advance(now)
         if not (step.pending or step.acks or step.clocks or actions):
             return  # an idle timer tick: nothing to commit

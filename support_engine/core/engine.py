@@ -8,6 +8,7 @@ time) and in production (wall time): the caller decides what ``now`` is.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -185,11 +186,23 @@ class Engine:
         return self._alerts(fired.raised, fired.cleared)
 
     def _telemetry(self, message: Telemetry, now: float) -> list[Action]:
-        slot = np.array([self.twins.slot(message.device_id)], dtype=np.int64)
-        self.stats["readings"] += 1
-        values = {k: np.array([v]) for k, v in message.values.items()}
-        fired = self.twins.ingest(slot, np.array([message.ts]), np.array([message.seq]), values)
-        return self._alerts(fired.raised, fired.cleared)
+        return self.handle_readings([message])
+
+    def handle_readings(self, messages: Sequence[Telemetry]) -> list[Action]:
+        """Act on many single-reading messages at once, as one columnar batch (same effect as one by one:
+        readings apply in time order and a device's last reading at one time wins)."""
+        if not messages:
+            return []
+        slots = np.array([self.twins.slot(m.device_id) for m in messages], dtype=np.int64)
+        ts = np.array([m.ts for m in messages])
+        seq = np.array([m.seq for m in messages], dtype=np.int64)
+        names = sorted({k for m in messages for k in m.values})
+        values = {k: np.array([m.values.get(k, np.nan) for m in messages]) for k in names}
+        self.stats["readings"] += len(messages)
+        fired = self.twins.ingest(slots, ts, seq, values)
+        actions = self._alerts(fired.raised, fired.cleared)
+        self._forget_rearmed()
+        return actions
 
     def _alerts(
         self, raised: list[tuple[int, int, float, float]], cleared: list[tuple[int, int, float]]

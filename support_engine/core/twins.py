@@ -136,7 +136,9 @@ class Twins:
             target = self.values.get(name)
             if target is None:
                 target = self.values[name] = np.full(self._capacity, np.nan)
-            target[slots] = column[fresh]
+            reported = column[fresh]
+            known = ~np.isnan(reported)  # NaN: this reading did not carry the sensor; keep the last value
+            target[slots[known]] = reported[known]
         raised: list[tuple[int, int, float, float]] = []
         cleared: list[tuple[int, int, float]] = []
         for r, rule in enumerate(self.rules):

@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from contracts.engine_config import AnomalyRule, EngineConfig, IssueType, TrendRule
+from contracts.engine_config import AnomalyRule, EngineConfig, IssueType, ThresholdRule, TrendRule
+from contracts.messages import Telemetry
+from support_engine.core.engine import Engine
 from support_engine.core.twins import Rule, Twins
 
 HOUR = 3600.0
@@ -109,3 +111,23 @@ def test_rule_names_are_unique_across_kinds_and_trend_rules_need_one_kind_of_con
         TrendRule(name="t", sensor="x", issue="i")
     with pytest.raises(ValueError, match="together"):
         TrendRule(name="t", sensor="x", issue="i", reaches=0.0)
+
+
+def test_readings_handled_together_act_as_one_by_one_and_keep_sensors_they_did_not_carry() -> None:
+    config = EngineConfig(
+        rules=[ThresholdRule(name="hot", sensor="temp", above=30.0, for_s=0.0, issue="i")],
+        issues={"i": IssueType(skill="s")},
+    )
+    messages = [
+        Telemetry(
+            device_id=f"d{d}", ts=float(t), boot_id=1, seq=t, values={"temp": 20.0 + 5 * t * (d % 2), "door": 1.0}
+        )
+        for t in range(4)
+        for d in range(3)
+    ]
+    messages.append(Telemetry(device_id="d1", ts=9.0, boot_id=1, seq=9, values={"temp": 10.0}))  # no door reading
+    together, apart = Engine(config), Engine(config)
+    assert together.handle_readings(messages) == [a for m in messages for a in apart.handle(m, m.ts)]
+    assert together.snapshot() == apart.snapshot()
+    slot = together.twins.slot_of["d1"]
+    assert together.twins.values["door"][slot] == 1.0 and together.twins.values["temp"][slot] == 10.0
