@@ -248,9 +248,6 @@ class FleetState:
             math.isfinite(lead) and not self.failed[mode, device] and now >= self.next_fail[mode, device] - lead
         )
 
-    def is_down(self, device: int) -> bool:
-        return bool((self.failed[:, device] & self.down_mode).any())
-
     def is_failed(self, device: int) -> bool:
         return bool(self.failed[:, device].any())
 

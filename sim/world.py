@@ -94,7 +94,7 @@ class World:
         return self._index[device_id]
 
     def fleet_of(self, device: int) -> FleetState:
-        return self.fleets[bisect.bisect_right(self._offsets, device) - 1]
+        return self._local(device)[0]
 
     def _local(self, device: int) -> tuple[FleetState, Link, int]:
         k = bisect.bisect_right(self._offsets, device) - 1

@@ -37,6 +37,7 @@ from support_engine.core.ledger import Ledger, key_of
 from support_engine.core.lifecycle import CASE, WORK_ORDER, Lifecycle
 from support_engine.core.twins import Fired, Twins
 from support_engine.errors import EngineError, IllegalTransition
+from tests.messages import status
 
 HOUR = 3600.0
 HOT = ThresholdRule(name="hot", sensor="temp", above=10.0, for_s=600.0, issue="cooling")
@@ -81,18 +82,6 @@ def batch(
 
 def contact(device: str, ts: float, symptom: str = "not_cooling", n: int = 1) -> Contact:
     return Contact(contact_id=f"c{n}", owner_id=f"o-{device}", device_id=device, channel="app", ts=ts, symptom=symptom)
-
-
-def status(wo: str, device: str, what: str, ts: float, seq: int, visit: int = 1) -> WorkOrderStatus:
-    return WorkOrderStatus(
-        work_order_id=wo,
-        device_id=device,
-        ts=ts,
-        seq=seq,
-        status=what,  # type: ignore[arg-type]
-        technician_id="tech-1",
-        visit=visit,
-    )
 
 
 def of(actions: list[object], kind: type) -> list:  # type: ignore[type-arg]

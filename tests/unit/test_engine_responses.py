@@ -18,7 +18,6 @@ from contracts import (
     Message,
     Telemetry,
     ThresholdRule,
-    WorkOrderStatus,
     decode_batch,
     encode_batch,
 )
@@ -34,6 +33,7 @@ from support_engine.core.actions import (
 )
 from support_engine.core.engine import Engine
 from support_engine.core.lifecycle import CASE, WORK_ORDER
+from tests.messages import status
 
 HOUR = 3600.0
 OUTAGE_ADVICE = "A power cut in your area; service is back by 18:00."
@@ -114,18 +114,6 @@ def event(device: str, kind: str, code: str, ts: float, command_id: str | None =
         kind=kind,  # type: ignore[arg-type]
         code=code,
         command_id=command_id,
-    )
-
-
-def status(wo: str, device: str, what: str, ts: float, seq: int, visit: int = 1) -> WorkOrderStatus:
-    return WorkOrderStatus(
-        work_order_id=wo,
-        device_id=device,
-        ts=ts,
-        seq=seq,
-        status=what,  # type: ignore[arg-type]
-        technician_id="tech-1",
-        visit=visit,
     )
 
 
