@@ -23,6 +23,7 @@ from contracts.messages import (
     DeadLetter,
     DeviceEvent,
     GatewayBatch,
+    IngestAck,
     Message,
     Notification,
     Telemetry,
@@ -59,6 +60,7 @@ _TYPES: dict[Kind, type[Message]] = {
     Kind.CLOCK: Clock,
     Kind.CLOCK_ACK: ClockAck,
     Kind.DEAD_LETTER: DeadLetter,
+    Kind.INGEST_ACK: IngestAck,
 }
 _JSON_DECODERS: dict[type[Message], msgspec.json.Decoder[Any]] = {
     t: msgspec.json.Decoder(t) for t in _TYPES.values() if t is not GatewayBatch

@@ -22,6 +22,7 @@ __all__ = [
     "DeadLetter",
     "DeviceEvent",
     "GatewayBatch",
+    "IngestAck",
     "Message",
     "Notification",
     "Telemetry",
@@ -189,3 +190,19 @@ class DeadLetter(Message, frozen=True, kw_only=True):
     reason: Name
     detail: Text
     payload_hex: Annotated[str, msgspec.Meta(max_length=512)]
+
+
+class IngestAck(Message, frozen=True, kw_only=True):
+    """The engine's receipt for a sampled device message (`engine/ingested`, JSON), published once the
+    message is committed: load tests measure publish → ingest latency from it.
+
+    ``kind`` is ``telemetry`` or ``batch``; ``source`` the device or gateway; ``ts`` the message's own
+    timestamp; ``committed_s`` the engine's clock when it was committed.
+    """
+
+    kind: Literal["telemetry", "batch", "event"]
+    source: Id
+    boot_id: Count
+    seq: Count
+    ts: Seconds
+    committed_s: float

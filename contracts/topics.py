@@ -39,6 +39,7 @@ class Kind(StrEnum):
     CLOCK = "clock"
     CLOCK_ACK = "ack"
     DEAD_LETTER = "deadletter"
+    INGEST_ACK = "ingested"
 
 
 class ParsedTopic(NamedTuple):
@@ -101,6 +102,10 @@ class Topics:
     def dead_letter(self) -> str:
         return f"{self.prefix}/engine/deadletter"
 
+    @property
+    def ingest_ack(self) -> str:
+        return f"{self.prefix}/engine/ingested"
+
     # -- event-time barrier ----------------------------------------------------------------------
     @property
     def clock(self) -> str:
@@ -143,7 +148,7 @@ class Topics:
                 return ParsedTopic(Kind.CONTACT, key)
             case ["field", key, "status"] if _ID.fullmatch(key):
                 return ParsedTopic(Kind.FIELD_STATUS, key)
-            case ["engine", ("workorder" | "notify" | "order" | "deadletter") as leaf]:
+            case ["engine", ("workorder" | "notify" | "order" | "deadletter" | "ingested") as leaf]:
                 return ParsedTopic(Kind(leaf), "")
             case ["clock"]:
                 return ParsedTopic(Kind.CLOCK, "")

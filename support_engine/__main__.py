@@ -117,6 +117,14 @@ def main(
         int | None, typer.Option(help="Serve the HTTP API and /metrics on this port (0: any free port; logged).")
     ] = None,
     http_host: Annotated[str, typer.Option(help="Address the HTTP API listens on.")] = "127.0.0.1",
+    ack_every: Annotated[
+        int,
+        typer.Option(
+            help="Publish an ingest receipt (engine/ingested) for every device message whose seq is a "
+            "multiple of N, once committed (load tests measure latency from them). 0: none.",
+            min=0,
+        ),
+    ] = 0,
 ) -> None:
     """Serve until SIGTERM/SIGINT: ingest, detect, open cases, dispatch, notify."""
     if log_format not in ("text", "json"):
@@ -153,6 +161,7 @@ def main(
             time_origin=origin,
             speed=factor,
             metrics=metrics,
+            ack_every=ack_every,
         )
         metrics.start(service.core, service.counters)
 

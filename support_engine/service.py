@@ -29,7 +29,7 @@ from contracts import codec
 from contracts.codec import BatchView
 from contracts.engine_config import EngineConfig
 from contracts.errors import PayloadError, TopicError
-from contracts.messages import Clock, ClockAck, DeadLetter, Message, Telemetry
+from contracts.messages import Clock, ClockAck, DeadLetter, IngestAck, Message, Telemetry
 from contracts.topics import Kind, Topics
 from support_engine.core.actions import Action, CreateWorkOrder, Notify, OrderConsumable, SendCommand
 from support_engine.core.engine import Engine, Snapshot
@@ -48,6 +48,11 @@ _KIND_ORDER = {Kind.BATCH: 0, Kind.TELEMETRY: 1, Kind.EVENT: 2, Kind.CONTACT: 3,
 _GROUP_COMMIT_S = 0.02
 _HOLD_GROUP = 500  # event time: write and acknowledge received messages at least this often
 _TIMER_TICK_S = 0.1
+_RECEIPT_KINDS: dict[str, Literal["telemetry", "batch", "event"]] = {
+    "telemetry": "telemetry",
+    "batch": "batch",
+    "event": "event",
+}
 
 
 @dataclass
@@ -80,6 +85,7 @@ class EngineService:
         time_origin: float = 0.0,
         speed: float = 1.0,
         metrics: EngineMetrics | None = None,
+        ack_every: int = 0,
     ) -> None:
         if not (math.isfinite(time_origin) and math.isfinite(speed) and speed > 0):
             raise ConfigError(f"wall clock needs a finite origin and a speed > 0, not {time_origin!r} and {speed!r}")
@@ -90,6 +96,9 @@ class EngineService:
         self.clock = clock
         self.time_origin, self.speed = time_origin, speed
         self.metrics = metrics
+        if ack_every < 0:
+            raise ConfigError(f"ack_every must be >= 0 (0: no ingest receipts), not {ack_every}")
+        self.ack_every = ack_every
         self.ledger = Ledger(storage.ledger_keys())
         saved = storage.counters()
         self.counters: Counter[str] = Counter({k: v for k, v in saved.items() if k.startswith("msg_")})
@@ -282,9 +291,24 @@ class EngineService:
             self.transport.ack(d.mid, d.qos)
         for a in outbound:
             self.transport.publish(self._topic_of(a), codec.encode(a.message))
+        if self.ack_every:
+            self._receipts(step.pending)
         if self.metrics is not None:
             ts, step_s = [p.order[0] for p in step.pending], time.monotonic() - started
             self.metrics.committed(self.core, self._all_counters(), outbound, ts=ts, now=now, step_s=step_s)
+
+    def _receipts(self, handled: list[_Pending]) -> None:
+        """Publish an :class:`IngestAck` for every committed device message whose seq is a multiple of
+        ``ack_every`` (load tests sample publish → ingest latency from them)."""
+        committed = self.wall_now()
+        for p in handled:
+            if p.key is None or p.key[0] not in _RECEIPT_KINDS or p.key[3] % self.ack_every:
+                continue
+            kind, source, boot_id, seq = p.key
+            receipt = IngestAck(
+                kind=_RECEIPT_KINDS[kind], source=source, boot_id=boot_id, seq=seq, ts=p.order[0], committed_s=committed
+            )
+            self.transport.publish(self.topics.ingest_ack, codec.encode(receipt), qos=0)
 
     def _topic_of(self, action: CreateWorkOrder | Notify | SendCommand | OrderConsumable) -> str:
         if isinstance(action, CreateWorkOrder):

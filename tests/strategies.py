@@ -25,6 +25,7 @@ from contracts import (
     DeadLetter,
     DeviceEvent,
     GatewayBatch,
+    IngestAck,
     Kind,
     Message,
     Notification,
@@ -171,6 +172,15 @@ dead_letters = st.builds(
     detail=texts,
     payload_hex=st.binary(max_size=256).map(bytes.hex),
 )
+ingest_acks = st.builds(
+    IngestAck,
+    kind=st.sampled_from(["telemetry", "batch", "event"]),
+    source=ids,
+    boot_id=counts,
+    seq=counts,
+    ts=seconds,
+    committed_s=st.floats(allow_nan=False, allow_infinity=False),
+)
 
 
 @st.composite
@@ -221,6 +231,7 @@ messages_by_kind: dict[Kind, st.SearchStrategy[Any]] = {
     Kind.CLOCK: clocks,
     Kind.CLOCK_ACK: clock_acks,
     Kind.DEAD_LETTER: dead_letters,
+    Kind.INGEST_ACK: ingest_acks,
 }
 
 messages: st.SearchStrategy[tuple[Kind, Message]] = st.sampled_from(list(Kind)).flatmap(
