@@ -22,6 +22,7 @@ from contracts.messages import (
     Contact,
     DeadLetter,
     DeviceEvent,
+    DeviceRecord,
     GatewayBatch,
     IngestAck,
     Message,
@@ -61,6 +62,7 @@ _TYPES: dict[Kind, type[Message]] = {
     Kind.CLOCK_ACK: ClockAck,
     Kind.DEAD_LETTER: DeadLetter,
     Kind.INGEST_ACK: IngestAck,
+    Kind.REGISTRY: DeviceRecord,
 }
 _JSON_DECODERS: dict[type[Message], msgspec.json.Decoder[Any]] = {
     t: msgspec.json.Decoder(t) for t in _TYPES.values() if t is not GatewayBatch
@@ -77,6 +79,7 @@ _TOPIC_KEY_FIELD: dict[Kind, str] = {
     Kind.BATCH: "gateway_id",
     Kind.CONTACT: "channel",
     Kind.FIELD_STATUS: "work_order_id",
+    Kind.REGISTRY: "device_id",
 }
 
 

@@ -6,18 +6,35 @@ the other. A scenario's ``engine`` section is made of these types.
 
 from __future__ import annotations
 
+import itertools
 from typing import Annotated, Literal
 
 import msgspec
 
 from contracts.messages import SCHEMA_VERSION
 
-__all__ = ["POLICIES", "AnomalyRule", "EngineConfig", "IssueType", "Policy", "Sla", "ThresholdRule", "TrendRule"]
+__all__ = [
+    "POLICIES",
+    "Alerting",
+    "AnomalyRule",
+    "CampaignRule",
+    "EngineConfig",
+    "IssueType",
+    "Offline",
+    "Policy",
+    "RateLimit",
+    "Sla",
+    "Technician",
+    "ThresholdRule",
+    "TrendRule",
+]
 
 Policy = Literal["reactive", "proactive"]
 POLICIES: tuple[Policy, ...] = ("reactive", "proactive")
 Name = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:-]{1,64}(?!\n)$")]
 PositiveSeconds = Annotated[float, msgspec.Meta(gt=0.0)]
+Fraction = Annotated[float, msgspec.Meta(gt=0.0, le=1.0)]
+Products = list[Name]  # the products a rule applies to (the device registry says which is which); empty: all
 
 
 class _Frozen(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -33,6 +50,7 @@ class ThresholdRule(_Frozen, frozen=True, kw_only=True):
     above: float | None = None
     below: float | None = None
     for_s: Annotated[float, msgspec.Meta(ge=0.0)] = 0.0
+    products: Products = []
 
     def __post_init__(self) -> None:
         if (self.above is None) == (self.below is None):
@@ -54,6 +72,7 @@ class TrendRule(_Frozen, frozen=True, kw_only=True):
     slope_above: float | None = None
     slope_below: float | None = None
     min_readings: Annotated[int, msgspec.Meta(ge=2)] = 8
+    products: Products = []
 
     def __post_init__(self) -> None:
         forecast = self.reaches is not None or self.within_s is not None
@@ -75,6 +94,7 @@ class AnomalyRule(_Frozen, frozen=True, kw_only=True):
     k: Annotated[float, msgspec.Meta(ge=0.0)] = 0.5
     h: Annotated[float, msgspec.Meta(gt=0.0)] = 8.0
     warm_up: Annotated[int, msgspec.Meta(ge=2)] = 30
+    products: Products = []
 
 
 class IssueType(_Frozen, frozen=True, kw_only=True):
@@ -110,10 +130,91 @@ class IssueType(_Frozen, frozen=True, kw_only=True):
 
 
 class Sla(_Frozen, frozen=True, kw_only=True):
-    """Service-level targets, measured from case opening."""
+    """Service-level targets, measured from case opening.
+
+    First response: the first remedy under way (a remote command, a refill ordered, advice given,
+    a technician accepting the work order, or a fix during the owner's contact). A clock that
+    reaches ``warn_at`` of its target warns and escalates the case (its priority goes up by one);
+    a breach escalates it again.
+    """
 
     first_response_s: PositiveSeconds = 4 * 3600.0
     resolution_s: PositiveSeconds = 24 * 3600.0
+    warn_at: Annotated[float, msgspec.Meta(gt=0.0, lt=1.0)] = 0.8
+
+
+class Offline(_Frozen, frozen=True, kw_only=True):
+    """A device is offline once silent for ``after_intervals`` of its usual reporting interval
+    (learned from its readings; the registry's ``interval_s`` when given), and never before
+    ``min_s``. With ``issue``, going offline opens a case of that issue (proactive policy only)."""
+
+    after_intervals: Annotated[float, msgspec.Meta(ge=1.0)] = 3.0
+    min_s: PositiveSeconds = 300.0
+    issue: Name | None = None
+
+
+class Alerting(_Frozen, frozen=True, kw_only=True):
+    """An alert that changes state ``flap_changes`` times within ``flap_window_s`` is flapping: it
+    stays raised (no further clears or notifications) until its rule has been quiet for the window."""
+
+    flap_changes: Annotated[int, msgspec.Meta(ge=2)] = 6
+    flap_window_s: PositiveSeconds = 6 * 3600.0
+
+
+class RateLimit(_Frozen, frozen=True, kw_only=True):
+    """Per-source token bucket: ``per_s`` messages a second on average, bursts of ``burst``.
+    Messages over it are rejected (``rate_limited``) and dead-lettered."""
+
+    per_s: PositiveSeconds
+    burst: Annotated[int, msgspec.Meta(ge=1)] = 20
+
+
+class Technician(_Frozen, frozen=True, kw_only=True):
+    """A technician the engine may assign: ``skills`` (none: every skill), home ``region``, and at
+    most ``max_open`` work orders at a time (availability)."""
+
+    id: Name
+    skills: list[Name] = []
+    region: Name | None = None
+    max_open: Annotated[int, msgspec.Meta(ge=1)] = 3
+    available: bool = True
+
+
+class CampaignRule(_Frozen, frozen=True, kw_only=True):
+    """Compare failure rates by cohort with the rest of the fleet and act on a significant excess.
+
+    Every ``check_every_s`` the cases of ``issues`` (all issues when empty) opened within
+    ``window_s`` are counted per value of the cohort ``by`` (``firmware``: the device's reported
+    firmware; any other name: the registry's cohort of that name, such as a manufacturing batch).
+    A cohort with at least ``min_cases`` whose excess over the rest of the fleet has a one-sided
+    binomial p-value below ``alpha`` (Bonferroni-corrected over the cohorts compared) opens a
+    campaign: ``ota`` sends ``ota_version`` to the cohort in ``stages`` (cumulative fractions),
+    ``recall`` opens a ``recall_issue`` case (a visit) per device, also in stages. A stage runs
+    ``stage_wait_s``; if more than ``abort_failure_rate`` of its devices failed (an update that did
+    not take, or a new case after it), the campaign aborts.
+    """
+
+    name: Name
+    by: Name = "firmware"
+    issues: list[Name] = []
+    window_s: PositiveSeconds = 30 * 86400.0
+    check_every_s: PositiveSeconds = 3600.0
+    min_cases: Annotated[int, msgspec.Meta(ge=1)] = 5
+    alpha: Annotated[float, msgspec.Meta(gt=0.0, lt=1.0)] = 0.001
+    action: Literal["ota", "recall"] = "ota"
+    ota_version: Name | None = None
+    recall_issue: Name | None = None
+    stages: list[Fraction] = msgspec.field(default_factory=lambda: [0.05, 0.25, 1.0])
+    stage_wait_s: PositiveSeconds = 86400.0
+    abort_failure_rate: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = 0.05
+
+    def __post_init__(self) -> None:
+        if self.action == "ota" and self.ota_version is None:
+            raise ValueError("`action: ota` needs `ota_version`")
+        if self.action == "recall" and self.recall_issue is None:
+            raise ValueError("`action: recall` needs `recall_issue` (the visit's issue type)")
+        if not self.stages or self.stages[-1] != 1.0 or any(b <= a for a, b in itertools.pairwise(self.stages)):
+            raise ValueError("`stages` must rise strictly and end at 1.0 (cumulative fractions of the cohort)")
 
 
 class EngineConfig(_Frozen, frozen=True, kw_only=True):
@@ -129,6 +230,13 @@ class EngineConfig(_Frozen, frozen=True, kw_only=True):
     fault_codes: dict[Name, Name] = {}
     default_issue: Name | None = None
     sla: Sla = Sla()
+    contracts: dict[Name, Sla] = {}
+    provisioning: Literal["open", "registered"] = "open"
+    offline: Offline | None = None
+    alerting: Alerting = Alerting()
+    rate_limit: RateLimit | None = None
+    technicians: list[Technician] = []
+    campaigns: list[CampaignRule] = []
 
     @property
     def all_rules(self) -> list[ThresholdRule | TrendRule | AnomalyRule]:
@@ -149,5 +257,17 @@ class EngineConfig(_Frozen, frozen=True, kw_only=True):
         for code, issue in self.fault_codes.items():
             if issue not in known:
                 raise ValueError(f"fault code {code!r} maps to unknown issue {issue!r}")
+        for campaign in self.campaigns:
+            if campaign.recall_issue is not None and campaign.recall_issue not in known:
+                raise ValueError(f"campaign {campaign.name!r} names unknown recall_issue {campaign.recall_issue!r}")
+            for issue in campaign.issues:
+                if issue not in known:
+                    raise ValueError(f"campaign {campaign.name!r} counts unknown issue {issue!r}")
+        if len({c.name for c in self.campaigns}) != len(self.campaigns):
+            raise ValueError("campaign names must be unique")
+        if self.offline is not None and self.offline.issue is not None and self.offline.issue not in known:
+            raise ValueError(f"offline names unknown issue {self.offline.issue!r}")
+        if len({t.id for t in self.technicians}) != len(self.technicians):
+            raise ValueError("technician ids must be unique")
         if self.default_issue is not None and self.default_issue not in known:
             raise ValueError(f"default_issue {self.default_issue!r} is not a known issue")

@@ -21,6 +21,7 @@ __all__ = [
     "Contact",
     "DeadLetter",
     "DeviceEvent",
+    "DeviceRecord",
     "GatewayBatch",
     "IngestAck",
     "Message",
@@ -40,7 +41,7 @@ Seconds = Annotated[float, msgspec.Meta(ge=0.0)]
 Count = Annotated[int, msgspec.Meta(ge=0)]
 Version = Annotated[int, msgspec.Meta(ge=1, le=SCHEMA_VERSION)]
 Channel = Literal["app", "phone", "chat", "self_service"]
-CommandAction = Literal["reset", "diagnostic", "ota"]
+CommandAction = Literal["reset", "diagnostic", "ota", "configure"]
 
 
 class Message(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -79,16 +80,42 @@ class GatewayBatch(Message, frozen=True, kw_only=True):
 
 
 class DeviceEvent(Message, frozen=True, kw_only=True):
-    """Something a device reports on its own (`dev/{device_id}/event`, JSON)."""
+    """Something a device reports on its own (`dev/{device_id}/event`, JSON).
+
+    ``firmware``: ``code`` is the version now running; ``config``: ``code`` is a setting's name and
+    ``detail`` its value; ``command_result``: ``code`` is ``fixed`` or ``not_fixed`` (``failed``: the
+    command itself did not run, such as an update that did not install).
+    """
 
     device_id: Id
     ts: Seconds
     boot_id: Count
     seq: Count
-    kind: Literal["fault", "diagnosis", "firmware", "consumable_low", "consumable_refilled", "command_result"]
+    kind: Literal["fault", "diagnosis", "firmware", "config", "consumable_low", "consumable_refilled", "command_result"]
     code: Name
     detail: Text = ""
     command_id: Id | None = None
+
+
+class DeviceRecord(Message, frozen=True, kw_only=True):
+    """A device's entry in the engine's registry (`registry/{device_id}`, JSON; or a file given to
+    ``sot engine --devices``): what it is, whose it is, and the terms it is serviced under.
+
+    ``cohorts`` names the device's groups (``batch: B-2024-07``) that fleet-pattern campaigns compare;
+    ``firmware`` is the version it shipped with (its own firmware events update it); ``interval_s``
+    its reporting interval, if known (offline detection learns it otherwise); ``warranty_until_s``
+    the engine time its warranty ends.
+    """
+
+    device_id: Id
+    product: Name | None = None
+    owner_id: Id | None = None
+    region: Name | None = None
+    firmware: Name | None = None
+    cohorts: dict[Name, Name] = {}
+    contract: Name | None = None
+    warranty_until_s: float | None = None
+    interval_s: Annotated[float, msgspec.Meta(gt=0.0)] | None = None
 
 
 class Command(Message, frozen=True, kw_only=True):
@@ -100,6 +127,7 @@ class Command(Message, frozen=True, kw_only=True):
     action: CommandAction
     version: Name | None = None
     case_id: Id | None = None
+    settings: dict[Name, Annotated[str, msgspec.Meta(max_length=200)]] = {}  # action `configure`: desired values
 
 
 class Contact(Message, frozen=True, kw_only=True):
@@ -126,6 +154,8 @@ class WorkOrder(Message, frozen=True, kw_only=True):
     parts: list[Name]
     duration_s: Seconds
     priority: Annotated[int, msgspec.Meta(ge=1, le=5)] = 3
+    technician_id: Id | None = None  # assigned by the engine (when it knows the technicians), else by the field
+    billable: bool = False  # out of warranty
 
 
 class WorkOrderStatus(Message, frozen=True, kw_only=True):

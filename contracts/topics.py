@@ -40,6 +40,7 @@ class Kind(StrEnum):
     CLOCK_ACK = "ack"
     DEAD_LETTER = "deadletter"
     INGEST_ACK = "ingested"
+    REGISTRY = "registry"
 
 
 class ParsedTopic(NamedTuple):
@@ -78,6 +79,9 @@ class Topics:
 
     def contact(self, channel: str) -> str:
         return f"{self.prefix}/contact/{check_id(channel)}"
+
+    def registry(self, device_id: str) -> str:
+        return f"{self.prefix}/registry/{check_id(device_id)}"
 
     def field_status(self, work_order_id: str) -> str:
         return f"{self.prefix}/field/{check_id(work_order_id)}/status"
@@ -125,6 +129,7 @@ class Topics:
             f"{p}/gw/+/batch",
             f"{p}/contact/+",
             f"{p}/field/+/status",
+            f"{p}/registry/+",
             f"{p}/clock",
         ]
 
@@ -146,6 +151,8 @@ class Topics:
                 return ParsedTopic(Kind.BATCH, key)
             case ["contact", key] if _ID.fullmatch(key):
                 return ParsedTopic(Kind.CONTACT, key)
+            case ["registry", key] if _ID.fullmatch(key):
+                return ParsedTopic(Kind.REGISTRY, key)
             case ["field", key, "status"] if _ID.fullmatch(key):
                 return ParsedTopic(Kind.FIELD_STATUS, key)
             case ["engine", ("workorder" | "notify" | "order" | "deadletter" | "ingested") as leaf]:

@@ -24,6 +24,7 @@ from contracts import (
     Contact,
     DeadLetter,
     DeviceEvent,
+    DeviceRecord,
     GatewayBatch,
     IngestAck,
     Kind,
@@ -172,6 +173,18 @@ dead_letters = st.builds(
     detail=texts,
     payload_hex=st.binary(max_size=256).map(bytes.hex),
 )
+device_records = st.builds(
+    DeviceRecord,
+    device_id=ids,
+    product=st.none() | names,
+    owner_id=st.none() | ids,
+    region=st.none() | names,
+    firmware=st.none() | names,
+    cohorts=st.dictionaries(names, names, max_size=3),
+    contract=st.none() | names,
+    warranty_until_s=st.none() | st.floats(allow_nan=False, allow_infinity=False),
+    interval_s=st.none() | st.floats(min_value=1e-3, max_value=1e9),
+)
 ingest_acks = st.builds(
     IngestAck,
     kind=st.sampled_from(["telemetry", "batch", "event"]),
@@ -232,6 +245,7 @@ messages_by_kind: dict[Kind, st.SearchStrategy[Any]] = {
     Kind.CLOCK_ACK: clock_acks,
     Kind.DEAD_LETTER: dead_letters,
     Kind.INGEST_ACK: ingest_acks,
+    Kind.REGISTRY: device_records,
 }
 
 messages: st.SearchStrategy[tuple[Kind, Message]] = st.sampled_from(list(Kind)).flatmap(

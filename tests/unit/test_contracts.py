@@ -50,6 +50,7 @@ KEY_FIELD = {
     Kind.BATCH: "gateway_id",
     Kind.CONTACT: "channel",
     Kind.FIELD_STATUS: "work_order_id",
+    Kind.REGISTRY: "device_id",
 }
 """The payload field that must equal the id in the topic, per keyed kind."""
 
@@ -350,7 +351,7 @@ def test_bad_prefixes_are_refused(prefix: str) -> None:
 
 def test_engine_and_world_subscriptions_cover_the_directions() -> None:
     topics = Topics()
-    assert len(topics.engine_subscriptions()) == 6
+    assert len(topics.engine_subscriptions()) == 7
     assert topics.clock in topics.engine_subscriptions()
     assert topics.clock_ack in topics.world_subscriptions()
     assert not set(topics.engine_subscriptions()) & set(topics.world_subscriptions())
