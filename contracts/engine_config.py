@@ -237,6 +237,9 @@ class EngineConfig(_Frozen, frozen=True, kw_only=True):
     rate_limit: RateLimit | None = None
     technicians: list[Technician] = []
     campaigns: list[CampaignRule] = []
+    settings: dict[Name, dict[Name, Annotated[str, msgspec.Meta(max_length=200)]]] = {}
+    """The configuration each product's devices should run (their desired state): a device that
+    reports another value for a setting gets a ``configure`` command."""
 
     @property
     def all_rules(self) -> list[ThresholdRule | TrendRule | AnomalyRule]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from contracts.messages import Command, ConsumableOrder, Notification, WorkOrder
+from contracts.messages import Command, ConsumableOrder, DeviceRecord, Notification, WorkOrder
 
 __all__ = [
     "Action",
@@ -18,6 +18,12 @@ __all__ = [
     "SlaBreached",
     "WorkOrderChanged",
     "Outbound",
+    "AlertFlapping",
+    "CampaignChanged",
+    "DeviceChanged",
+    "Provisioned",
+    "Quarantined",
+    "SlaWarned",
 ]
 
 
@@ -30,7 +36,9 @@ class CaseChanged:
     priority: int
     opened_s: float
     ts: float
-    origin: str  # "telemetry" or "contact"
+    origin: str  # "telemetry", "contact", "device", "offline" or "campaign"
+    escalation: int = 0
+    first_response_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +67,7 @@ class WorkOrderChanged:
     state: str
     ts: float
     visit: int
+    technician_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +76,63 @@ class SlaBreached:
     device_id: str
     clock: str  # "first_response" or "resolution"
     ts: float
+
+
+@dataclass(frozen=True, slots=True)
+class SlaWarned:
+    case_id: str
+    device_id: str
+    clock: str  # "first_response" or "resolution"
+    ts: float
+
+
+@dataclass(frozen=True, slots=True)
+class AlertFlapping:
+    alert_id: str
+    device_id: str
+    rule: str
+    ts: float
+    flapping: bool  # True: it began; False: it ended
+
+
+@dataclass(frozen=True, slots=True)
+class Provisioned:
+    record: DeviceRecord
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceChanged:
+    """A twin's reported/desired state or its connectivity changed (the whole current state)."""
+
+    device_id: str
+    ts: float
+    reported: dict[str, str]
+    desired: dict[str, str]
+    offline: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Quarantined:
+    """A message from a device the registry does not know was set aside."""
+
+    device_id: str
+    ts: float
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignChanged:
+    campaign_id: str
+    rule: str
+    action: str
+    cohort: str
+    state: str
+    stage: int
+    targets: int
+    sent: int
+    failed: int
+    opened_s: float
+    ts: float
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,4 +158,17 @@ class OrderConsumable:
 Outbound = CreateWorkOrder | Notify | SendCommand | OrderConsumable
 """Actions that publish a message to the world (and are stored)."""
 
-Action = CaseChanged | RaiseAlert | ClearAlert | WorkOrderChanged | SlaBreached | Outbound
+Action = (
+    CaseChanged
+    | RaiseAlert
+    | ClearAlert
+    | WorkOrderChanged
+    | SlaBreached
+    | SlaWarned
+    | AlertFlapping
+    | Provisioned
+    | DeviceChanged
+    | Quarantined
+    | CampaignChanged
+    | Outbound
+)

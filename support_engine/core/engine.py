@@ -16,12 +16,13 @@ import msgspec
 import numpy as np
 
 from contracts.codec import BatchView
-from contracts.engine_config import EngineConfig, IssueType
+from contracts.engine_config import EngineConfig, IssueType, Sla
 from contracts.messages import (
     Command,
     ConsumableOrder,
     Contact,
     DeviceEvent,
+    DeviceRecord,
     Message,
     Notification,
     Telemetry,
@@ -30,14 +31,19 @@ from contracts.messages import (
 )
 from support_engine.core.actions import (
     Action,
+    AlertFlapping,
     CaseChanged,
     ClearAlert,
     CreateWorkOrder,
+    DeviceChanged,
     Notify,
     OrderConsumable,
+    Provisioned,
+    Quarantined,
     RaiseAlert,
     SendCommand,
     SlaBreached,
+    SlaWarned,
     WorkOrderChanged,
 )
 from support_engine.core.lifecycle import CASE, WORK_ORDER
@@ -63,6 +69,8 @@ class Case:
     alerts: list[str] = field(default_factory=list)
     contacts: int = 0
     breached: set[str] = field(default_factory=set)
+    warned: set[str] = field(default_factory=set)
+    escalation: int = 0
 
 
 @dataclass
@@ -72,6 +80,7 @@ class WorkOrderState:
     device_id: str
     state: str = WORK_ORDER.initial
     visit: int = 1
+    technician_id: str | None = None
 
 
 class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
@@ -86,6 +95,8 @@ class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
     rolled_out: list[str]
     cases_of_issue: dict[str, int]
     ids: dict[str, int]
+    flapping: list[tuple[str, str, float]] = []  # (device, rule, last change)
+    twin_commands: dict[str, str] = {}  # configure command id -> device
 
 
 class Engine:
@@ -105,6 +116,16 @@ class Engine:
         self.cases_of_issue: Counter[str] = Counter()
         self.stats: Counter[str] = Counter()
         self._ids: Counter[str] = Counter()
+        self._rule_index = {rule.name: r for r, rule in enumerate(self.twins.rules)}
+        # The registry and the twins' reported/desired state (firmware, settings).
+        self.devices: dict[str, DeviceRecord] = {}
+        self.reported: dict[str, dict[str, str]] = {}
+        self.desired: dict[str, dict[str, str]] = {}
+        self.twin_commands: dict[str, str] = {}  # configure command id -> device, until it answers
+        # Alert flapping: recent state changes per (device, rule), and the alerts held while flapping.
+        self._changes: dict[tuple[str, str], list[float]] = {}
+        self.flapping: dict[tuple[str, str], float] = {}  # -> time of the last change
+        self.tech_load: Counter[str] = Counter()  # open work orders per technician
 
     # -- restart ----------------------------------------------------------------------------------
     def snapshot(self) -> Snapshot:
@@ -119,6 +140,8 @@ class Engine:
             rolled_out=sorted(self.rolled_out),
             cases_of_issue=dict(sorted(self.cases_of_issue.items())),
             ids=dict(sorted(self._ids.items())),
+            flapping=sorted((device, rule, t) for (device, rule), t in self.flapping.items()),
+            twin_commands=dict(sorted(self.twin_commands.items())),
         )
 
     def restore(self, snapshot: Snapshot, stats: dict[str, int] | None = None) -> None:
@@ -131,8 +154,61 @@ class Engine:
         self.rolled_out = set(snapshot.rolled_out)
         self.cases_of_issue = Counter(snapshot.cases_of_issue)
         self._ids = Counter(snapshot.ids)
+        self.flapping = {(device, rule): t for device, rule, t in snapshot.flapping}
+        self.twin_commands = dict(snapshot.twin_commands)
+        self.tech_load = Counter(
+            w.technician_id
+            for w in self.work_orders.values()
+            if w.technician_id is not None and w.state not in ("closed", "cancelled")
+        )
         if stats is not None:
             self.stats = Counter(stats)
+
+    # -- registry and twins' desired state -----------------------------------------------------------
+    def provision(self, records: Sequence[DeviceRecord], ts: float = 0.0) -> list[Action]:
+        """Register devices (or update their entries): product, owner, region, firmware, cohorts,
+        contract, warranty, reporting interval. Their twins take the product's desired settings."""
+        actions: list[Action] = []
+        for record in records:
+            self.devices[record.device_id] = record
+            slot = self.twins.slot(record.device_id)
+            self.twins.set_product(slot, record.product)
+            self.twins.expected_interval[slot] = np.nan if record.interval_s is None else record.interval_s
+            reported = self.reported.setdefault(record.device_id, {})
+            if record.firmware is not None:
+                reported.setdefault("firmware", record.firmware)
+            desired = self.desired.setdefault(record.device_id, {})
+            desired.update(self.config.settings.get(record.product or "", {}))
+            self.stats["devices_provisioned"] += 1
+            actions += [Provisioned(record), self._twin_changed(record.device_id, ts)]
+        return actions
+
+    def restore_twins(self, device: str, reported: dict[str, str], desired: dict[str, str], offline: bool) -> None:
+        """Take up a twin's reported/desired state and connectivity as stored before a restart."""
+        self.reported[device] = dict(reported)
+        self.desired[device] = dict(desired)
+        self.twins.offline[self.twins.slot(device)] = offline
+
+    def _twin_changed(self, device: str, ts: float) -> DeviceChanged:
+        slot = self.twins.slot_of.get(device)
+        offline = bool(self.twins.offline[slot]) if slot is not None else False
+        return DeviceChanged(
+            device, ts, dict(self.reported.get(device, {})), dict(self.desired.get(device, {})), offline
+        )
+
+    def _unknown(self, device: str) -> bool:
+        """Whether a device's messages go to quarantine (registered-only provisioning)."""
+        return self.config.provisioning == "registered" and device not in self.devices
+
+    def _quarantine(self, device: str, ts: float) -> list[Action]:
+        self.stats["quarantined_messages"] += 1
+        return [Quarantined(device, ts)]
+
+    def _sla_of(self, device: str) -> Sla:
+        """The SLA a device is serviced under: its contract's, else the default."""
+        record = self.devices.get(device)
+        contract = record.contract if record is not None else None
+        return self.config.contracts.get(contract, self.config.sla) if contract is not None else self.config.sla
 
     def _next_id(self, prefix: str) -> str:
         self._ids[prefix] += 1
@@ -145,6 +221,8 @@ class Engine:
             actions = self._batch(message, now)
         elif isinstance(message, Telemetry):
             actions = self._telemetry(message, now)
+        elif isinstance(message, DeviceEvent) and self._unknown(message.device_id):
+            actions = self._quarantine(message.device_id, message.ts)
         elif isinstance(message, Contact):
             actions = self._contact(message, now)
         elif isinstance(message, WorkOrderStatus):
@@ -157,33 +235,149 @@ class Engine:
         return actions
 
     def advance(self, now: float) -> list[Action]:
-        """Run the timers up to ``now``: SLA clocks of open cases (replenishment cases have none)."""
+        """Run the timers up to ``now``: SLA clocks of open cases (replenishment cases have none),
+        devices gone silent, alerts that stopped flapping."""
         actions: list[Action] = []
-        sla = self.config.sla
         for case_id in sorted(self.open_case_of.values()):
             case = self.cases[case_id]
             if self._issue(case.issue).consumable is not None:
                 continue  # a refill on its way is a delivery, not a service case against the SLA
-            if case.first_response_s is None and now - case.opened_s > sla.first_response_s:
-                actions += self._breach(case, "first_response", case.opened_s + sla.first_response_s)
-            if now - case.opened_s > sla.resolution_s:
-                actions += self._breach(case, "resolution", case.opened_s + sla.resolution_s)
+            sla = self._sla_of(case.device_id)
+            for clock, target, running in (
+                ("first_response", sla.first_response_s, case.first_response_s is None),
+                ("resolution", sla.resolution_s, True),
+            ):
+                elapsed = now - case.opened_s
+                if running and elapsed > sla.warn_at * target and clock not in case.warned:
+                    actions += self._sla_event(case, clock, case.opened_s + sla.warn_at * target, warning=True)
+                if running and elapsed > target and clock not in case.breached:
+                    actions += self._sla_event(case, clock, case.opened_s + target, warning=False)
+        actions += self._silent(now)
+        actions += self._unflap(now)
         return actions
 
-    def _breach(self, case: Case, clock: str, at: float) -> list[Action]:
-        if clock in case.breached:
+    def _sla_event(self, case: Case, clock: str, at: float, *, warning: bool) -> list[Action]:
+        """A clock reached its warning level or its target: record it and escalate the case (its
+        priority goes up by one, 1 being the most urgent)."""
+        (case.warned if warning else case.breached).add(clock)
+        kind = "sla_warnings" if warning else "sla_breaches"
+        self.stats[kind] += 1
+        self.stats[f"{kind}_{clock}"] += 1
+        case.escalation += 1
+        case.priority = max(1, case.priority - 1)
+        self.stats["escalations"] += 1
+        event: Action = (SlaWarned if warning else SlaBreached)(case.case_id, case.device_id, clock, at)
+        return [event, self._case_changed(case, at)]
+
+    def _case_changed(self, case: Case, t: float) -> CaseChanged:
+        return CaseChanged(
+            case.case_id,
+            case.device_id,
+            case.issue,
+            case.state,
+            case.priority,
+            case.opened_s,
+            t,
+            case.origin,
+            case.escalation,
+            case.first_response_s,
+        )
+
+    # -- connectivity ---------------------------------------------------------------------------
+    def _silent(self, now: float) -> list[Action]:
+        """Devices silent for longer than their reporting allows go offline (and may open a case)."""
+        spec = self.config.offline
+        if spec is None:
             return []
-        case.breached.add(clock)
-        self.stats["sla_breaches"] += 1
-        self.stats[f"sla_breaches_{clock}"] += 1
-        return [SlaBreached(case.case_id, case.device_id, clock, at)]
+        actions: list[Action] = []
+        twins = self.twins
+        for slot in twins.silent(now, spec.after_intervals, spec.min_s).tolist():
+            device = twins.ids[slot]
+            interval = twins.expected_interval[slot]
+            interval = twins.interval[slot] if np.isnan(interval) else interval
+            t = min(now, float(twins.last_seen[slot] + max(spec.after_intervals * interval, spec.min_s)))
+            twins.offline[slot] = True
+            self.stats["devices_offline"] += 1
+            actions.append(self._twin_changed(device, t))
+            if spec.issue is not None and self.proactive and not self._unknown(device):
+                case, opened = self._case_for(device, spec.issue, t, "offline")
+                if opened:
+                    actions += self._open(case, t, "Your device stopped reporting.")
+        return actions
+
+    def _back_online(self, online: list[tuple[int, float]]) -> list[Action]:
+        actions: list[Action] = []
+        spec = self.config.offline
+        for slot, t in online:
+            device = self.twins.ids[slot]
+            self.stats["devices_back_online"] += 1
+            actions.append(self._twin_changed(device, t))
+            case_id = self.open_case_of.get(device)
+            case = self.cases.get(case_id) if case_id is not None else None
+            if (
+                case is not None
+                and spec is not None
+                and case.issue == spec.issue
+                and case.origin == "offline"
+                and not case.work_orders
+                and case.case_id not in self.pending_commands.values()
+            ):
+                actions += self._resolve(case, t, "Your device is reporting again.")
+        return actions
+
+    # -- alert flapping -------------------------------------------------------------------------
+    def _flapped(self, key: tuple[str, str], t: float) -> bool:
+        """Record a rule's state change; True when its active alert has changed too often and now flaps."""
+        window = self.config.alerting.flap_window_s
+        changes = [c for c in self._changes.get(key, []) if c > t - window]
+        changes.append(t)
+        self._changes[key] = changes
+        alert_id = self.alert_of.get(key)
+        if len(changes) < self.config.alerting.flap_changes or alert_id is None:
+            return False
+        self.flapping[key] = t
+        self.stats["alerts_flapping"] += 1
+        return True
+
+    def _unflap(self, now: float) -> list[Action]:
+        """Alerts quiet for a flap window stop flapping; one whose rule no longer fires clears."""
+        actions: list[Action] = []
+        window = self.config.alerting.flap_window_s
+        for key, last in sorted(self.flapping.items()):
+            if now - last < window:
+                continue
+            del self.flapping[key]
+            self._changes.pop(key, None)
+            alert_id = self.alert_of.get(key)
+            if alert_id is None:
+                continue
+            device, rule = key
+            t = last + window
+            actions.append(AlertFlapping(alert_id, device, rule, t, False))
+            slot = self.twins.slot_of.get(device)
+            if slot is None or not self.twins.alerting[self._rule_index[rule], slot]:
+                del self.alert_of[key]
+                actions.append(ClearAlert(alert_id, device, rule, t))
+        return actions
 
     # -- telemetry ------------------------------------------------------------------------------
     def _batch(self, batch: BatchView, now: float) -> list[Action]:
+        actions: list[Action] = []
         slots = self.twins.slots(batch.gateway_id, batch.devices)[batch.index]
-        self.stats["readings"] += len(batch)
-        fired = self.twins.ingest(slots, batch.reading_ts, batch.reading_seq, batch.values)
-        return self._alerts(fired.raised, fired.cleared)
+        ts, seq, values = batch.reading_ts, batch.reading_seq, batch.values
+        if self.config.provisioning == "registered":
+            known = np.fromiter((d in self.devices for d in batch.devices), dtype=bool, count=len(batch.devices))
+            if not known.all():
+                keep = known[batch.index]
+                for d in np.flatnonzero(~known).tolist():
+                    if (batch.index == d).any():
+                        actions += self._quarantine(batch.devices[d], batch.ts)
+                self.stats["readings_quarantined"] += int((~keep).sum())
+                slots, ts, seq = slots[keep], ts[keep], seq[keep]
+                values = {k: v[keep] for k, v in values.items()}
+        self.stats["readings"] += len(slots)
+        fired = self.twins.ingest(slots, ts, seq, values)
+        return actions + self._back_online(fired.online) + self._alerts(fired.raised, fired.cleared)
 
     def _telemetry(self, message: Telemetry, now: float) -> list[Action]:
         return self.handle_readings([message])
@@ -191,8 +385,14 @@ class Engine:
     def handle_readings(self, messages: Sequence[Telemetry]) -> list[Action]:
         """Act on many single-reading messages at once, as one columnar batch (same effect as one by one:
         readings apply in time order and a device's last reading at one time wins)."""
+        actions: list[Action] = []
+        if self.config.provisioning == "registered":
+            for m in messages:
+                if m.device_id not in self.devices:
+                    actions += self._quarantine(m.device_id, m.ts)
+            messages = [m for m in messages if m.device_id in self.devices]
         if not messages:
-            return []
+            return actions
         slots = np.array([self.twins.slot(m.device_id) for m in messages], dtype=np.int64)
         ts = np.array([m.ts for m in messages])
         seq = np.array([m.seq for m in messages], dtype=np.int64)
@@ -200,7 +400,7 @@ class Engine:
         values = {k: np.array([m.values.get(k, np.nan) for m in messages]) for k in names}
         self.stats["readings"] += len(messages)
         fired = self.twins.ingest(slots, ts, seq, values)
-        actions = self._alerts(fired.raised, fired.cleared)
+        actions += self._back_online(fired.online) + self._alerts(fired.raised, fired.cleared)
         self._forget_rearmed()
         return actions
 
@@ -213,12 +413,22 @@ class Engine:
         changes += [(t, 1, self.twins.ids[slot], r, value) for slot, r, t, value in raised]
         for t, up, device, r, value in sorted(changes):
             rule = self.twins.rules[r]
-            if not up:
-                alert_id = self.alert_of.pop((device, rule.name), None)
-                if alert_id is not None:
-                    actions.append(ClearAlert(alert_id, device, rule.name, t))
+            key = (device, rule.name)
+            if key in self.flapping:
+                self.flapping[key] = t  # a flapping alert stays raised: its changes are noted, not acted on
                 continue
-            if (device, rule.name) in self.alert_of:
+            flapping = self._flapped(key, t)
+            if not up:
+                alert_id = self.alert_of.get(key)
+                if alert_id is None:
+                    continue
+                if flapping:
+                    actions.append(AlertFlapping(alert_id, device, rule.name, t, True))
+                    continue
+                del self.alert_of[key]
+                actions.append(ClearAlert(alert_id, device, rule.name, t))
+                continue
+            if key in self.alert_of:
                 continue  # one active alert per device and rule
             self.stats["alerts"] += 1
             alert_id = self._next_id("alert")
@@ -250,10 +460,9 @@ class Engine:
         """A new case: answer it remote-first (command or replenishment) or with a work order; tell the owner."""
         issue = self._issue(case.issue)
         case.state = CASE.check(case.state, "in_progress", case.case_id)
-        case.first_response_s = t
-        changed = CaseChanged(
-            case.case_id, case.device_id, case.issue, case.state, case.priority, case.opened_s, t, case.origin
-        )
+        if issue.advice is not None or issue.consumable is not None or issue.remote is not None:
+            case.first_response_s = t  # the remedy is under way at once; a visit's starts when a technician accepts
+        changed = self._case_changed(case, t)
         if issue.advice is not None:
             self.stats["advised"] += 1
             return [changed, self._note(case, t, "outage", issue.advice), *self._resolve(case, t, None)]
@@ -283,7 +492,8 @@ class Engine:
             )
             self.pending_commands[command.command_id] = case.case_id
             note = self._note(case, t, "case_opened", f"{why} We are fixing it remotely.")
-            return [changed, SendCommand(command), note, *self._maybe_roll_out(case.issue, t)]
+            desired = [self._want_firmware(case.device_id, command.version, t)] if issue.remote == "ota" else []
+            return [changed, SendCommand(command), *desired, note, *self._maybe_roll_out(case.issue, t)]
         return [
             changed,
             *self._dispatch(case, t),
@@ -309,26 +519,25 @@ class Engine:
         targets = [d for d, yes in zip(self.twins.ids, reporting.tolist(), strict=True) if yes and d not in with_case]
         self.stats["rollouts"] += 1
         self.stats["rollout_commands"] += len(targets)
-        return [
-            SendCommand(
-                Command(
-                    command_id=self._next_id("cmd"),
-                    device_id=device,
-                    ts=t,
-                    action="ota",
-                    version=issue.ota_version,
-                )
+        actions: list[Action] = []
+        for device in sorted(targets):
+            command = Command(
+                command_id=self._next_id("cmd"), device_id=device, ts=t, action="ota", version=issue.ota_version
             )
-            for device in sorted(targets)
-        ]
+            actions += [SendCommand(command), self._want_firmware(device, issue.ota_version, t)]
+        return actions
 
     def _dispatch(self, case: Case, t: float) -> list[Action]:
         """Send a technician: a work order with the issue's skill and predicted parts."""
         issue = self._issue(case.issue)
         wo_id = self._next_id("wo")
-        self.work_orders[wo_id] = WorkOrderState(wo_id, case.case_id, case.device_id)
+        technician = self._assign(issue, case.device_id)
+        self.work_orders[wo_id] = WorkOrderState(wo_id, case.case_id, case.device_id, technician_id=technician)
         case.work_orders.append(wo_id)
         self.stats["work_orders"] += 1
+        record = self.devices.get(case.device_id)
+        billable = record is not None and record.warranty_until_s is not None and t > record.warranty_until_s
+        self.stats["work_orders_billable"] += billable
         order = WorkOrder(
             work_order_id=wo_id,
             case_id=case.case_id,
@@ -338,9 +547,37 @@ class Engine:
             skill=issue.skill,
             parts=list(issue.parts),
             duration_s=issue.duration_s,
-            priority=issue.priority,
+            priority=case.priority,
+            technician_id=technician,
+            billable=billable,
         )
-        return [CreateWorkOrder(order), WorkOrderChanged(wo_id, case.case_id, case.device_id, "created", t, 1)]
+        return [
+            CreateWorkOrder(order),
+            WorkOrderChanged(wo_id, case.case_id, case.device_id, "created", t, 1, technician),
+        ]
+
+    def _assign(self, issue: IssueType, device: str) -> str | None:
+        """The technician for a visit: able (skill), available, with room (open work orders below
+        ``max_open``); from the device's region if possible, then the least loaded, then by id.
+        None when no technician is configured or none can take it (the field assigns it then)."""
+        if not self.config.technicians:
+            return None
+        record = self.devices.get(device)
+        region = record.region if record is not None else None
+        able = [
+            tech
+            for tech in self.config.technicians
+            if tech.available
+            and (not tech.skills or issue.skill in tech.skills)
+            and self.tech_load[tech.id] < tech.max_open
+        ]
+        if not able:
+            self.stats["work_orders_unassigned"] += 1
+            return None
+        best = min(able, key=lambda x: (region is not None and x.region != region, self.tech_load[x.id], x.id))
+        self.tech_load[best.id] += 1
+        self.stats["work_orders_assigned"] += 1
+        return best.id
 
     def _note(self, case: Case, t: float, kind: str, text: str) -> Notify:
         self.stats["notifications"] += 1
@@ -359,6 +596,11 @@ class Engine:
     def _device_event(self, event: DeviceEvent) -> list[Action]:
         self.stats["device_events"] += 1
         self.stats[f"device_events_{event.kind}"] += 1
+        if event.kind in ("firmware", "config"):
+            return self._reported(event)
+        if event.kind == "command_result" and event.command_id in self.twin_commands:
+            del self.twin_commands[event.command_id]  # the device reports its settings again once applied
+            return []
         if event.kind == "command_result" and event.command_id is not None:
             case_id = self.pending_commands.pop(event.command_id, None)
             case = self.cases.get(case_id) if case_id is not None else None
@@ -399,6 +641,33 @@ class Engine:
                 )
                 return [OrderConsumable(order)]
         return []
+
+    def _reported(self, event: DeviceEvent) -> list[Action]:
+        """A device reports its firmware or a setting: update the twin; a setting that differs from
+        the desired one gets a ``configure`` command (one at a time per device)."""
+        device = event.device_id
+        name, value = ("firmware", event.code) if event.kind == "firmware" else (event.code, event.detail)
+        self.reported.setdefault(device, {})[name] = value
+        actions: list[Action] = [self._twin_changed(device, event.ts)]
+        want = self.desired.get(device, {}).get(name)
+        if event.kind == "config" and want is not None and want != value and device not in self.twin_commands.values():
+            self.stats["config_drift"] += 1
+            command = Command(
+                command_id=self._next_id("cmd"),
+                device_id=device,
+                ts=event.ts,
+                action="configure",
+                settings={name: want},
+            )
+            self.twin_commands[command.command_id] = device
+            actions.append(SendCommand(command))
+        return actions
+
+    def _want_firmware(self, device: str, version: str | None, t: float) -> DeviceChanged:
+        """An update is on its way: the twin's desired firmware is its version."""
+        if version is not None:
+            self.desired.setdefault(device, {})["firmware"] = version
+        return self._twin_changed(device, t)
 
     def _contact(self, contact: Contact, now: float) -> list[Action]:
         self.stats["contacts"] += 1
@@ -454,9 +723,17 @@ class Engine:
         wo.visit = status.visit
         if status.status in ("part_missing", "incomplete"):
             self.stats["second_visits"] += 1
+        if wo.state in ("closed", "cancelled") and wo.technician_id is not None:
+            self.tech_load[wo.technician_id] -= 1
         actions: list[Action] = [
-            WorkOrderChanged(wo.work_order_id, wo.case_id, wo.device_id, wo.state, status.ts, wo.visit)
+            WorkOrderChanged(
+                wo.work_order_id, wo.case_id, wo.device_id, wo.state, status.ts, wo.visit, wo.technician_id
+            )
         ]
+        case = self.cases[wo.case_id]
+        if wo.state == "accepted" and case.first_response_s is None and case.state != "resolved":
+            case.first_response_s = max(status.ts, case.opened_s)  # a technician has taken it on
+            actions.append(self._case_changed(case, case.first_response_s))
         if wo.state == "closed":
             actions += self._maybe_resolve(self.cases[wo.case_id], status.ts)
         return actions
@@ -469,6 +746,8 @@ class Engine:
         """
         for rule in self.twins.rules:
             self.alert_of.pop((device, rule.name), None)
+            self.flapping.pop((device, rule.name), None)
+            self._changes.pop((device, rule.name), None)
         self._rearmed.add(device)
 
     def _forget_rearmed(self) -> None:
@@ -494,9 +773,7 @@ class Engine:
         del self.open_case_of[case.device_id]
         self._rearm(case.device_id)
         self.stats["cases_resolved"] += 1
-        if t - case.opened_s <= self.config.sla.resolution_s:
+        if t - case.opened_s <= self._sla_of(case.device_id).resolution_s:
             self.stats["cases_resolved_within_sla"] += 1
-        changed = CaseChanged(
-            case.case_id, case.device_id, case.issue, case.state, case.priority, case.opened_s, t, case.origin
-        )
+        changed = self._case_changed(case, t)
         return [changed] if text is None else [changed, self._note(case, t, "resolved", text)]

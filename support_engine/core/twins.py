@@ -28,10 +28,12 @@ _ANOMALY = 5  # EWMA mean, EWMA variance, CUSUM up, CUSUM down, readings seen
 
 
 class Fired(NamedTuple):
-    """Rule state changes of one batch: slots that crossed into alert, and slots that cleared."""
+    """Rule state changes of one batch: slots that crossed into alert, slots that cleared, and
+    offline devices heard from again."""
 
     raised: list[tuple[int, int, float, float]]  # (slot, rule index, ts, value)
     cleared: list[tuple[int, int, float]]  # (slot, rule index, ts)
+    online: list[tuple[int, float]]  # (slot, ts)
 
 
 class Twins:
@@ -51,6 +53,19 @@ class Twins:
         self.trend[:, 5] = np.nan
         self.anomaly = np.zeros((len(self.rules), _ANOMALY, capacity))  # used by anomaly rules only
         self._rosters: dict[str, tuple[list[str], Ints]] = {}
+        # Products: a rule with `products` applies to devices of those products only.
+        self.product_code: dict[str, int] = {}
+        self.product = np.full(capacity, -1, dtype=np.int64)
+        self._rule_products: list[Ints | None] = [
+            np.array([self._code(p) for p in rule.products], dtype=np.int64) if rule.products else None
+            for rule in self.rules
+        ]
+        # Reporting: the learned interval between readings, the registry's when known, offline flags, gaps.
+        self.interval = np.full(capacity, np.nan)
+        self.expected_interval = np.full(capacity, np.nan)
+        self.offline = np.zeros(capacity, dtype=bool)
+        self.gaps = np.zeros(capacity, dtype=np.int64)  # readings missing by sequence number
+        self.late = np.zeros(capacity, dtype=np.int64)  # readings older than the twin's last one
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -66,6 +81,12 @@ class Twins:
             self.ids.append(device_id)
             self.slot_of[device_id] = slot
         return slot
+
+    def _code(self, product: str) -> int:
+        return self.product_code.setdefault(product, len(self.product_code))
+
+    def set_product(self, slot: int, product: str | None) -> None:
+        self.product[slot] = -1 if product is None else self._code(product)
 
     def slots(self, source: str, roster: list[str]) -> Ints:
         """Slots of a gateway's roster; cached while the gateway sends the same roster."""
@@ -93,6 +114,12 @@ class Twins:
         trend[:, 5, self._capacity :] = np.nan
         self.trend = trend  # type: ignore[assignment]
         self.anomaly = widen(self.anomaly, 0.0)  # type: ignore[assignment]
+        self.product = widen(self.product, -1)  # type: ignore[assignment]
+        self.interval = widen(self.interval, np.nan)  # type: ignore[assignment]
+        self.expected_interval = widen(self.expected_interval, np.nan)  # type: ignore[assignment]
+        self.offline = widen(self.offline, False)  # type: ignore[assignment]
+        self.gaps = widen(self.gaps, 0)  # type: ignore[assignment]
+        self.late = widen(self.late, 0)  # type: ignore[assignment]
         self._capacity = new
 
     def forget(self, slot: int, rule: int | slice = slice(None)) -> None:
@@ -112,8 +139,9 @@ class Twins:
         """
         raised: list[tuple[int, int, float, float]] = []
         cleared: list[tuple[int, int, float]] = []
+        online: list[tuple[int, float]] = []
         if len(slots) == 0:
-            return Fired(raised, cleared)
+            return Fired(raised, cleared, online)
         order = np.argsort(ts, kind="stable")
         bounds = np.flatnonzero(np.diff(ts[order])) + 1
         for group in np.split(order, bounds):
@@ -122,16 +150,42 @@ class Twins:
             )
             raised += fired.raised
             cleared += fired.cleared
-        return Fired(raised, cleared)
+            online += fired.online
+        return Fired(raised, cleared, online)
+
+    def silent(self, now: float, after_intervals: float, min_s: float) -> Ints:
+        """Slots not yet offline whose silence exceeds ``after_intervals`` reporting intervals (the
+        registry's, else the learned one) and ``min_s``; devices never heard from are not judged."""
+        n = len(self.ids)
+        interval = np.where(np.isnan(self.expected_interval[:n]), self.interval[:n], self.expected_interval[:n])
+        limit = np.maximum(after_intervals * interval, min_s)
+        quiet = (now - self.last_seen[:n]) > limit  # NaN intervals compare False: not judged yet
+        return np.flatnonzero(quiet & ~self.offline[:n])
 
     def _ingest_one_time(self, slots: Ints, t: float, seq: npt.NDArray[np.integer], values: dict[str, Floats]) -> Fired:
-        fresh = self.last_seen[slots] <= t
+        previous = self.last_seen[slots]
+        fresh = previous <= t
+        np.add.at(self.late, slots[~fresh], 1)
         if len(slots) > 1 and not (slots[1:] > slots[:-1]).all():  # a device's last reading wins for its rules too
             _, last = np.unique(slots[::-1], return_index=True)
             fresh &= np.isin(np.arange(len(slots)), len(slots) - 1 - last)
         slots = slots[fresh]
+        seq = seq[fresh].astype(np.int64)
+        heard = np.isfinite(previous[fresh])
+        # Gaps: a sequence number that jumps ahead says how many readings went missing (a restart
+        # numbers from the start again: no gap). The interval is learned as a moving average,
+        # each step clipped to twice the current estimate so that one long silence does not inflate it.
+        jump = np.where(heard, seq - self.last_seq[slots], 1)
+        self.gaps[slots] += np.maximum(jump - 1, 0)
+        dt = t - previous[fresh]
+        learned = self.interval[slots]
+        step = np.where(np.isnan(learned), dt, learned + 0.2 * (np.minimum(dt, 2.0 * learned) - learned))
+        self.interval[slots] = np.where(heard & (dt > 0), step, learned)
+        back = slots[self.offline[slots]]
+        self.offline[back] = False
+        online = [(int(s), t) for s in back]
         self.last_seen[slots] = t
-        self.last_seq[slots] = seq[fresh]
+        self.last_seq[slots] = seq
         for name, column in values.items():
             target = self.values.get(name)
             if target is None:
@@ -148,6 +202,9 @@ class Twins:
             v = rule_column[fresh]
             was = self.alerting[r, slots]
             ok = np.isfinite(v)  # a missing reading (NaN) leaves the rule's state as it was
+            scope = self._rule_products[r]
+            if scope is not None:  # a rule for some products only leaves the others' state alone
+                ok &= np.isin(self.product[slots], scope)
             firing = was.copy()
             if isinstance(rule, ThresholdRule):
                 firing[ok] = self._threshold(r, rule, slots[ok], t, v[ok])
@@ -160,7 +217,7 @@ class Twins:
             self.alerting[r, slots] = firing
             raised += [(int(s), r, t, float(x)) for s, x in zip(slots[up], v[up], strict=True)]
             cleared += [(int(s), r, t) for s in slots[down]]
-        return Fired(raised, cleared)
+        return Fired(raised, cleared, online)
 
     # -- rule kinds (each returns which of ``slots`` are firing after the readings ``v`` at ``t``) ----
     def _threshold(self, r: int, rule: ThresholdRule, slots: Ints, t: float, v: Floats) -> npt.NDArray[np.bool_]:

@@ -25,6 +25,7 @@ from support_engine.core.actions import (
     Action,
     CaseChanged,
     CreateWorkOrder,
+    DeviceChanged,
     Notify,
     OrderConsumable,
     RaiseAlert,
@@ -244,16 +245,24 @@ def fleet(engine: Engine) -> None:
 def test_an_ota_issue_sends_the_named_version() -> None:
     engine = Engine(config())
     actions = step(engine, contact("p-1", 10.0, "wifi_drops"))
-    assert kinds(actions) == [CaseChanged, SendCommand, Notify]
+    assert kinds(actions) == [CaseChanged, SendCommand, DeviceChanged, Notify]
     cmd = actions[1].message
     assert (cmd.action, cmd.version, cmd.device_id, cmd.case_id) == ("ota", "2.1", "p-1", actions[0].case_id)
+    assert actions[2].desired == {"firmware": "2.1"}  # the twin's desired state, until the device reports it
+    step(engine, event("p-1", "firmware", "2.1", 20.0))
+    assert engine.reported["p-1"] == engine.desired["p-1"] == {"firmware": "2.1"}
 
 
 def test_the_third_open_case_rolls_the_update_out_to_every_device_reporting_the_sensor_once() -> None:
     engine = Engine(config())
     fleet(engine)
     for n, device in enumerate(PRINTERS[:2], start=1):
-        assert kinds(step(engine, contact(device, 10.0 * n, "wifi_drops"))) == [CaseChanged, SendCommand, Notify]
+        assert kinds(step(engine, contact(device, 10.0 * n, "wifi_drops"))) == [
+            CaseChanged,
+            SendCommand,
+            DeviceChanged,
+            Notify,
+        ]
     actions = step(engine, contact("p-3", 30.0, "wifi_drops"))
     own = [a for a in of(actions, SendCommand) if a.message.case_id is not None]
     fleet_wide = [a.message for a in of(actions, SendCommand) if a.message.case_id is None]
@@ -265,7 +274,7 @@ def test_the_third_open_case_rolls_the_update_out_to_every_device_reporting_the_
     assert len({c.command_id for c in fleet_wide} | {own[0].message.command_id}) == 3
     assert engine.stats["rollouts"] == 1 and engine.stats["rollout_commands"] == 2
     fourth = step(engine, contact("p-4", 40.0, "wifi_drops"))
-    assert kinds(fourth) == [CaseChanged, SendCommand, Notify]  # its own OTA, no second roll-out
+    assert kinds(fourth) == [CaseChanged, SendCommand, DeviceChanged, Notify]  # its own OTA, no second roll-out
     assert engine.stats["rollouts"] == 1 and engine.stats["rollout_commands"] == 2
 
 
@@ -410,7 +419,7 @@ def test_an_incomplete_visit_waits_for_a_second_one() -> None:
     trail = []
     sequence = [("accepted", 1), ("arrived", 1), ("incomplete", 1), ("accepted", 2), ("arrived", 2), ("fixed", 2)]
     for seq, (what, visit) in enumerate(sequence, start=1):
-        (changed,) = step(engine, status(wo, "fz-1", what, seq * HOUR, seq, visit))
+        changed, *_ = step(engine, status(wo, "fz-1", what, seq * HOUR, seq, visit))
         trail.append((changed.state, changed.visit))
     assert trail == [
         ("accepted", 1),

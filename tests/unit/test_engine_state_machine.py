@@ -34,16 +34,23 @@ from contracts import (
     decode_batch,
     encode_batch,
 )
+from contracts.engine_config import Alerting, Offline, Technician
+from contracts.messages import DeviceRecord
 from support_engine.core.actions import (
     Action,
+    AlertFlapping,
     CaseChanged,
     ClearAlert,
     CreateWorkOrder,
+    DeviceChanged,
     Notify,
     OrderConsumable,
+    Provisioned,
+    Quarantined,
     RaiseAlert,
     SendCommand,
     SlaBreached,
+    SlaWarned,
     WorkOrderChanged,
 )
 from support_engine.core.engine import Engine
@@ -65,6 +72,7 @@ ISSUES = {
     "firmware_bug": IssueType(skill="electronics", remote="ota", ota_version="2.1", rollout_after=2),
     "ink_low": IssueType(skill="general", consumable="ink", quantity=2.0),
     "outage": IssueType(skill="general", advice="A power cut in your area."),
+    "silent": IssueType(skill="network", parts=["modem"]),
 }
 SYMPTOMS = {
     "not_cooling": "cooling",
@@ -121,7 +129,13 @@ sensor_values = st.dictionaries(st.sampled_from(sorted(LEVELS)), st.integers(0, 
 """One device's reading set: one to three sensors, each on either side of its threshold."""
 
 
-def config(policy: str, default_issue: str | None) -> EngineConfig:
+TECHNICIANS = [
+    Technician(id="t-north", skills=["refrigeration", "network"], region="north", max_open=1),
+    Technician(id="t-any", region="south", max_open=2),
+]
+
+
+def config(policy: str, default_issue: str | None, registered: bool = False) -> EngineConfig:
     return EngineConfig(
         policy=policy,  # type: ignore[arg-type]
         rules=RULES,
@@ -130,15 +144,30 @@ def config(policy: str, default_issue: str | None) -> EngineConfig:
         fault_codes=FAULT_CODES,
         default_issue=default_issue,
         sla=SLA,
+        provisioning="registered" if registered else "open",
+        offline=Offline(after_intervals=3.0, min_s=1800.0, issue="silent"),
+        alerting=Alerting(flap_changes=3, flap_window_s=2 * HOUR),
+        technicians=TECHNICIANS,
     )
 
 
 class EngineMachine(RuleBasedStateMachine):
     """Random inputs of every kind; the engine's state must agree with its lifecycles and its own actions."""
 
-    @initialize(policy=st.sampled_from(["proactive", "reactive"]), default_issue=st.sampled_from(["cooling", None]))
-    def start(self, policy: str, default_issue: str | None) -> None:
-        self.engine = Engine(config(policy, default_issue))
+    @initialize(
+        policy=st.sampled_from(["proactive", "reactive"]),
+        default_issue=st.sampled_from(["cooling", None]),
+        registered=st.booleans(),
+    )
+    def start(self, policy: str, default_issue: str | None, registered: bool) -> None:
+        self.engine = Engine(config(policy, default_issue, registered))
+        # d3 stays unregistered: with registered-only provisioning its readings and events are quarantined.
+        self.engine.provision(
+            [DeviceRecord(device_id=d, region="north" if i % 2 else "south") for i, d in enumerate(DEVICES[:3])]
+        )
+        self.cases_seen: dict[str, tuple[int, int, float | None]] = {}  # case -> (priority, escalation, first response)
+        self.warnings: set[tuple[str, str]] = set()
+        self.flapping: set[str] = set()  # alert ids announced flapping
         self.now = 0.0
         self.seq: Counter[str] = Counter()  # per device or gateway: message sequence numbers
         self.sent: list[Message | BatchView] = []  # readings handed in, for repeats
@@ -186,8 +215,16 @@ class EngineMachine(RuleBasedStateMachine):
                     case.opened_s,
                     case.origin,
                 )
-                CASE.check(self.case_state.get(a.case_id, CASE.initial), a.state, a.case_id)
+                if a.state != self.case_state.get(a.case_id):  # same state: an escalation or a first response
+                    CASE.check(self.case_state.get(a.case_id, CASE.initial), a.state, a.case_id)
                 self.case_state[a.case_id] = a.state
+                # SLA clocks are monotone: escalation only rises, priority only gets more urgent, and a
+                # first response, once recorded, stays (and is not before the case opened).
+                priority, escalation, first = self.cases_seen.get(a.case_id, (a.priority, 0, None))
+                assert a.escalation >= escalation and a.priority <= priority
+                assert first is None or a.first_response_s == first
+                assert a.first_response_s is None or a.first_response_s >= a.opened_s
+                self.cases_seen[a.case_id] = (a.priority, a.escalation, a.first_response_s)
                 if a.state == "resolved":  # the engine forgets a resolved device's alerts
                     self.active_alerts = {k: d for k, d in self.active_alerts.items() if d != a.device_id}
             elif isinstance(a, CreateWorkOrder):
@@ -210,11 +247,28 @@ class EngineMachine(RuleBasedStateMachine):
                 self.commands[cmd.command_id] = (cmd.device_id, cmd.case_id)
             elif isinstance(a, SlaBreached):
                 assert (a.case_id, a.clock) not in self.breaches, f"{a.clock} of {a.case_id} breached twice"
+                assert (a.case_id, a.clock) in self.warnings  # warned before
                 self.breaches.add((a.case_id, a.clock))
                 case = engine.cases[a.case_id]
                 assert case.device_id == a.device_id and case.state in OPEN  # a resolved case runs no clock
                 assert ISSUES.get(case.issue, ISSUES["cooling"]).consumable is None  # a refill is not a service case
                 assert case.opened_s + SLA_OF[a.clock] <= a.ts < self.now
+            elif isinstance(a, SlaWarned):
+                assert (a.case_id, a.clock) not in self.warnings, f"{a.clock} of {a.case_id} warned twice"
+                assert (a.case_id, a.clock) not in self.breaches  # the warning comes first
+                self.warnings.add((a.case_id, a.clock))
+                case = engine.cases[a.case_id]
+                assert case.state in OPEN and case.opened_s + SLA.warn_at * SLA_OF[a.clock] <= a.ts < self.now
+            elif isinstance(a, AlertFlapping):
+                assert a.alert_id in self.active_alerts  # only a raised alert flaps
+                assert (a.alert_id in self.flapping) != a.flapping  # begins, then ends, once each
+                (self.flapping.add if a.flapping else self.flapping.discard)(a.alert_id)
+            elif isinstance(a, DeviceChanged):
+                assert a.device_id in DEVICES and a.ts <= self.now
+            elif isinstance(a, Quarantined):
+                assert engine.config.provisioning == "registered" and a.device_id not in engine.devices
+            elif isinstance(a, Provisioned):
+                assert a.record.device_id in engine.devices
             elif isinstance(a, Notify):
                 note = a.message
                 assert note.case_id is None or engine.cases[note.case_id].device_id == note.device_id
@@ -323,7 +377,8 @@ class EngineMachine(RuleBasedStateMachine):
         else:
             device, case_id = data.draw(st.sampled_from(DEVICES), label="device"), None
         case = self.engine.cases.get(case_id) if case_id is not None else None
-        acts = case is not None and command_id not in self.answered and case.state == "in_progress"
+        quarantined = self.engine._unknown(device)  # an unregistered device's answers are set aside too
+        acts = case is not None and command_id not in self.answered and case.state == "in_progress" and not quarantined
         before = (len(self.engine.cases), len(self.engine.work_orders), dict(self.engine.open_case_of))
         t = self._tick(dt)
         message = DeviceEvent(
@@ -335,10 +390,11 @@ class EngineMachine(RuleBasedStateMachine):
             code="fixed" if fixed else "not_fixed",
             command_id=command_id,
         )
-        self.answered.add(command_id)
+        if not quarantined:
+            self.answered.add(command_id)
         actions = self._handle(message)
         if not acts:
-            assert actions == []
+            assert all(isinstance(a, Quarantined) for a in actions) and len(actions) == quarantined
             assert before == (len(self.engine.cases), len(self.engine.work_orders), dict(self.engine.open_case_of))
         elif fixed:
             assert case is not None and case.state == "resolved" and case.resolved_s == t
@@ -370,12 +426,14 @@ class EngineMachine(RuleBasedStateMachine):
             assert actions == [] and wo.state == current
             assert self.engine.stats["field_status_out_of_order"] == out_of_order + 1
         else:
-            changed = WorkOrderChanged(wo_id, case.case_id, wo.device_id, wanted, t, visit)
+            changed = WorkOrderChanged(wo_id, case.case_id, wo.device_id, wanted, t, visit, wo.technician_id)
             assert wo.state == wanted and actions[0] == changed
             if wanted == "closed":  # one work order per case: its closing resolves the case
                 assert case.state == "resolved" and case.resolved_s == t
             else:
-                assert len(actions) == 1 and case.state == "in_progress"
+                first = wanted == "accepted" and len(actions) == 2  # a first acceptance is the first response
+                assert case.state == "in_progress" and len(actions) == 1 + first
+                assert not first or (isinstance(actions[1], CaseChanged) and case.first_response_s == t)
 
     def _live(self) -> list[str]:
         return sorted(w for w, s in self.wo_state.items() if s in NEXT_STATUS)
@@ -417,7 +475,6 @@ class EngineMachine(RuleBasedStateMachine):
     @rule(dt=st.sampled_from([0.0, 1800.0, 2 * HOUR, 7 * HOUR]))
     def timers(self, dt: float) -> None:
         actions = self.engine.advance(self._tick(dt))
-        assert all(isinstance(a, SlaBreached) for a in actions)
         self._take(actions)
 
     # -- invariants -----------------------------------------------------------------------------
@@ -451,6 +508,30 @@ class EngineMachine(RuleBasedStateMachine):
             if case.state not in OPEN:  # a case resolves only once all its work orders are finished
                 assert all(engine.work_orders[w].state in ("closed", "cancelled") for w in case.work_orders)
         assert set(self.wo_state) == set(engine.work_orders)
+
+    @invariant()
+    def technicians_carry_at_most_their_load(self) -> None:
+        engine = self.engine
+        load = Counter(
+            wo.technician_id
+            for wo in engine.work_orders.values()
+            if wo.technician_id is not None and wo.state not in ("closed", "cancelled")
+        )
+        assert +engine.tech_load == +load
+        for tech in TECHNICIANS:
+            assert load[tech.id] <= tech.max_open
+        for wo in engine.work_orders.values():
+            if wo.technician_id == "t-north":  # the one with skills: only work it can do
+                assert ISSUES.get(engine.cases[wo.case_id].issue, ISSUES["cooling"]).skill in (
+                    "refrigeration",
+                    "network",
+                )
+
+    @invariant()
+    def unregistered_devices_are_quarantined(self) -> None:
+        engine = self.engine
+        if engine.config.provisioning == "registered":
+            assert all(c.device_id in engine.devices for c in engine.cases.values() if c.origin != "contact")
 
     @invariant()
     def sla_breaches_are_counted_once(self) -> None:
