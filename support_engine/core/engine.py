@@ -16,7 +16,7 @@ import msgspec
 import numpy as np
 
 from contracts.codec import BatchView
-from contracts.engine_config import EngineConfig, IssueType, Sla
+from contracts.engine_config import CampaignRule, EngineConfig, IssueType, Sla
 from contracts.messages import (
     Command,
     ConsumableOrder,
@@ -32,6 +32,7 @@ from contracts.messages import (
 from support_engine.core.actions import (
     Action,
     AlertFlapping,
+    CampaignChanged,
     CaseChanged,
     ClearAlert,
     CreateWorkOrder,
@@ -46,6 +47,7 @@ from support_engine.core.actions import (
     SlaWarned,
     WorkOrderChanged,
 )
+from support_engine.core.campaigns import Campaign, cohort_excess, open_campaign
 from support_engine.core.lifecycle import CASE, WORK_ORDER
 from support_engine.core.twins import Twins
 
@@ -97,6 +99,10 @@ class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
     ids: dict[str, int]
     flapping: list[tuple[str, str, float]] = []  # (device, rule, last change)
     twin_commands: dict[str, str] = {}  # configure command id -> device
+    campaigns: list[Campaign] = []  # running ones; ended ones are in storage
+    campaigned: list[tuple[str, str]] = []  # (rule, cohort) of every campaign opened
+    campaign_commands: dict[str, tuple[str, str]] = {}  # command id -> (campaign, device)
+    cohorts_checked: dict[str, float] = {}  # campaign rule -> last comparison
 
 
 class Engine:
@@ -126,6 +132,12 @@ class Engine:
         self._changes: dict[tuple[str, str], list[float]] = {}
         self.flapping: dict[tuple[str, str], float] = {}  # -> time of the last change
         self.tech_load: Counter[str] = Counter()  # open work orders per technician
+        # Fleet patterns: campaigns (running), the cohorts already campaigned, updates awaiting an answer.
+        self.campaigns: dict[str, Campaign] = {}
+        self.campaigned: set[tuple[str, str]] = set()
+        self.campaign_commands: dict[str, tuple[str, str]] = {}
+        self.cohorts_checked: dict[str, float] = {}
+        self._campaign_rules = {rule.name: rule for rule in config.campaigns}
 
     # -- restart ----------------------------------------------------------------------------------
     def snapshot(self) -> Snapshot:
@@ -142,6 +154,10 @@ class Engine:
             ids=dict(sorted(self._ids.items())),
             flapping=sorted((device, rule, t) for (device, rule), t in self.flapping.items()),
             twin_commands=dict(sorted(self.twin_commands.items())),
+            campaigns=[c for _, c in sorted(self.campaigns.items()) if c.state == "running"],
+            campaigned=sorted(self.campaigned),
+            campaign_commands=dict(sorted(self.campaign_commands.items())),
+            cohorts_checked=dict(sorted(self.cohorts_checked.items())),
         )
 
     def restore(self, snapshot: Snapshot, stats: dict[str, int] | None = None) -> None:
@@ -156,6 +172,10 @@ class Engine:
         self._ids = Counter(snapshot.ids)
         self.flapping = {(device, rule): t for device, rule, t in snapshot.flapping}
         self.twin_commands = dict(snapshot.twin_commands)
+        self.campaigns = {c.campaign_id: c for c in snapshot.campaigns}
+        self.campaigned = {(rule, cohort) for rule, cohort in snapshot.campaigned}
+        self.campaign_commands = dict(snapshot.campaign_commands)
+        self.cohorts_checked = dict(snapshot.cohorts_checked)
         self.tech_load = Counter(
             w.technician_id
             for w in self.work_orders.values()
@@ -254,6 +274,7 @@ class Engine:
                     actions += self._sla_event(case, clock, case.opened_s + target, warning=False)
         actions += self._silent(now)
         actions += self._unflap(now)
+        actions += self._fleet_patterns(now)
         return actions
 
     def _sla_event(self, case: Case, clock: str, at: float, *, warning: bool) -> list[Action]:
@@ -324,6 +345,110 @@ class Engine:
             ):
                 actions += self._resolve(case, t, "Your device is reporting again.")
         return actions
+
+    # -- fleet patterns and campaigns -----------------------------------------------------------
+    def _fleet_patterns(self, now: float) -> list[Action]:
+        """Compare cohorts every ``check_every_s`` and open campaigns; review running campaigns' stages."""
+        actions: list[Action] = []
+        if not self.proactive:
+            return actions  # campaigns are proactive service
+        for rule in self.config.campaigns:
+            last = self.cohorts_checked.get(rule.name)
+            if last is not None and now - last < rule.check_every_s:
+                continue
+            self.cohorts_checked[rule.name] = now
+            actions += self._compare_cohorts(rule, now)
+        for campaign_id in sorted(self.campaigns):
+            campaign = self.campaigns[campaign_id]
+            found = self._campaign_rules.get(campaign.rule)
+            if found is None:
+                continue  # its rule left the configuration: it stays as it was
+            verdict = campaign.review(now, stage_wait_s=found.stage_wait_s, abort_failure_rate=found.abort_failure_rate)
+            if verdict == "advance":
+                actions += self._campaign_stage(campaign, found, now)
+            elif verdict in ("complete", "abort"):
+                self.stats[f"campaigns_{campaign.state}"] += 1
+                actions.append(self._campaign_changed(campaign, now))
+                del self.campaigns[campaign_id]
+        return actions
+
+    def _cohort(self, device: str, by: str) -> str | None:
+        if by == "firmware":
+            return self.reported.get(device, {}).get("firmware")
+        record = self.devices.get(device)
+        return record.cohorts.get(by) if record is not None else None
+
+    def _compare_cohorts(self, rule: CampaignRule, now: float) -> list[Action]:
+        """Count each device's cases of the rule's issues within its window; open a campaign for every
+        cohort whose excess is significant and that has not had one."""
+        devices = self.twins.ids
+        cohort_of = [self._cohort(d, rule.by) for d in devices]
+        cases = np.zeros(len(devices), dtype=np.int64)
+        for case in self.cases.values():
+            counted = not rule.issues or case.issue in rule.issues
+            slot = self.twins.slot_of.get(case.device_id)  # a device only heard of by phone is in no cohort
+            if counted and slot is not None and case.origin != "campaign" and now - case.opened_s <= rule.window_s:
+                cases[slot] += 1
+        actions: list[Action] = []
+        for excess in cohort_excess(cohort_of, cases, min_cases=rule.min_cases, alpha=rule.alpha):
+            label = f"{rule.by}={excess.cohort}"
+            if (rule.name, label) in self.campaigned:
+                continue
+            members = [d for d, c in zip(devices, cohort_of, strict=True) if c == excess.cohort]
+            campaign = open_campaign(self._next_id("campaign"), rule, excess.cohort, members, now)
+            campaign.reason = (
+                f"{excess.cases} cases on {excess.devices} devices against {excess.rest_cases} on "
+                f"{excess.rest_devices} for the rest of the fleet (p = {excess.p_value:.2g})"
+            )
+            self.campaigns[campaign.campaign_id] = campaign
+            self.campaigned.add((rule.name, label))
+            self.stats["campaigns_opened"] += 1
+            actions += [self._campaign_changed(campaign, now), *self._campaign_stage(campaign, rule, now)]
+        return actions
+
+    def _campaign_stage(self, campaign: Campaign, rule: CampaignRule, now: float) -> list[Action]:
+        """Reach the devices of the campaign's current stage: an update each, or a recall visit each."""
+        actions: list[Action] = []
+        due = campaign.due()
+        for device in due:
+            if campaign.action == "ota":
+                command = Command(
+                    command_id=self._next_id("cmd"), device_id=device, ts=now, action="ota", version=campaign.version
+                )
+                self.campaign_commands[command.command_id] = (campaign.campaign_id, device)
+                self.stats["campaign_commands"] += 1
+                actions += [SendCommand(command), self._want_firmware(device, campaign.version, now)]
+            elif rule.recall_issue is not None:
+                case, opened = self._case_for(device, rule.recall_issue, now, "campaign")
+                self.stats["campaign_recalls"] += 1
+                if opened:
+                    actions += self._open(case, now, "Your device is part of a recall.")
+        campaign.mark_sent(due, now)
+        if due:
+            actions.append(self._campaign_changed(campaign, now))
+        return actions
+
+    def _campaign_changed(self, campaign: Campaign, t: float) -> CampaignChanged:
+        return CampaignChanged(
+            campaign.campaign_id,
+            campaign.rule,
+            campaign.action,
+            campaign.cohort,
+            campaign.state,
+            campaign.stage,
+            len(campaign.targets),
+            len(campaign.sent),
+            len(campaign.failed),
+            campaign.opened_s,
+            t,
+            campaign.reason,
+        )
+
+    def _campaign_failure(self, device: str) -> None:
+        """A device a running campaign reached failed (a new case after it, or an update that did not install)."""
+        for campaign in self.campaigns.values():
+            if campaign.record_failure(device):
+                self.stats["campaign_failures"] += 1
 
     # -- alert flapping -------------------------------------------------------------------------
     def _flapped(self, key: tuple[str, str], t: float) -> bool:
@@ -452,6 +577,8 @@ class Engine:
         case = Case(self._next_id("case"), device, issue, self._issue(issue).priority, t, origin)
         self.cases[case.case_id] = case
         self.open_case_of[device] = case.case_id
+        if origin != "campaign" and self.campaigns:
+            self._campaign_failure(device)
         self.stats["cases_opened"] += 1
         self.stats[f"cases_opened_{origin}"] += 1
         return case, True
@@ -598,6 +725,11 @@ class Engine:
         self.stats[f"device_events_{event.kind}"] += 1
         if event.kind in ("firmware", "config"):
             return self._reported(event)
+        if event.kind == "command_result" and event.command_id in self.campaign_commands:
+            _, device = self.campaign_commands.pop(event.command_id)
+            if event.code == "failed":
+                self._campaign_failure(device)
+            return []
         if event.kind == "command_result" and event.command_id in self.twin_commands:
             del self.twin_commands[event.command_id]  # the device reports its settings again once applied
             return []
