@@ -29,7 +29,7 @@ from contracts import codec
 from contracts.codec import BatchView
 from contracts.engine_config import EngineConfig
 from contracts.errors import PayloadError, TopicError
-from contracts.messages import Clock, ClockAck, DeadLetter, IngestAck, Message, Telemetry
+from contracts.messages import Clock, ClockAck, DeadLetter, DeviceRecord, IngestAck, Message, Telemetry
 from contracts.topics import Kind, Topics
 from support_engine.core.actions import Action, CreateWorkOrder, Notify, OrderConsumable, SendCommand
 from support_engine.core.engine import Engine, Snapshot
@@ -37,6 +37,7 @@ from support_engine.core.ledger import Key, Ledger, key_of
 from support_engine.errors import ConfigError
 from support_engine.metrics import EngineMetrics
 from support_engine.mqtt_transport import Delivery, MqttTransport
+from support_engine.ratelimit import RateLimiter
 from support_engine.storage import Storage
 
 __all__ = ["EngineService"]
@@ -69,6 +70,7 @@ class _Step:
     keys: set[Key] = field(default_factory=set)
     unheld: list[Delivery] = field(default_factory=list)  # received, to be written to the inbox
     clocks: list[Delivery] = field(default_factory=list)  # acknowledged once the step is handled
+    records: list[DeviceRecord] = field(default_factory=list)  # registry entries, applied first
 
 
 class EngineService:
@@ -99,6 +101,8 @@ class EngineService:
         if ack_every < 0:
             raise ConfigError(f"ack_every must be >= 0 (0: no ingest receipts), not {ack_every}")
         self.ack_every = ack_every
+        limit = config.rate_limit
+        self.limiter = RateLimiter(limit.per_s, limit.burst) if limit is not None else None
         self.ledger = Ledger(storage.ledger_keys())
         saved = storage.counters()
         self.counters: Counter[str] = Counter({k: v for k, v in saved.items() if k.startswith("msg_")})
@@ -121,6 +125,13 @@ class EngineService:
     def received(self) -> int:
         """Unique messages received (ingested + rejected), as the world's clock counts them."""
         return self.counters["msg_ingested"] + self.counters["msg_rejected"]
+
+    def provision(self, records: list[DeviceRecord]) -> None:
+        """Register devices now (a registry file at start): applied, stored and committed."""
+        actions = self.core.provision(records, ts=self.wall_now() if self.clock == "wall" else 0.0)
+        self.storage.apply(actions)
+        self.storage.set_counters(self._all_counters())
+        self.storage.commit()
 
     def stop(self) -> None:
         self._stop.set()
@@ -188,6 +199,17 @@ class EngineService:
         except TopicError as exc:
             self._reject(d, "topic", str(exc))
             return
+        if kind is Kind.REGISTRY:  # the operator's, not the fleet's: not counted among device messages
+            try:
+                record = codec.decode(kind, d.payload, key=key)
+            except PayloadError as exc:
+                self._reject(d, exc.reason, exc.detail)
+                return
+            assert isinstance(record, DeviceRecord)
+            self.counters["registry_received"] += 1
+            self._step.records.append(record)
+            self._step.acks.append(d)
+            return
         if kind is Kind.CLOCK:
             try:
                 clock = codec.decode(kind, d.payload)
@@ -206,6 +228,12 @@ class EngineService:
             self._reject(d, exc.reason, exc.detail)
             return
         dedup = key_of(message)
+        if self.limiter is not None and dedup is not None and dedup[0] in _RECEIPT_KINDS:
+            # Message time in event time (the same stream is limited the same way every run), arrival on the wall clock.
+            now = float(message.ts) if self.clock == "event" else time.monotonic()  # type: ignore[union-attr]
+            if not self.limiter.allow(dedup[1], now):
+                self._reject(d, "rate_limited", f"{dedup[1]} sent more than {self.limiter.per_s:g}/s")
+                return
         if dedup is not None and (dedup in self.ledger or dedup in self._step.keys):
             self.counters["msg_duplicates"] += 1
             self._step.acks.append(d)
@@ -261,7 +289,7 @@ class EngineService:
         step, self._step = self._step, _Step()
         started = time.monotonic()
         step.pending.sort(key=lambda p: p.order)
-        actions: list[Action] = []
+        actions: list[Action] = self.core.provision(step.records, ts=now) if step.records else []
         readings: list[Telemetry] = []  # consecutive single readings go to the twins as one column batch
         for p in step.pending:
             if isinstance(p.message, Telemetry):
@@ -272,7 +300,7 @@ class EngineService:
             actions += self.core.handle(p.message, p.order[0] if self.clock == "event" else now)
         actions += self.core.handle_readings(readings)
         actions += self.core.advance(now)
-        if not (step.pending or step.acks or step.clocks or actions):
+        if not (step.pending or step.acks or step.clocks or actions or step.records):
             return  # an idle timer tick: nothing to commit
         self.storage.record_ingest((p.key, p.order[0]) for p in step.pending if p.key is not None)
         for p in step.pending:
