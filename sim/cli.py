@@ -20,6 +20,7 @@ from rich.table import Table
 
 from contracts.engine_config import POLICIES
 from contracts.topics import DEFAULT_PREFIX, Topics
+from loadtest.command import loadtest as loadtest_command
 from sim.errors import BrokerError, HarnessError, ScenarioError
 from sim.records import Records
 from sim.scenario import Scenario
@@ -388,6 +389,9 @@ def broker_cmd(
         pass
     finally:
         b.stop()
+
+
+app.command("loadtest")(loadtest_command)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,240 @@
+"""``sot loadtest``: a scenario's fleet as Locust users against a broker and the engine, reconciled and gated.
+
+Registered on the ``sot`` app by :mod:`sim.cli`; everything heavy is imported when the command runs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+from pathlib import Path
+from types import FrameType
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from contracts.topics import DEFAULT_PREFIX
+
+__all__ = ["EXIT_CROSSED", "EXIT_FAILED", "EXIT_INVALID", "loadtest"]
+
+EXIT_CROSSED = 1  # a --fail-on threshold was crossed
+EXIT_INVALID = 2  # bad options or scenario
+EXIT_FAILED = 3  # the run itself could not be carried out
+
+console = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def loadtest(
+    scenario: Annotated[Path, typer.Argument(help="Scenario YAML file: its fleets are the load.")],
+    users: Annotated[
+        int | None,
+        typer.Option(help="Peak Locust users: devices (one connection each), or gateways. Default: the whole fleet."),
+    ] = None,
+    spawn_rate: Annotated[float, typer.Option(help="Users started per second.")] = 50.0,
+    duration: Annotated[str, typer.Option(help="Load duration: 90, 90s, 2m, 1h30m (a drain follows).")] = "60s",
+    shape: Annotated[
+        str,
+        typer.Option(help="soak, ramp[:up=30s,down=10s], step[:steps=5,step=20s] or spike[:base=N,at=20s,hold=10s]."),
+    ] = "soak",
+    kind: Annotated[
+        str, typer.Option(help="device (one connection per device, JSON) or gateway (batches).")
+    ] = "device",
+    workers: Annotated[
+        int | None, typer.Option(help="Locust worker processes (default: one per core; 0: a single process).")
+    ] = None,
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="Directory for loadtest.json and Locust's CSV and HTML reports.")
+    ] = Path("runs/loadtest"),
+    fail_on: Annotated[
+        list[str] | None,
+        typer.Option(help='Fail (exit 1) when a condition holds: "p99_ingest_ms>100,lost>0". Repeatable.'),
+    ] = None,
+    ui: Annotated[
+        bool, typer.Option("--ui", help="Locust's web UI (it starts the run at once; open the URL).")
+    ] = False,
+    ui_port: Annotated[int, typer.Option(help="Port of the web UI.")] = 8089,
+    broker: Annotated[
+        str | None,
+        typer.Option(help="Use this broker (mqtt://host:port) and start neither broker nor engine."),
+    ] = None,
+    engine_metrics: Annotated[
+        str | None,
+        typer.Option(help="With --broker: the engine's /metrics URL, to reconcile against (http://host:port/metrics)."),
+    ] = None,
+    speed: Annotated[float | None, typer.Option(help="Divide the fleet's telemetry intervals by this.")] = None,
+    rate: Annotated[
+        float | None, typer.Option(help="Messages per second at the peak (sets --speed from the fleet's intervals).")
+    ] = None,
+    ack_every: Annotated[
+        int, typer.Option(help="Sample every N-th message for a publish-to-ingest receipt (0: none).")
+    ] = 10,
+    qos: Annotated[int, typer.Option(help="QoS of the devices' messages: 0 or 1.")] = 1,
+    jitter: Annotated[float, typer.Option(help="Each interval varies by up to this share.")] = 0.1,
+    event_share: Annotated[float, typer.Option(help="Share of device ticks that also send an event.")] = 0.01,
+    drain: Annotated[str, typer.Option(help="Seconds without users at the end, for the last receipts.")] = "10s",
+    receipt_timeout: Annotated[str, typer.Option(help="A receipt not back by then counts as missing.")] = "5s",
+    prefix: Annotated[str, typer.Option(help="Topic prefix.")] = DEFAULT_PREFIX,
+    locustfile: Annotated[
+        Path | None, typer.Option(help="Your own locustfile (default: loadtest/locustfile.py), same options.")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no table.")] = False,
+) -> None:
+    """Load-test the ingestion path with Locust: devices (or gateways) from a scenario against a broker
+    and the engine; reconcile published / broker / ingested; write loadtest.json; gate on --fail-on."""
+    from loadtest.fleet import from_scenario
+    from loadtest.runner import LoadTestError, LoadTestOptions, Status, run_loadtest
+    from loadtest.shapes import ShapeError, parse_duration
+    from loadtest.thresholds import ThresholdError, evaluate, parse_fail_on
+    from sim.errors import BrokerError, HarnessError
+    from sim.harness.broker import BrokerUrl
+
+    s = _scenario(scenario)
+    mix = from_scenario(s)
+    if kind not in ("device", "gateway"):
+        raise typer.BadParameter("must be device or gateway", param_hint="--kind")
+    try:
+        thresholds = parse_fail_on(",".join(fail_on)) if fail_on else []
+    except ThresholdError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--fail-on") from exc
+    try:
+        url = BrokerUrl.parse(broker) if broker else None
+    except BrokerError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--broker") from exc
+    try:
+        options = LoadTestOptions(
+            users=users if users is not None else mix.full_size(kind),  # type: ignore[arg-type]
+            spawn_rate=spawn_rate,
+            duration_s=parse_duration(duration),
+            shape=shape,
+            kind=kind,  # type: ignore[arg-type]
+            workers=workers,
+            broker_url=url,
+            engine_metrics_url=engine_metrics,
+            prefix=prefix,
+            speed=speed,
+            rate=rate,
+            ack_every=ack_every,
+            qos=qos,
+            jitter=jitter,
+            event_share=event_share,
+            drain_s=parse_duration(drain),
+            receipt_timeout_s=parse_duration(receipt_timeout),
+            ui=ui,
+            ui_port=ui_port,
+            **({"locustfile": locustfile} if locustfile is not None else {}),
+        )
+        options.check()
+        plan = options.plan()
+    except (ShapeError, ValueError) as exc:
+        console.print(f"[bold red]sot loadtest[/]: {exc}")
+        raise typer.Exit(EXIT_INVALID) from exc
+    if options.locustfile is not None and not options.locustfile.exists():
+        raise typer.BadParameter(f"{options.locustfile} does not exist", param_hint="--locustfile")
+    signal.signal(signal.SIGTERM, _interrupt)
+    bar = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:.0f}/{task.total:.0f} s {task.fields[note]}"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=quiet,
+    )
+    label = f"{mix.scenario} · {options.users:,} {kind} users · {plan.shape.name}"
+    task = bar.add_task(label, total=plan.total_s, note="")
+
+    def on_status(st: Status) -> None:
+        parts = [] if st.connected is None else [f"{st.connected:,} connected"]
+        if st.ingested_per_s is not None:
+            parts.append(f"{st.ingested_per_s:,.0f} ingested/s")
+        bar.update(task, completed=min(st.elapsed_s, st.total_s), note="· " + " · ".join(parts) if parts else "")
+
+    def on_ready(text: str) -> None:
+        if not quiet:
+            console.print(text)
+            if ui:
+                console.print(f"Locust web UI: [bold]http://127.0.0.1:{ui_port}[/] (closes 30 s after the run)")
+
+    try:
+        with bar:
+            outcome = run_loadtest(mix, options, out_dir, engine_config=s.engine, status=on_status, on_ready=on_ready)
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]: everything started was stopped; no report written.")
+        raise typer.Exit(130) from None
+    except (LoadTestError, HarnessError, OSError) as exc:
+        console.print(f"[bold red]sot loadtest failed[/]: {exc}")
+        raise typer.Exit(EXIT_FAILED) from exc
+    report = outcome.report
+    from loadtest.report import flat_metrics
+
+    verdicts = evaluate(thresholds, flat_metrics(report))
+    report["thresholds"] = [
+        {"condition": str(v.threshold), "measured": v.measured, "failed": v.failed} for v in verdicts
+    ]
+    report["passed"] = not any(v.failed for v in verdicts)
+    (out_dir / "loadtest.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    for warning in outcome.warnings:
+        console.print(f"[yellow]warning[/]: {warning}")
+    if not quiet:
+        _print_summary(report)
+        console.print(f"wrote {out_dir}/loadtest.json, locust_stats.csv, locust.html (logs: locust-*.log, engine.log)")
+    for v in verdicts:
+        style = "red" if v.failed else "green"
+        console.print(f"[{style}]{'FAIL' if v.failed else 'ok'}[/] {v.message()}")
+    if not report["passed"]:
+        raise typer.Exit(EXIT_CROSSED)
+
+
+def _scenario(path: Path) -> Any:
+    from sim.errors import ScenarioError
+    from sim.scenario_file import load
+
+    try:
+        return load(path)
+    except ScenarioError as exc:
+        console.print(f"[bold red]{exc.source}[/]: {len(exc.problems)} problem(s)")
+        for problem in exc.problems:
+            console.print(f"  [red]{problem.path or '<document>'}[/]: {problem.message}")
+        raise typer.Exit(EXIT_INVALID) from exc
+
+
+def _fmt(value: float | None, spec: str = "{:,.0f}") -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else spec.format(value)
+
+
+def _print_summary(report: dict[str, Any]) -> None:
+    m, rates, lat = report["messages"], report["rates"], report["latency_ms"]
+    table = Table(title=f"load test · {report['scenario']} · {report['users']:,} {report['kind']} users")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    ms = "{:,.2f}"
+    table.add_row(
+        "published / ingested / rejected / lost",
+        " / ".join(_fmt(m[k]) for k in ("published", "ingested", "rejected", "lost")),
+    )
+    table.add_row("duplicates · publish failures", f"{_fmt(m['duplicates'])} · {_fmt(m['publish_failed'])}")
+    table.add_row("receipts timed / missing", f"{_fmt(m['receipts']['timed'])} / {_fmt(m['receipts']['missing'])}")
+    table.add_row(
+        "msgs/s published (mean · median second)",
+        f"{_fmt(rates['published_per_s'])} · {_fmt(rates['published_per_s_median'])}",
+    )
+    table.add_row("msgs/s ingested", _fmt(rates["ingested_per_s"]))
+    for name, what in (("ingest", "publish → engine receipt"), ("publish", "publish → PUBACK"), ("connect", "connect")):
+        figures = lat[name]
+        table.add_row(f"{what} ms p50 / p99 / max", " / ".join(_fmt(figures[k], ms) for k in ("p50", "p99", "max")))
+    lag = lat["engine_lag"]
+    table.add_row("engine ingest lag ms p50 / p99 (histogram)", " / ".join(_fmt(lag[k], ms) for k in ("p50", "p99")))
+    c = report["connections"]
+    table.add_row("connections made / failed / lost", f"{c['made']:,} / {c['failed']:,} / {c['lost']:,}")
+    b = report["broker"]
+    if b is not None:
+        table.add_row("broker: PUBLISH in / dropped", f"{_fmt(b['publish_received'])} / {_fmt(b['publish_dropped'])}")
+    out.print(table)
