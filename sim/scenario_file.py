@@ -263,18 +263,20 @@ def _cross_checks(scenario: Scenario) -> list[Problem]:
         for key in ("rules", "trends", "anomalies")
         for k, rule in enumerate(getattr(engine, key))
     ]
+    fleet_products = {fleet.product for fleet in scenario.fleets}
     for at, rule in placed:
         if rule.sensor not in all_sensors:
             problems.append(Problem(f"{at}.sensor", f"no fleet has a sensor {rule.sensor!r}"))
-        elif len(products_with[rule.sensor]) > 1:
-            shared = ", ".join(sorted(products_with[rule.sensor]))
-            problems.append(
-                Problem(
-                    f"{at}.sensor",
-                    f"rule {rule.name!r} reads {rule.sensor!r}, which products {shared} all report; a rule applies to"
-                    " every device that reports its sensor, so give each product its own sensor name",
+            continue
+        for k, product in enumerate(rule.products):
+            if product not in fleet_products:
+                problems.append(
+                    Problem(
+                        f"{at}.products[{k}]", f"no fleet is of product {product!r} (fleets: {sorted(fleet_products)})"
+                    )
                 )
-            )
+            elif product not in products_with[rule.sensor]:
+                problems.append(Problem(f"{at}.products[{k}]", f"product {product!r} does not report {rule.sensor!r}"))
     for name, issue in issues.items():
         tech_skill(issue.skill, f"engine.issues.{name}.skill")
         for part in issue.parts:

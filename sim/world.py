@@ -16,7 +16,7 @@ import numpy as np
 import simpy
 
 from contracts import codec
-from contracts.messages import Command, ConsumableOrder, DeviceEvent, Message, Notification, WorkOrder
+from contracts.messages import Command, ConsumableOrder, DeviceEvent, DeviceRecord, Message, Notification, WorkOrder
 from contracts.topics import Topics
 from sim.contact_centre import ContactCentre
 from sim.distributions import Fixed
@@ -92,6 +92,28 @@ class World:
     # -- lookup ---------------------------------------------------------------------------------
     def index_of(self, device_id: str) -> int:
         return self._index[device_id]
+
+    def registry(self) -> list[DeviceRecord]:
+        """Every device as a support organisation knows it: product, owner, region, the firmware it
+        shipped with, its cohorts and its reporting interval (the engine's device registry)."""
+        records: list[DeviceRecord] = []
+        for fleet in self.fleets:
+            regions = [fleet.regions[r] if r >= 0 else None for r in fleet.region.tolist()]
+            versions = [_code(fleet.versions[v]) if v >= 0 else None for v in fleet.firmware.tolist()]
+            cohorts = {dim: [names[c] for c in which.tolist()] for dim, (names, which) in fleet.cohort.items()}
+            for i, device_id in enumerate(fleet.ids):
+                records.append(
+                    DeviceRecord(
+                        device_id=device_id,
+                        product=fleet.spec.product,
+                        owner_id=f"owner-{device_id}",
+                        region=regions[i],
+                        firmware=versions[i],
+                        cohorts={dim: values[i] for dim, values in cohorts.items()},
+                        interval_s=fleet.spec.telemetry_interval_s,
+                    )
+                )
+        return records
 
     def fleet_of(self, device: int) -> FleetState:
         return self._local(device)[0]

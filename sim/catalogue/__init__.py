@@ -136,9 +136,14 @@ def expand(data: Any) -> Any:
             part_prices = {**part_prices, **entry["parts"]}
         product = entry.get("engine")
         if isinstance(product, dict):
-            merged_engine: dict[str, Any] = {
-                k: _merge_named(product_engine.get(k, []), list(product.get(k) or [])) for k in RULE_LISTS
+            name = str(fleet.get("product"))
+            # A product's own rules watch that product's devices only (the engine knows each device's
+            # product from its registry), whatever other products report under the same sensor name.
+            scoped = {
+                k: [{"products": [name], **r} if isinstance(r, dict) else r for r in (product.get(k) or [])]
+                for k in RULE_LISTS
             }
+            merged_engine: dict[str, Any] = {k: _merge_named(product_engine.get(k, []), scoped[k]) for k in RULE_LISTS}
             for key in ("issues", "symptoms", "fault_codes"):
                 merged_engine[key] = {**product_engine.get(key, {}), **(product.get(key) or {})}
             product_engine = merged_engine

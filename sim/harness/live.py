@@ -151,6 +151,7 @@ def run_live(
             broker_kind=broker_kind,
             on_broker=on_broker,
             clock_args=clock_args,
+            world=world,
         )
         transport = services.transport
         _Barrier(transport, topics, services.engine, handshake_timeout_s).handshake()

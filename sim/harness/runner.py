@@ -181,6 +181,7 @@ def _start_services(
     broker_kind: str,
     on_broker: Callable[[str], None] | None,
     clock_args: Callable[[], list[str]],
+    world: World,
 ) -> _Services:
     """Start (or reach) the broker, start the engine with ``clock_args()``, connect the world.
 
@@ -188,12 +189,14 @@ def _start_services(
     starts (a live run computes its time origin then).
     """
     url, broker_version, protocol, _ = stack.enter_context(_broker_for(broker_url, broker_kind, workdir))
+    devices = workdir / "devices.jsonl"  # the engine's device registry: what the support organisation knows
+    devices.write_bytes(b"".join(msgspec.json.encode(r) + b"\n" for r in world.registry()))
     if on_broker is not None:
         on_broker(broker_version)
     engine = EngineProcess(
         [
             "--broker", str(url), "--db", str(workdir / "engine.sqlite"), *clock_args(),
-            "--config", str(workdir / "engine-config.json"),
+            "--config", str(workdir / "engine-config.json"), "--devices", str(devices),
             "--prefix", topics.prefix, "--client-id", f"sot-engine-{workdir.name}"[:64],
             "--protocol", "5" if protocol == 5 else "3.1.1", "--log-level", "WARNING",
         ],
@@ -279,6 +282,7 @@ def run_scenario(
             broker_kind=broker_kind,
             on_broker=on_broker,
             clock_args=lambda: ["--clock", "event"],
+            world=world,
         )
         transport = services.transport
         barrier = _Barrier(transport, topics, services.engine, step_timeout_s)

@@ -389,3 +389,31 @@ def test_the_complete_scenarios_in_the_products_guide_validate() -> None:
     assert any(m.remote_fix is not None and m.remote_fix.action == "ota" for m in fleet.failure_modes)
     assert fleet.consumables
     assert fleet.cohorts
+
+
+def test_a_products_rules_watch_that_product_only() -> None:
+    data = minimal("freezer")
+    data["fleets"].append({"name": "v", "product": "vending_machine", "count": 10})
+    scenario = valid(data)
+    for rule in scenario.engine.all_rules:
+        assert len(rule.products) == 1, rule.name
+    freezer_rules = {r.name for r in scenario.engine.all_rules if r.products == ["freezer"]}
+    assert freezer_rules and all(r.startswith("freezer") for r in freezer_rules)
+
+
+def test_a_rule_scoped_to_a_product_without_that_sensor_is_refused() -> None:
+    data = minimal("freezer")
+    data["fleets"].append({"name": "p", "product": "printer", "count": 10})
+    sensor = valid(minimal("freezer")).fleets[0].sensors[0].name
+    data["engine"] = {
+        "rules": [
+            {"name": "mine", "sensor": sensor, "above": 1.0, "issue": "x", "products": ["printer"]},
+            {"name": "other", "sensor": sensor, "above": 1.0, "issue": "x", "products": ["car"]},
+        ],
+        "issues": {"x": {"skill": "general"}},
+    }
+    problems = [(p.path, p.message) for p in invalid(data)]
+    assert [m for path, m in problems if path.endswith(".products[0]")] == [
+        f"product 'printer' does not report {sensor!r}",
+        "no fleet is of product 'car' (fleets: ['freezer', 'printer'])",
+    ]
