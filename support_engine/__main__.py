@@ -85,7 +85,13 @@ def load_config(path: Path | None, policy: str | None) -> EngineConfig:
 @app.command()
 def main(
     broker: Annotated[str, typer.Option(help="Broker URL, mqtt://host:port.")] = "mqtt://127.0.0.1:1883",
-    db: Annotated[Path, typer.Option(help="SQLite database file (created if missing).")] = Path("sot-engine.sqlite"),
+    db: Annotated[
+        str,
+        typer.Option(
+            help="Database: a SQLite file (created if missing), sqlite:///PATH, or a PostgreSQL URL, "
+            "postgresql://user@host:port/database (the database must exist; tables are created)."
+        ),
+    ] = "sot-engine.sqlite",
     clock: Annotated[str, typer.Option(help="'event' (follow the world's clock barrier) or 'wall'.")] = "wall",
     time_origin: Annotated[
         float | None,
@@ -132,8 +138,8 @@ def main(
     _configure_logging(log_level, log_format)
     if http is not None and not 0 <= http <= 65535:
         raise typer.BadParameter("--http must be a port, 0-65535 (0: any free port)")
-    if http is not None and str(db) == ":memory:":
-        raise typer.BadParameter("--http needs a database file (--db PATH)")
+    if http is not None and db in (":memory:", "sqlite:///:memory:"):
+        raise typer.BadParameter("--http needs a database file or server (--db PATH or --db postgresql://...)")
     if clock not in ("event", "wall"):
         raise typer.BadParameter("--clock must be 'event' or 'wall'")
     if protocol not in ("auto", "5", "3.1.1"):
@@ -150,6 +156,7 @@ def main(
     api: HttpApi | None = None
     try:
         storage = Storage(db)
+        logging.getLogger("sot.engine").info("database %s", storage.path, extra={"database": storage.path})
         clock_mode: ClockMode = "event" if clock == "event" else "wall"
         metrics = EngineMetrics(clock=clock_mode, speed=factor)
         service = EngineService(
@@ -170,8 +177,8 @@ def main(
 
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
-        if http is not None:
-            api = _start_api(storage.path, metrics, transport, http_host, http)
+        if http is not None:  # the API opens its own connections: the URL with its password, if any
+            api = _start_api(db, metrics, transport, http_host, http)
         service.run()
     except EngineError as exc:
         typer.echo(f"sot engine: {exc}", err=True)

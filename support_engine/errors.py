@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "EngineError", "IllegalTransition", "StorageError", "TransportError"]
+__all__ = ["ConfigError", "DialectError", "EngineError", "IllegalTransition", "StorageError", "TransportError"]
 
 
 class EngineError(Exception):
@@ -29,3 +29,11 @@ class TransportError(EngineError, ConnectionError):
 
 class StorageError(EngineError, RuntimeError):
     """The database could not be opened or written."""
+
+
+class DialectError(StorageError, ValueError):
+    """A statement uses SQLite SQL that has no faithful PostgreSQL translation (our misuse)."""
+
+    def __init__(self, sql: str, reason: str) -> None:
+        super().__init__(f"{reason}: {' '.join(sql.split())[:200]!r}")
+        self.sql, self.reason = sql, reason

@@ -1,28 +1,26 @@
 """The engine's read-only HTTP API and ``/metrics``, served by uvicorn on a thread of the engine process.
 
 Nothing here touches the engine core. Stored records (cases, work orders, alerts, SLA breaches,
-devices heard from by events) come from the SQLite database through a read-only connection per
-request (WAL lets readers run beside the engine's writer); live figures (twins, open cases,
-counters, campaigns) come from the :class:`~support_engine.metrics.LiveSnapshot` the service
-publishes after each commit. The server thread installs no signal handlers (uvicorn only does so
-on the main thread), so SIGTERM still reaches the engine, which stops the server on its way out.
+devices heard from by events) come from the engine's database, SQLite or PostgreSQL, through a
+read-only connection per request (:class:`~support_engine.database.ReadOnly`; SQLite's WAL lets
+readers run beside the engine's writer); live figures (twins, open cases, counters, campaigns)
+come from the :class:`~support_engine.metrics.LiveSnapshot` the service publishes after each
+commit. The server thread installs no signal handlers (uvicorn only does so on the main thread),
+so SIGTERM still reaches the engine, which stops the server on its way out.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import socket
-import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Annotated, Any, Literal
-from urllib.parse import quote
+from typing import Annotated, Literal
 
 import uvicorn
 from fastapi import FastAPI, HTTPException, Query, Request, Response
@@ -30,6 +28,8 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict
 
+from support_engine import database
+from support_engine.errors import StorageError
 from support_engine.metrics import EngineMetrics
 
 __all__ = ["CaseState", "HttpApi", "WorkOrderState", "create_app"]
@@ -144,34 +144,26 @@ class Kpis(_Model):
 
 
 # -- storage ------------------------------------------------------------------------------------------
-class _ReadOnlyDb:
-    """Read-only connections to the engine's database, one per request (sqlite3 objects stay in their thread)."""
-
-    def __init__(self, path: str | Path) -> None:
-        if str(path) == ":memory:" or "://" in str(path):
-            raise ValueError(f"the HTTP API needs a database file, not {str(path)!r}")
-        self.uri = f"file:{quote(str(Path(path).resolve()))}?mode=ro"
-
-    @contextlib.contextmanager
-    def connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.uri, uri=True, timeout=5.0)
-        db.row_factory = sqlite3.Row
-        try:
-            yield db
-        finally:
-            db.close()
-
-
-def _rows(db: sqlite3.Connection, sql: str, args: tuple[object, ...] = ()) -> list[dict[str, Any]]:
-    return [dict(row) for row in db.execute(sql, args).fetchall()]
+def _where(*conditions: tuple[str, object]) -> tuple[str, tuple[object, ...]]:
+    """A WHERE clause of the conditions whose value is not None, and its arguments."""
+    given = [(sql, value) for sql, value in conditions if value is not None]
+    clause = " AND ".join(sql for sql, _ in given)
+    return (f" WHERE {clause}" if given else ""), tuple(value for _, value in given)
 
 
 _CASE_COLUMNS = "case_id, device_id, issue, state, priority, origin, opened_s, updated_s"
 
 
-def create_app(db_path: str | Path, metrics: EngineMetrics, *, connected: Callable[[], bool]) -> FastAPI:
-    """The API of one engine: ``db_path`` is its database, ``metrics`` its live figures."""
-    store = _ReadOnlyDb(db_path)
+def create_app(where: str | Path, metrics: EngineMetrics, *, connected: Callable[[], bool]) -> FastAPI:
+    """The API of one engine: ``where`` is its database, ``metrics`` its live figures.
+
+    ``where`` is what :class:`~support_engine.storage.Storage` takes: a file path, ``sqlite:///PATH``
+    or a PostgreSQL URL (``:memory:`` is refused: no other connection could see it).
+    """
+    location = database.locate(where)
+    if location.target == ":memory:":
+        raise ValueError(f"the HTTP API needs a database file or server, not {str(where)!r}")
+    store = database.ReadOnly(location)
     try:
         version = metadata.version("sot-twin")
     except metadata.PackageNotFoundError:
@@ -182,8 +174,8 @@ def create_app(db_path: str | Path, metrics: EngineMetrics, *, connected: Callab
         description="Read-only view of a running support engine: devices, cases, work orders, KPIs, metrics.",
     )
 
-    @app.exception_handler(sqlite3.Error)
-    async def database_error(request: Request, exc: sqlite3.Error) -> JSONResponse:
+    @app.exception_handler(StorageError)  # what either driver raised, translated by the database layer
+    async def database_error(request: Request, exc: StorageError) -> JSONResponse:
         log.warning("HTTP API: %s %s: database error: %s", request.method, request.url.path, exc)
         return JSONResponse({"detail": f"database unavailable: {exc}"}, status_code=503)
 
@@ -209,8 +201,8 @@ def create_app(db_path: str | Path, metrics: EngineMetrics, *, connected: Callab
         """Devices the engine has heard from (readings, events, cases), by id."""
         snap = metrics.snapshot
         with store.connect() as db:
-            events = dict(db.execute("SELECT source, max(ts) FROM ingest WHERE kind = 'event' GROUP BY source"))
-            with_cases = {row[0] for row in db.execute("SELECT DISTINCT device_id FROM cases")}
+            events = dict(db.rows("SELECT source, max(ts) FROM ingest WHERE kind = 'event' GROUP BY source"))
+            with_cases = {row[0] for row in db.rows("SELECT DISTINCT device_id FROM cases")}
         ids = sorted(set(snap.devices) | set(events) | with_cases | set(snap.open_case_of))[:limit]
         out = []
         for device in ids:
@@ -227,12 +219,10 @@ def create_app(db_path: str | Path, metrics: EngineMetrics, *, connected: Callab
         """A device's twin: latest readings, its alerts and cases."""
         snap = metrics.snapshot
         with store.connect() as db:
-            last_event = db.execute(
-                "SELECT max(ts) FROM ingest WHERE kind = 'event' AND source = ?", (device_id,)
-            ).fetchone()[0]
-            alerts = _rows(db, "SELECT * FROM alerts WHERE device_id = ? ORDER BY raised_s, alert_id", (device_id,))
-            cases = _rows(
-                db, f"SELECT {_CASE_COLUMNS} FROM cases WHERE device_id = ? ORDER BY opened_s, case_id", (device_id,)
+            last_event = db.rows("SELECT max(ts) FROM ingest WHERE kind = 'event' AND source = ?", (device_id,))[0][0]
+            alerts = db.dicts("SELECT * FROM alerts WHERE device_id = ? ORDER BY raised_s, alert_id", (device_id,))
+            cases = db.dicts(
+                f"SELECT {_CASE_COLUMNS} FROM cases WHERE device_id = ? ORDER BY opened_s, case_id", (device_id,)
             )
         reading = snap.last_seen_s(device_id)
         if device_id not in snap.slot_of and last_event is None and not cases and device_id not in snap.open_case_of:
@@ -250,21 +240,22 @@ def create_app(db_path: str | Path, metrics: EngineMetrics, *, connected: Callab
     @app.get("/cases", response_model=list[CaseRecord])
     def cases(state: CaseState | None = None, device: str | None = None, limit: Limit = 100) -> list[CaseRecord]:
         """Cases, most recently opened first."""
-        sql = f"SELECT {_CASE_COLUMNS} FROM cases WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR device_id = ?2)"
+        where, args = _where(("state = ?", state), ("device_id = ?", device))
+        sql = f"SELECT {_CASE_COLUMNS} FROM cases{where} ORDER BY opened_s DESC, case_id DESC LIMIT ?"
         with store.connect() as db:
-            rows = _rows(db, sql + " ORDER BY opened_s DESC, case_id DESC LIMIT ?3", (state, device, limit))
+            rows = db.dicts(sql, (*args, limit))
         return [CaseRecord(**r) for r in rows]
 
     @app.get("/cases/{case_id}", response_model=CaseDetail, responses={404: {"description": "No such case."}})
     def case(case_id: str) -> CaseDetail:
         """One case with its work orders, alerts and SLA breaches."""
         with store.connect() as db:
-            found = _rows(db, f"SELECT {_CASE_COLUMNS} FROM cases WHERE case_id = ?", (case_id,))
+            found = db.dicts(f"SELECT {_CASE_COLUMNS} FROM cases WHERE case_id = ?", (case_id,))
             if not found:
                 raise HTTPException(404, f"no case {case_id!r}")
-            orders = _rows(db, "SELECT * FROM work_orders WHERE case_id = ? ORDER BY work_order_id", (case_id,))
-            alerts = _rows(db, "SELECT * FROM alerts WHERE case_id = ? ORDER BY raised_s, alert_id", (case_id,))
-            breaches = _rows(db, "SELECT clock, ts FROM sla_breaches WHERE case_id = ? ORDER BY ts", (case_id,))
+            orders = db.dicts("SELECT * FROM work_orders WHERE case_id = ? ORDER BY work_order_id", (case_id,))
+            alerts = db.dicts("SELECT * FROM alerts WHERE case_id = ? ORDER BY raised_s, alert_id", (case_id,))
+            breaches = db.dicts("SELECT clock, ts FROM sla_breaches WHERE case_id = ? ORDER BY ts", (case_id,))
         return CaseDetail(
             **found[0],
             work_orders=[WorkOrderRecord(**o) for o in orders],
@@ -275,9 +266,10 @@ def create_app(db_path: str | Path, metrics: EngineMetrics, *, connected: Callab
     @app.get("/work-orders", response_model=list[WorkOrderRecord])
     def work_orders(state: WorkOrderState | None = None, limit: Limit = 100) -> list[WorkOrderRecord]:
         """Work orders, most recently changed first."""
-        sql = "SELECT * FROM work_orders WHERE (?1 IS NULL OR state = ?1) ORDER BY updated_s DESC, work_order_id DESC"
+        where, args = _where(("state = ?", state))
+        sql = f"SELECT * FROM work_orders{where} ORDER BY updated_s DESC, work_order_id DESC LIMIT ?"
         with store.connect() as db:
-            rows = _rows(db, sql + " LIMIT ?2", (state, limit))
+            rows = db.dicts(sql, (*args, limit))
         return [WorkOrderRecord(**r) for r in rows]
 
     @app.get("/campaigns", response_model=list[CampaignRecord])

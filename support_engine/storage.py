@@ -1,4 +1,9 @@
-"""SQLite storage of the engine: the ingest ledger, cases, work orders, alerts, the outbox, counters.
+"""Storage of the engine: the ingest ledger, cases, work orders, alerts, the outbox, counters.
+
+One SQLite database (WAL) or one PostgreSQL database, through the same class: the SQL below is
+SQLite's, written once; :mod:`support_engine.database` runs it on either backend (translating it
+for PostgreSQL with :mod:`support_engine.sql_dialect`). Write new tables and statements in SQLite
+SQL with ``?`` placeholders and portable upserts (``INSERT ... ON CONFLICT ...``).
 
 Writes are grouped: the shell calls :meth:`Storage.commit` once per batch of messages, and only
 then acknowledges them to the broker, so an acknowledged message is always a committed one.
@@ -6,14 +11,13 @@ then acknowledges them to the broker, so an acknowledged message is always a com
 
 from __future__ import annotations
 
-import contextlib
 import json
-import sqlite3
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import msgspec
 
+from support_engine import database
 from support_engine.core.actions import (
     Action,
     CaseChanged,
@@ -27,7 +31,7 @@ from support_engine.core.actions import (
     WorkOrderChanged,
 )
 from support_engine.core.ledger import Key
-from support_engine.errors import StorageError
+from support_engine.sql_dialect import statements
 
 __all__ = ["Storage"]
 
@@ -59,53 +63,53 @@ CREATE TABLE IF NOT EXISTS engine_state (id INTEGER PRIMARY KEY CHECK (id = 1), 
 
 
 class Storage:
-    """One SQLite database (WAL) holding everything the engine must not forget."""
+    """One database holding everything the engine must not forget: SQLite (WAL) or PostgreSQL.
 
-    def __init__(self, path: str | Path) -> None:
-        target = str(path)
-        if target.startswith("sqlite:///"):
-            target = target.removeprefix("sqlite:///")
-        elif "://" in target:
-            raise StorageError(f"unsupported database URL {target!r}: use a file path or sqlite:///PATH")
+    ``where`` is a file path, ``sqlite:///PATH``, ``:memory:``, or ``postgresql://user@host:port/db``
+    (also ``postgres://``). ``path`` names it: the file, or the URL without its password. Used by
+    one thread; writes go in one open transaction that :meth:`commit` makes durable.
+    """
+
+    def __init__(self, where: str | Path) -> None:
+        location = database.locate(where)
+        self._db = database.connect(location)
         try:
-            if target != ":memory:":
-                Path(target).parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(target, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
-            raise StorageError(f"cannot open database {target!r}: {exc}") from exc
-        self.path = target
-        self._db.execute("BEGIN")
+            for statement in statements(_SCHEMA):
+                self._db.execute(statement)
+            self._db.commit()
+        except BaseException:
+            self._db.close()
+            raise
+        self.path = location.shown
 
     # -- reads ----------------------------------------------------------------------------------
     def ledger_keys(self) -> Iterable[Key]:
         """Every ingested message's de-duplication key."""
-        return self._db.execute("SELECT kind, source, boot_id, seq FROM ingest").fetchall()
+        return self._db.rows("SELECT kind, source, boot_id, seq FROM ingest")
 
     def counters(self) -> dict[str, int]:
-        return dict(self._db.execute("SELECT name, value FROM counters").fetchall())
+        return {str(name): int(value) for name, value in self._db.rows("SELECT name, value FROM counters")}
 
     def state(self) -> bytes | None:
         """The engine core's last saved snapshot (JSON), if any."""
-        row = self._db.execute("SELECT state FROM engine_state WHERE id = 1").fetchone()
-        return None if row is None else bytes(row[0])
+        rows = self._db.rows("SELECT state FROM engine_state WHERE id = 1")
+        return bytes(rows[0][0]) if rows else None
 
     def inbox(self) -> list[tuple[str, bytes]]:
         """Messages received and acknowledged but not yet handled (event time), in arrival order."""
-        rows = self._db.execute("SELECT topic, payload FROM inbox ORDER BY arrival").fetchall()
+        rows = self._db.rows("SELECT topic, payload FROM inbox ORDER BY arrival")
         return [(str(t), bytes(p)) for t, p in rows]
 
     def count(self, table: str) -> int:
         if table not in {"ingest", "cases", "work_orders", "alerts", "outbox", "dead_letters", "sla_breaches", "inbox"}:
             raise ValueError(f"no table {table!r}")
-        return int(self._db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+        return int(self._db.rows(f"SELECT count(*) FROM {table}")[0][0])
 
     # -- writes (inside the open transaction) ---------------------------------------------------
     def record_ingest(self, rows: Iterable[tuple[Key, float]]) -> None:
-        self._db.executemany("INSERT OR IGNORE INTO ingest VALUES (?, ?, ?, ?, ?)", [(*key, ts) for key, ts in rows])
+        self._db.executemany(
+            "INSERT INTO ingest VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING", [(*key, ts) for key, ts in rows]
+        )
 
     def hold(self, rows: Iterable[tuple[str, bytes]]) -> None:
         """Keep received messages until they are handled (so that they can be acknowledged now)."""
@@ -151,7 +155,9 @@ class Storage:
             elif isinstance(a, ClearAlert):
                 db.execute("UPDATE alerts SET cleared_s = ? WHERE alert_id = ?", (a.ts, a.alert_id))
             elif isinstance(a, SlaBreached):
-                db.execute("INSERT OR IGNORE INTO sla_breaches VALUES (?, ?, ?)", (a.case_id, a.clock, a.ts))
+                db.execute(
+                    "INSERT INTO sla_breaches VALUES (?, ?, ?) ON CONFLICT DO NOTHING", (a.case_id, a.clock, a.ts)
+                )
             elif isinstance(a, (CreateWorkOrder, Notify, SendCommand, OrderConsumable)):
                 m = a.message
                 ref = (
@@ -173,19 +179,11 @@ class Storage:
 
     def commit(self) -> None:
         """Make every write since the last commit durable, then open the next transaction."""
-        try:
-            self._db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            raise StorageError(f"commit failed on {self.path!r}: {exc}") from exc
-        self._db.execute("BEGIN")
+        self._db.commit()
 
     def close(self) -> None:
-        with contextlib.suppress(sqlite3.Error):
-            self._db.execute("COMMIT")
         self._db.close()
 
     def dump_json(self, table: str) -> str:
         """A table as JSON rows (for inspection and tests)."""
-        cur = self._db.execute(f"SELECT * FROM {table}")
-        names = [d[0] for d in cur.description]
-        return json.dumps([dict(zip(names, row, strict=True)) for row in cur.fetchall()])
+        return json.dumps(self._db.dicts(f"SELECT * FROM {table}"))

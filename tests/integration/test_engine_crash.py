@@ -3,7 +3,6 @@ is opened twice. A small independent publisher stands in for the devices (not si
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ from contracts.messages import Contact, Telemetry
 from contracts.topics import Topics
 from sim.harness.broker import start_broker
 from sim.harness.engine_process import EngineProcess
+from support_engine import database
 
 pytestmark = pytest.mark.integration
 
@@ -28,9 +28,9 @@ CALLERS = 40  # devices whose owners call three times each
 TOPICS = Topics("crash/v1")
 
 
-def engine_args(url: str, db: Path, config: Path) -> list[str]:
+def engine_args(url: str, db: str, config: Path) -> list[str]:
     return [
-        "--broker", url, "--db", str(db), "--clock", "wall", "--config", str(config), "--prefix", TOPICS.prefix,
+        "--broker", url, "--db", db, "--clock", "wall", "--config", str(config), "--prefix", TOPICS.prefix,
         "--client-id", "crash-engine", "--protocol", "5", "--log-level", "INFO",
     ]  # fmt: skip
 
@@ -59,12 +59,15 @@ def messages() -> list[tuple[str, bytes]]:
     return out
 
 
-def db_count(db: Path, sql: str) -> int:
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-        return int(conn.execute(sql).fetchone()[0])
+def db_count(db: str, sql: str) -> int:
+    """One number from the engine's database (SQLite or PostgreSQL), through a read-only connection."""
+    with database.ReadOnly(database.locate(db)).connect() as conn:
+        return int(conn.rows(sql)[0][0])
 
 
-def test_sigkill_mid_stream_loses_no_acknowledged_message_and_opens_no_case_twice(tmp_path: Path) -> None:
+def test_sigkill_mid_stream_loses_no_acknowledged_message_and_opens_no_case_twice(
+    tmp_path: Path, db_location: str
+) -> None:
     config = EngineConfig(
         policy="proactive",
         rules=[ThresholdRule(name="hot", sensor="temp_c", above=20.0, for_s=60.0, issue="cooling")],
@@ -73,7 +76,7 @@ def test_sigkill_mid_stream_loses_no_acknowledged_message_and_opens_no_case_twic
     )
     config_path = tmp_path / "engine.json"
     config_path.write_bytes(msgspec.json.encode(config))
-    db = tmp_path / "engine.sqlite"
+    db = db_location  # a SQLite file, then a PostgreSQL database
     stream = messages()
     with start_broker("mosquitto", workdir=tmp_path / "broker") as broker:
         engine = EngineProcess(engine_args(str(broker.url), db, config_path), tmp_path / "engine-1.log")
@@ -111,7 +114,7 @@ def test_sigkill_mid_stream_loses_no_acknowledged_message_and_opens_no_case_twic
             doubles = db_count(
                 db,
                 "SELECT count(*) FROM (SELECT device_id FROM outbox WHERE kind = 'CreateWorkOrder'"
-                " GROUP BY device_id HAVING count(*) > 1)",
+                " GROUP BY device_id HAVING count(*) > 1) AS doubled",
             )
             assert doubles == 0, "a device got a second case after the restart"
             hot = DEVICES // 10

@@ -64,14 +64,14 @@ def api_url(engine: EngineProcess, deadline: float) -> str:
     raise AssertionError(f"no http_url logged: {engine.log_tail()}")
 
 
-def test_the_api_shows_what_the_engine_took_in(tmp_path: Path) -> None:
+def test_the_api_shows_what_the_engine_took_in(tmp_path: Path, db_location: str) -> None:
     topics = Topics("http/v1")
     config = tmp_path / "engine.yaml"
     config.write_text(yaml.safe_dump(ENGINE_CONFIG))
     with start_broker("mosquitto") as broker:
         engine = EngineProcess(
             [
-                "--broker", str(broker.url), "--db", str(tmp_path / "engine.sqlite"), "--clock", "wall",
+                "--broker", str(broker.url), "--db", db_location, "--clock", "wall",
                 "--config", str(config), "--prefix", topics.prefix, "--client-id", "http-test",
                 "--http", "0", "--log-format", "json",
             ],

@@ -9,7 +9,7 @@ import textwrap
 from pathlib import Path
 
 ROOT = Path(__file__).parents[2]
-IO_LIBRARIES = ("paho", "locust", "gevent", "amqtt")
+IO_LIBRARIES = ("paho", "locust", "gevent", "amqtt", "psycopg")
 
 
 def python(code: str) -> subprocess.CompletedProcess[str]:

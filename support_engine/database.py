@@ -1,0 +1,262 @@
+"""Connections to the engine's database, SQLite or PostgreSQL, that speak one dialect (SQLite's).
+
+:func:`locate` reads where the database is: a file path, ``sqlite:///PATH``, ``:memory:``, or a
+``postgresql://`` (``postgres://``) URL. :func:`connect` opens the engine's writer, in an open
+transaction; :class:`ReadOnly` opens read-only connections (the HTTP API's, one per request).
+Statements go through :mod:`support_engine.sql_dialect` on both backends, so that SQL which would
+not run on PostgreSQL fails on SQLite too; driver errors come out as :class:`StorageError`.
+psycopg is imported only when a PostgreSQL URL is used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+
+from support_engine.errors import StorageError
+from support_engine.sql_dialect import portable, to_postgres
+
+if TYPE_CHECKING:
+    import psycopg
+
+__all__ = ["Connection", "Location", "ReadOnly", "connect", "locate"]
+
+Backend = Literal["sqlite", "postgresql"]
+_CONNECT_TIMEOUT_S = 10
+_MANGLED = re.compile(r"(?i)(postgres|postgresql|sqlite):/(?!/)")
+_HINT = {
+    "sqlite": "check that the file's directory is writable, or pass another --db",
+    "postgresql": "check that PostgreSQL is running and accepts the URL's host, port, user, password and database "
+    "(create it first: createdb NAME), or pass a SQLite file",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """Where a database is: ``target`` opens it, ``shown`` names it (a URL without its password)."""
+
+    backend: Backend
+    target: str  # a file path or ``:memory:`` (SQLite), a URL (PostgreSQL)
+    shown: str
+
+
+def locate(where: str | Path) -> Location:
+    """Read a database location: a file path, ``sqlite:///PATH``, ``:memory:`` or a PostgreSQL URL."""
+    text = str(where)
+    scheme = text.partition("://")[0].lower() if "://" in text else ""
+    if scheme in ("postgresql", "postgres"):
+        return Location("postgresql", text, _without_password(text))
+    if _MANGLED.match(text):  # what pathlib makes of a URL: a file named like a URL would be a surprise
+        raise StorageError(
+            f"{_without_password(text.replace(':/', '://', 1))!r} looks like a URL that lost a slash of '://' "
+            "(was it passed through a file path?): give the URL as it is"
+        )
+    if text.startswith("sqlite:///") and len(text) > len("sqlite:///"):
+        text = text.removeprefix("sqlite:///")
+    elif scheme:
+        raise StorageError(
+            f"unsupported database URL {_without_password(text)!r}: "
+            "use a file path, sqlite:///PATH or postgresql://user@host:port/database"
+        )
+    return Location("sqlite", text, text)
+
+
+def _without_password(url: str) -> str:
+    """``url`` without a password in its user part or its query."""
+    parts = urlsplit(url)
+    userinfo, at, hosts = parts.netloc.rpartition("@")
+    netloc = f"{userinfo.partition(':')[0]}{at}{hosts}"
+    query = urlencode([(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "password"])
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+# -- connections ---------------------------------------------------------------------------------------
+class Connection:
+    """One DB-API connection that takes SQLite SQL with ``?`` placeholders and gives rows back.
+
+    Every driver error is raised as :class:`StorageError` naming the database and the statement's
+    first words.
+    """
+
+    def __init__(self, raw: Any, location: Location, sql: Callable[[str], str], errors: type[Exception]) -> None:
+        self._raw = raw
+        self.location = location
+        self._sql = sql
+        self._errors = errors
+
+    @contextlib.contextmanager
+    def _guard(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except self._errors as exc:
+            raise StorageError(f"{what} failed on {self.location.shown!r}: {_one_line(exc)}") from exc
+
+    def execute(self, sql: str, args: Sequence[object] = ()) -> None:
+        text = self._sql(sql)
+        with self._guard(_first_words(sql)):
+            self._raw.execute(text, tuple(args))
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
+        text = self._sql(sql)
+        with self._guard(_first_words(sql)):
+            cursor = self._raw.cursor()
+            try:
+                cursor.executemany(text, [tuple(r) for r in rows])
+            finally:
+                cursor.close()
+
+    def rows(self, sql: str, args: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        """The rows of a query, as tuples."""
+        text = self._sql(sql)
+        with self._guard(_first_words(sql)):
+            return [tuple(r) for r in self._raw.execute(text, tuple(args)).fetchall()]
+
+    def dicts(self, sql: str, args: Sequence[object] = ()) -> list[dict[str, Any]]:
+        """The rows of a query, as dicts by column name (in the query's order)."""
+        text = self._sql(sql)
+        with self._guard(_first_words(sql)):
+            cursor = self._raw.execute(text, tuple(args))
+            names = [d[0] for d in cursor.description]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def commit(self) -> None:
+        """Commit the open transaction and open the next one."""
+        with self._guard("commit"):
+            self._raw.commit()
+
+    def close(self) -> None:
+        """Commit what is open (quietly: the caller is leaving) and close."""
+        with contextlib.suppress(self._errors):
+            self._raw.commit()
+        with contextlib.suppress(self._errors):
+            self._raw.close()
+
+
+class _SqliteConnection(Connection):
+    """SQLite in autocommit mode with explicit BEGIN/COMMIT (so that reads are in the transaction too)."""
+
+    def __init__(self, raw: sqlite3.Connection, location: Location, *, transaction: bool) -> None:
+        super().__init__(raw, location, portable, sqlite3.Error)
+        self._transaction = transaction
+        if transaction:
+            self.execute("BEGIN")
+
+    def commit(self) -> None:
+        if not self._transaction:
+            return
+        self.execute("COMMIT")
+        self.execute("BEGIN")
+
+    def close(self) -> None:
+        if self._transaction:
+            with contextlib.suppress(sqlite3.Error):
+                self._raw.execute("COMMIT")
+        self._raw.close()
+
+
+def _first_words(sql: str) -> str:
+    return " ".join(sql.split()[:3])
+
+
+class _PostgresConnection(Connection):
+    """psycopg 3: a transaction opens with the first statement after a commit."""
+
+    def __init__(self, raw: psycopg.Connection[Any], location: Location) -> None:
+        import psycopg
+
+        super().__init__(raw, location, to_postgres, psycopg.Error)
+
+    def commit(self) -> None:
+        from psycopg.pq import TransactionStatus
+
+        if self._raw.info.transaction_status == TransactionStatus.INERROR:  # COMMIT would roll back, quietly
+            self._raw.rollback()
+            raise StorageError(f"commit failed on {self.location.shown!r}: an earlier statement failed")
+        super().commit()
+
+
+def _pg_connect(location: Location, *, read_only: bool) -> psycopg.Connection[Any]:
+    """A psycopg connection (autocommit when read-only); its errors are psycopg's."""
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    params = conninfo_to_dict(location.target)
+    params.setdefault("connect_timeout", _CONNECT_TIMEOUT_S)
+    options = [str(params.get("options") or ""), "-c client_min_messages=warning"]
+    if read_only:
+        options.append("-c default_transaction_read_only=on")
+    params["options"] = " ".join(o for o in options if o)
+    return psycopg.connect(make_conninfo("", **params), autocommit=read_only)
+
+
+def connect(location: Location) -> Connection:
+    """The writer connection of ``location``, in an open transaction; :class:`StorageError` if it cannot open."""
+    try:
+        if location.backend == "postgresql":
+            import psycopg
+
+            try:
+                return _PostgresConnection(_pg_connect(location, read_only=False), location)
+            except psycopg.Error as exc:
+                raise StorageError(
+                    f"cannot open database {location.shown!r}: {_one_line(exc)}; {_HINT[location.backend]}"
+                ) from exc
+        if location.target != ":memory:":
+            Path(location.target).parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(location.target, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA foreign_keys=ON")
+    except (OSError, sqlite3.Error) as exc:
+        raise StorageError(
+            f"cannot open database {location.shown!r}: {_one_line(exc)}; {_HINT[location.backend]}"
+        ) from exc
+    return _SqliteConnection(db, location, transaction=True)
+
+
+class ReadOnly:
+    """Open read-only connections to one database, one per use (the HTTP API's: one per request).
+
+    SQLite: a ``mode=ro`` URI (WAL lets it read beside the writer). PostgreSQL: autocommit with
+    ``default_transaction_read_only=on``, so that each query sees the latest commit and none writes.
+    """
+
+    def __init__(self, location: Location) -> None:
+        if location.target == ":memory:":
+            raise ValueError("a read-only connection needs a database file or server, not ':memory:'")
+        self.location = location
+        self._uri = (
+            "" if location.backend == "postgresql" else f"file:{quote(str(Path(location.target).resolve()))}?mode=ro"
+        )
+
+    @contextlib.contextmanager
+    def connect(self) -> Iterator[Connection]:
+        """A read-only connection, closed on leaving; :class:`StorageError` if it cannot open."""
+        conn: Connection
+        if self.location.backend == "postgresql":
+            import psycopg
+
+            try:
+                conn = _PostgresConnection(_pg_connect(self.location, read_only=True), self.location)
+            except psycopg.Error as exc:
+                raise StorageError(f"cannot open database {self.location.shown!r}: {_one_line(exc)}") from exc
+        else:
+            try:
+                db = sqlite3.connect(self._uri, uri=True, timeout=5.0, check_same_thread=False)
+            except sqlite3.Error as exc:
+                raise StorageError(f"cannot open database {self.location.shown!r}: {_one_line(exc)}") from exc
+            conn = _SqliteConnection(db, self.location, transaction=False)
+        try:
+            yield conn
+        finally:
+            conn.close()

@@ -1,0 +1,272 @@
+"""The engine's storage on SQLite and on PostgreSQL: the same API, the same answers, and the HTTP API on both."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import numpy as np
+import pytest
+
+from contracts.messages import Command, ConsumableOrder, Notification, WorkOrder
+from support_engine import database
+from support_engine.core.actions import (
+    Action,
+    CaseChanged,
+    ClearAlert,
+    CreateWorkOrder,
+    Notify,
+    OrderConsumable,
+    RaiseAlert,
+    SendCommand,
+    SlaBreached,
+    WorkOrderChanged,
+)
+from support_engine.errors import StorageError
+from support_engine.http_api import HttpApi, create_app
+from support_engine.metrics import EngineMetrics
+from support_engine.storage import Storage
+from tests.postgres import with_database, with_password
+
+pytestmark = pytest.mark.integration
+
+BIG = 2**31 + 7  # past a 32-bit integer
+HUGE = 2**62 + 3  # still a 64-bit one
+THIRD = 1 / 3  # float64 precision: a 32-bit REAL would give 0.3333333432674408
+EPOCH_MS = 1_795_400_000.123456  # a Unix time to the microsecond
+PAYLOADS = [b"\x00\xff\xfe binary \x80", b'{"json": true}', b""]
+
+WORK_ORDER = WorkOrder(
+    work_order_id="wo-1", case_id="case-1", device_id="fridge-1", ts=EPOCH_MS, issue="cooling",
+    skill="refrigeration", parts=["compressor"], duration_s=7200.0,
+)  # fmt: skip
+ACTIONS: list[Action] = [
+    CaseChanged(
+        case_id="case-1", device_id="fridge-1", issue="cooling", state="open", priority=1,
+        opened_s=EPOCH_MS, ts=EPOCH_MS, origin="telemetry",
+    ),
+    RaiseAlert(
+        alert_id="alert-1", device_id="fridge-1", rule="hot", ts=EPOCH_MS, value=np.float64(THIRD), case_id="case-1"
+    ),
+    CreateWorkOrder(WORK_ORDER),
+    WorkOrderChanged(
+        work_order_id="wo-1", case_id="case-1", device_id="fridge-1", state="created", ts=EPOCH_MS, visit=1
+    ),
+    Notify(Notification(notification_id="n-1", device_id="fridge-1", ts=EPOCH_MS, kind="case_opened", case_id="case-1")),
+    SendCommand(Command(command_id="cmd-1", device_id="fridge-1", ts=EPOCH_MS, action="reset", case_id="case-1")),
+    OrderConsumable(ConsumableOrder(order_id="ord-1", device_id="fridge-1", ts=EPOCH_MS, consumable="toner", quantity=2.0)),
+    SlaBreached(case_id="case-1", device_id="fridge-1", clock="first_response", ts=EPOCH_MS + 1),
+    SlaBreached(case_id="case-1", device_id="fridge-1", clock="first_response", ts=EPOCH_MS + 2),  # once per clock
+    ClearAlert(alert_id="alert-1", device_id="fridge-1", rule="hot", ts=EPOCH_MS + 3),
+    WorkOrderChanged(
+        work_order_id="wo-1", case_id="case-1", device_id="fridge-1", state="accepted", ts=EPOCH_MS + 4, visit=2
+    ),
+    CaseChanged(
+        case_id="case-1", device_id="fridge-1", issue="cooling", state="in_progress", priority=2,
+        opened_s=EPOCH_MS, ts=EPOCH_MS + 5, origin="telemetry",
+    ),
+    CaseChanged(
+        case_id="case-2", device_id="fridge-2", issue="cooling", state="open", priority=3,
+        opened_s=EPOCH_MS + 6, ts=EPOCH_MS + 6, origin="contact",
+    ),
+]  # fmt: skip
+
+
+def rows(storage: Storage, table: str) -> list[dict[str, Any]]:
+    return list(json.loads(storage.dump_json(table)))
+
+
+def test_every_storage_method_round_trips(db_location: str) -> None:
+    storage = Storage(db_location)
+    assert (list(storage.ledger_keys()), storage.counters(), storage.state(), storage.inbox()) == ([], {}, None, [])
+    keys = [(("telemetry", "fridge-1", HUGE, BIG), EPOCH_MS), (("contact", "c-1", 0, 0), THIRD)]
+    storage.record_ingest(keys)
+    storage.record_ingest([(("telemetry", "fridge-1", HUGE, BIG), 0.0)])  # a duplicate: ignored
+    storage.hold(("t/raw", p) for p in PAYLOADS)
+    storage.save_state(b"\x00first")
+    storage.save_state(b'{"state": 2}\xff')  # replaces the first
+    storage.dead_letter("t/bad", "json", "not JSON", b"\xff\xfe{not json")
+    storage.set_counters({"msg_ingested": 2, "big": BIG})
+    storage.set_counters({"big": HUGE, "small": -1})
+    storage.apply(ACTIONS)
+    storage.commit()
+    storage.close()
+
+    storage = Storage(db_location)  # what was committed is there after a reopen
+    try:
+        assert sorted(storage.ledger_keys()) == sorted(k for k, _ in keys)
+        assert [type(v) for k in storage.ledger_keys() for v in k] == [str, str, int, int] * 2
+        assert storage.counters() == {"msg_ingested": 2, "big": HUGE, "small": -1}
+        assert storage.state() == b'{"state": 2}\xff'
+        held = storage.inbox()
+        assert held == [("t/raw", p) for p in PAYLOADS] and all(type(p) is bytes for _, p in held)
+        ingest = {r["source"]: r["ts"] for r in rows(storage, "ingest")}
+        assert ingest == {"fridge-1": EPOCH_MS, "c-1": THIRD}  # float64 on both
+        counts = {t: storage.count(t) for t in ("ingest", "cases", "work_orders", "alerts", "outbox")}
+        counts |= {t: storage.count(t) for t in ("dead_letters", "sla_breaches", "inbox")}
+        assert counts == {
+            "ingest": 2, "cases": 2, "work_orders": 1, "alerts": 1, "outbox": 4, "dead_letters": 1,
+            "sla_breaches": 1, "inbox": 3,
+        }  # fmt: skip
+        with pytest.raises(ValueError, match="no table"):
+            storage.count("engine_state; DROP TABLE cases")
+
+        assert rows(storage, "cases") == [
+            {"case_id": "case-1", "device_id": "fridge-1", "issue": "cooling", "state": "in_progress", "priority": 2,
+             "origin": "telemetry", "opened_s": EPOCH_MS, "updated_s": EPOCH_MS + 5},
+            {"case_id": "case-2", "device_id": "fridge-2", "issue": "cooling", "state": "open", "priority": 3,
+             "origin": "contact", "opened_s": EPOCH_MS + 6, "updated_s": EPOCH_MS + 6},
+        ]  # fmt: skip
+        assert rows(storage, "work_orders") == [
+            {"work_order_id": "wo-1", "case_id": "case-1", "device_id": "fridge-1", "state": "accepted", "visit": 2,
+             "updated_s": EPOCH_MS + 4},
+        ]  # fmt: skip
+        assert rows(storage, "alerts") == [
+            {"alert_id": "alert-1", "device_id": "fridge-1", "rule": "hot", "case_id": "case-1", "value": THIRD,
+             "raised_s": EPOCH_MS, "cleared_s": EPOCH_MS + 3},
+        ]  # fmt: skip
+        assert rows(storage, "sla_breaches") == [{"case_id": "case-1", "clock": "first_response", "ts": EPOCH_MS + 1}]
+        outbox = rows(storage, "outbox")
+        assert [(r["id"], r["kind"], r["ref"], r["device_id"], r["ts"]) for r in outbox] == [
+            (1, "CreateWorkOrder", "wo-1", "fridge-1", EPOCH_MS),
+            (2, "Notify", "n-1", "fridge-1", EPOCH_MS),
+            (3, "SendCommand", "cmd-1", "fridge-1", EPOCH_MS),
+            (4, "OrderConsumable", "ord-1", "fridge-1", EPOCH_MS),
+        ]
+        assert msgspec.json.decode(outbox[0]["payload"], type=WorkOrder) == WORK_ORDER
+
+        storage.release()  # handled: the inbox empties, in the open transaction
+        storage.hold([("t/next", b"\x01")])
+        storage.set_counters({"big": HUGE + 1})
+        storage.commit()
+        storage.hold([("t/lost", b"\x02")])  # never committed: a crash here loses it
+        storage.set_counters({"big": 0})
+    finally:
+        storage.close()  # ... but close() commits what is open
+    storage = Storage(db_location)
+    try:
+        assert storage.inbox() == [("t/next", b"\x01"), ("t/lost", b"\x02")]
+        assert storage.counters()["big"] == 0
+    finally:
+        storage.close()
+
+
+def test_a_reader_sees_committed_writes_only_and_cannot_write(db_location: str) -> None:
+    storage = Storage(db_location)
+    reader = database.ReadOnly(database.locate(db_location))
+    try:
+        storage.set_counters({"n": 1})
+        with reader.connect() as db:
+            assert db.rows("SELECT name, value FROM counters") == []
+        storage.commit()
+        with reader.connect() as db:
+            assert db.dicts("SELECT name, value FROM counters WHERE name = ?", ("n",)) == [{"name": "n", "value": 1}]
+            with pytest.raises(StorageError, match=r"read-only|readonly"):
+                db.execute("INSERT INTO counters VALUES (?, ?)", ("m", 2))
+    finally:
+        storage.close()
+
+
+def test_a_password_is_used_but_never_shown(postgres_url: str) -> None:
+    url, password = with_password(postgres_url, "s3cret")
+    storage = Storage(url)
+    try:
+        assert storage.path == url.replace(f":{password}@", "@") and password not in storage.path
+    finally:
+        storage.close()
+
+
+# -- the HTTP API --------------------------------------------------------------------------------------
+
+
+def get(base: str, path: str) -> tuple[int, Any]:
+    try:
+        with urllib.request.urlopen(base + path, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_the_http_api_reads_what_storage_wrote(db_location: str) -> None:
+    storage = Storage(db_location)
+    storage.record_ingest([(("event", "fridge-3", 1, 1), EPOCH_MS - 60)])
+    storage.apply(ACTIONS)
+    storage.commit()
+    storage.close()
+    api = HttpApi(create_app(db_location, EngineMetrics(), connected=lambda: True))
+    api.start()
+    try:
+        status, cases = get(api.url, "/cases")
+        assert status == 200
+        assert [(c["case_id"], c["state"], c["opened_s"]) for c in cases] == [
+            ("case-2", "open", EPOCH_MS + 6),
+            ("case-1", "in_progress", EPOCH_MS),
+        ]
+        assert [c["case_id"] for c in get(api.url, "/cases?state=open")[1]] == ["case-2"]
+        assert [c["case_id"] for c in get(api.url, "/cases?device=fridge-1&state=in_progress")[1]] == ["case-1"]
+        assert get(api.url, "/cases?device=fridge-1&state=open") == (200, [])
+        assert [c["case_id"] for c in get(api.url, "/cases?limit=1")[1]] == ["case-2"]
+        status, case = get(api.url, "/cases/case-1")
+        assert status == 200
+        assert [(w["work_order_id"], w["state"], w["visit"]) for w in case["work_orders"]] == [("wo-1", "accepted", 2)]
+        assert case["alerts"][0]["value"] == THIRD and case["alerts"][0]["cleared_s"] == EPOCH_MS + 3
+        assert case["sla_breaches"] == [{"clock": "first_response", "ts": EPOCH_MS + 1}]
+        assert get(api.url, "/cases/case-9")[0] == 404
+        assert [w["work_order_id"] for w in get(api.url, "/work-orders?state=accepted")[1]] == ["wo-1"]
+        assert get(api.url, "/work-orders?state=done") == (200, [])
+        devices = {d["device_id"]: d["last_seen_s"] for d in get(api.url, "/devices")[1]}
+        assert devices == {"fridge-1": None, "fridge-2": None, "fridge-3": EPOCH_MS - 60}
+        status, twin = get(api.url, "/devices/fridge-1")
+        assert status == 200 and [c["case_id"] for c in twin["cases"]] == ["case-1"]
+        assert [a["alert_id"] for a in twin["alerts"]] == ["alert-1"]
+    finally:
+        api.stop()
+
+
+def test_the_http_api_answers_503_when_the_database_is_gone(db_location: str, tmp_path: Path) -> None:
+    if db_location.startswith("postgresql"):
+        missing = with_database(db_location, "sot_no_such_database")
+    else:
+        missing = str(tmp_path / "missing.sqlite")
+    api = HttpApi(create_app(missing, EngineMetrics(), connected=lambda: True))
+    api.start()
+    try:
+        status, body = get(api.url, "/cases")
+        assert status == 503 and body["detail"].startswith("database unavailable: cannot open database")
+        assert get(api.url, "/kpis")[0] == 200  # live figures do not need the database
+    finally:
+        api.stop()
+
+
+# -- the command line ----------------------------------------------------------------------------------
+
+
+def engine(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "support_engine", "--broker", "mqtt://127.0.0.1:1", *args],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+def test_an_unreachable_postgresql_is_one_line_and_exit_1(postgres_url: str) -> None:
+    missing, password = with_password(with_database(postgres_url, "sot_no_such_database"), "s3cret")
+    for url in (missing, f"postgresql://sot:{password}@127.0.0.1:1/sot"):  # no such database; no server
+        done = engine("--db", url)
+        assert done.returncode == 1, done.stderr
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("sot engine: cannot open database 'postgresql://"), lines
+        assert "check that PostgreSQL is running" in lines[0] and password not in done.stderr
+
+
+def test_the_db_option_takes_a_sqlite_url(tmp_path: Path) -> None:
+    """``--db sqlite:///PATH`` opens PATH (it got as far as the broker, which is not there)."""
+    target = tmp_path / "via-url.sqlite"
+    done = engine("--db", f"sqlite:///{target}")
+    assert target.exists(), done.stderr
+    assert not (Path.cwd() / "sqlite:").exists()
