@@ -22,6 +22,7 @@ from contracts.topics import DEFAULT_PREFIX, Topics
 from support_engine.errors import EngineError
 from support_engine.metrics import EngineMetrics
 from support_engine.mqtt_transport import MqttTransport, Protocol
+from support_engine.registry import load_devices
 from support_engine.service import ClockMode, EngineService
 from support_engine.storage import Storage
 
@@ -123,6 +124,13 @@ def main(
         int | None, typer.Option(help="Serve the HTTP API and /metrics on this port (0: any free port; logged).")
     ] = None,
     http_host: Annotated[str, typer.Option(help="Address the HTTP API listens on.")] = "127.0.0.1",
+    devices: Annotated[
+        Path | None,
+        typer.Option(
+            help="Device registry (.csv, .jsonl, .json or .yaml): product, owner, region, firmware, cohorts, "
+            "contract, warranty per device. Applied at start; entries may also arrive on registry/{device_id}."
+        ),
+    ] = None,
     ack_every: Annotated[
         int,
         typer.Option(
@@ -170,6 +178,8 @@ def main(
             metrics=metrics,
             ack_every=ack_every,
         )
+        if devices is not None:
+            service.provision(load_devices(devices))
         metrics.start(service.core, service.counters)
 
         def _stop(signum: int, frame: FrameType | None) -> None:
