@@ -1,4 +1,15 @@
-"""Locust load tests of the ingestion path (devices and gateways as Locust users).
+"""Load tests of the ingestion path: a scenario's fleet as Locust users against a broker and the engine.
 
-Nothing imports this package: importing locust patches the standard library through gevent.
+- :mod:`loadtest.fleet` — the fleet mix a scenario describes (products, counts, intervals, sensors);
+- :mod:`loadtest.shapes` — soak, ramp, step and spike, by name and parameters, each ending in a drain;
+- :mod:`loadtest.receipts` — sampled messages waiting for the engine's ``IngestAck``;
+- :mod:`loadtest.thresholds` — ``--fail-on`` conditions for CI;
+- :mod:`loadtest.report` — Locust's statistics, the broker's and the engine's counters, reconciled;
+- :mod:`loadtest.broker`, :mod:`loadtest.witnesses`, :mod:`loadtest.swarm` — Mosquitto for load, the
+  engine process and the ``$SYS`` watch, Locust's processes;
+- :mod:`loadtest.runner` and :mod:`loadtest.command` — ``sot loadtest``;
+- :mod:`loadtest.locustfile` — the Locust users and the shape class.
+
+Only the locustfile imports Locust (importing it patches the standard library through gevent), and
+only Locust's own processes load it. Importing this package connects nothing.
 """

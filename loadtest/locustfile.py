@@ -62,7 +62,10 @@ __all__ = ["DeviceUser", "GatewayUser", "SotShape"]
 log = logging.getLogger("sot.loadtest")
 
 CONNECT_TIMEOUT_S = 30.0
-STOP_WAIT_S = 2.0  # on stop, wait this long for the user's un-acknowledged publishes
+STOP_WAIT_S = 5.0  # at most: on stop, wait this long for the user's un-acknowledged publishes
+# paho's network loop wakes every second when idle; 10,000 idle wake-ups a second cost a core. A
+# publish wakes the loop through paho's socket pair anyway, and keep-alive is 60 s.
+LOOP_IDLE_WAKE_S = 10.0  # on stop, wait this long for the user's un-acknowledged publishes
 _POLL_S = 0.05
 _EXPIRE_EVERY_S = 0.5
 
@@ -73,6 +76,10 @@ class ReceiptMissing(Exception):
 
 class PublishRefused(Exception):
     """paho refused a publish (its return code says why)."""
+
+
+class PublishUnacknowledged(Exception):
+    """A publish the broker had not acknowledged when its device stopped."""
 
 
 def _bucket(ms: float) -> float:
@@ -134,6 +141,11 @@ class _Process:
     @property
     def ack_every(self) -> int:
         return int(self.options.sot_ack_every)
+
+    @property
+    def stop_wait_s(self) -> float:
+        """How long a stopping user waits for its PUBACKs: the drain leaves time for the last report."""
+        return min(STOP_WAIT_S, max(0.5, float(self.options.sot_drain) - 4.0))
 
 
 _SHARED: dict[str, _Process] = {}  # "process": this process's state, once built
@@ -266,6 +278,9 @@ class SotClient(MqttClient):  # type: ignore[misc]
         self.connect_started = time.time()
         self.connected_once = False
 
+    def _loop(self, timeout: float = 1.0) -> Any:
+        return super()._loop(max(timeout, LOOP_IDLE_WAKE_S))
+
     def publish(
         self,
         topic: str,
@@ -366,9 +381,15 @@ class _FleetUser(MqttUser):  # type: ignore[misc]
         gevent.sleep(phase)
 
     def on_stop(self) -> None:
-        deadline = time.monotonic() + STOP_WAIT_S
-        while self.client._publish_requests and time.monotonic() < deadline:
+        """Wait a little for un-acknowledged publishes, count the rest as failed, disconnect."""
+        deadline = time.monotonic() + self.state.stop_wait_s
+        pending = self.client._publish_requests
+        while pending and time.monotonic() < deadline:
             gevent.sleep(_POLL_S)
+        for context in list(pending.values()):
+            error = PublishUnacknowledged("no PUBACK before the device disconnected")
+            _fire(self.environment, "publish", _kind(context.topic), None, error)
+        pending.clear()
         self.client.disconnect()
         self.client.loop_stop()
 

@@ -1,0 +1,177 @@
+"""The two witnesses besides Locust: the engine (its ``/metrics``) and the broker (its ``$SYS`` counters).
+
+:func:`start_engine` runs the engine as its own process on the wall clock, with ingest receipts and
+its HTTP API; :func:`scrape` reads its counters. :class:`BrokerWatch` is the runner's own MQTT
+connection: it keeps the broker's latest ``$SYS`` counters and counts what the engine publishes, so
+that the devices' PUBLISH packets can be told from the engine's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+from contracts.engine_config import EngineConfig
+from contracts.topics import DEFAULT_PREFIX, Topics
+from loadtest.errors import LoadTestError
+from loadtest.report import BrokerCounts, EngineCounts, parse_metrics
+from sim.errors import BrokerError
+from sim.harness.broker import BrokerUrl
+from sim.harness.engine_process import EngineProcess
+
+__all__ = ["BrokerWatch", "StartedEngine", "free_port", "scrape", "start_engine"]
+
+
+@dataclass
+class StartedEngine:
+    """The engine process a load test started, and where its metrics are."""
+
+    process: EngineProcess
+    metrics_url: str
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+def start_engine(
+    broker: BrokerUrl,
+    workdir: Path,
+    config: EngineConfig,
+    *,
+    prefix: str = DEFAULT_PREFIX,
+    ack_every: int = 10,
+    client_id: str = "sot-loadtest-engine",
+    timeout_s: float = 30.0,
+) -> StartedEngine:
+    """Start ``python -m support_engine`` on the wall clock with receipts and ``/metrics``; return it once
+    it has subscribed (its session holds what comes from then on) and serves its metrics."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    for stale in workdir.glob("engine.sqlite*"):
+        stale.unlink()
+    (workdir / "engine-config.json").write_bytes(msgspec.json.encode(config))
+    port = free_port()
+    args = [
+        "--broker", str(broker), "--db", str(workdir / "engine.sqlite"), "--clock", "wall",
+        "--config", str(workdir / "engine-config.json"), "--prefix", prefix, "--client-id", client_id,
+        "--protocol", "5", "--http", str(port), "--ack-every", str(ack_every), "--log-level", "INFO",
+    ]  # fmt: skip
+    log = workdir / "engine.log"
+    log.unlink(missing_ok=True)
+    process = EngineProcess(args, log)
+    engine = StartedEngine(process, f"http://127.0.0.1:{port}/metrics")
+    deadline = time.monotonic() + timeout_s
+    try:
+        while "engine connected" not in process.log_tail(200) or scrape(engine.metrics_url) is None:
+            if not process.alive():
+                raise LoadTestError(f"the engine exited; its log ends with:\n{process.log_tail()}")
+            if time.monotonic() > deadline:
+                raise LoadTestError(f"the engine was not ready after {timeout_s:g} s:\n{process.log_tail()}")
+            time.sleep(0.1)
+    except BaseException:
+        process.stop()
+        raise
+    return engine
+
+
+def scrape(url: str, timeout_s: float = 5.0) -> EngineCounts | None:
+    """The engine's counters from its ``/metrics``, or None when it does not answer."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            return parse_metrics(response.read().decode())
+    except (OSError, urllib.error.URLError, ValueError):
+        return None
+
+
+_SYS_TOPICS = {
+    "$SYS/broker/publish/messages/received": "received",
+    "$SYS/broker/publish/messages/sent": "sent",
+    "$SYS/broker/publish/messages/dropped": "dropped",
+    "$SYS/broker/clients/connected": "connected",
+}
+
+
+class BrokerWatch:
+    """The runner's own connection: the broker's ``$SYS`` counters and a count of the engine's publishes."""
+
+    def __init__(self, url: BrokerUrl, topics: Topics) -> None:
+        self.url, self.topics = url, topics
+        self._values: dict[str, float] = {}
+        self._updated: dict[str, float] = {}
+        self.connected_max = 0.0
+        self.engine_publishes = 0
+        self._lock = threading.Lock()
+        self._ready = threading.Event()
+        self._client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"sot-loadtest-watch-{os.getpid()}")
+        self._client.on_message = self._on_message
+        self._client.on_subscribe = lambda *args: self._ready.set()
+
+    def start(self, timeout_s: float = 10.0) -> None:
+        p = self.topics.prefix
+        filters = [*_SYS_TOPICS, f"{p}/engine/#", f"{p}/dev/+/cmd", f"{p}/clock/ack"]
+        try:
+            self._client.connect(self.url.host, self.url.port, keepalive=30)
+        except OSError as exc:
+            raise BrokerError(f"cannot reach the broker at {self.url}: {exc}") from exc
+        self._client.loop_start()
+        self._client.subscribe([(f, 0) for f in filters])
+        if not self._ready.wait(timeout_s):
+            self.stop()
+            raise BrokerError(f"the broker at {self.url} did not acknowledge the runner's subscriptions")
+
+    def stop(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
+        name = _SYS_TOPICS.get(message.topic)
+        with self._lock:
+            if name is None:
+                self.engine_publishes += 1
+                return
+            with contextlib.suppress(ValueError):
+                self._values[name] = float(message.payload)
+                self._updated[name] = time.monotonic()
+                if name == "connected":
+                    self.connected_max = max(self.connected_max, self._values[name])
+
+    def counts(self) -> BrokerCounts:
+        with self._lock:
+            v = self._values
+            return BrokerCounts(v.get("received"), v.get("sent"), v.get("dropped"), self.connected_max or None)
+
+    def connected(self) -> int | None:
+        with self._lock:
+            value = self._values.get("connected")
+        return None if value is None else int(value)
+
+    def fresh(self, timeout_s: float = 3.0) -> BrokerCounts:
+        """The counters once the broker has published them again (they lag by up to its ``sys_interval``)."""
+        since = time.monotonic()
+        deadline = since + timeout_s
+        while time.monotonic() < deadline:
+            with self._lock:
+                updated = self._updated.get("received", 0.0)
+            if updated > since:
+                break
+            time.sleep(0.05)
+        return self.counts()
+
+
+def free_port() -> int:
+    """A loopback port that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
