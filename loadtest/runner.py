@@ -96,7 +96,7 @@ def run_loadtest(
         engine_before = scrape(metrics_url) if metrics_url else None
         if metrics_url and engine_before is None:
             raise LoadTestError(f"cannot read the engine's metrics at {metrics_url}")
-        broker_before = watch.fresh()
+        broker_before = watch.counts()  # nothing moves yet: the retained values are current
         publishes_before = watch.engine_publishes
         locust = Swarm(out_dir)
         stack.callback(locust.stop)
@@ -108,7 +108,7 @@ def run_loadtest(
         stats = read_locust_json(stats_file)
         published = sum(s.succeeded for s in stats if s.method == "publish")
         engine_after = _settle(metrics_url, engine_before, published) if metrics_url else None
-        broker_after = watch.fresh()
+        broker_after = watch.settled()
         engine = engine_after.since(engine_before) if engine_after and engine_before else None
         report = build_report(
             run=_run_section(options, mix, plan, speed, workers, broker_version, engine_label, started_at),

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import ClassVar
 
 __all__ = [
@@ -77,6 +77,10 @@ class Shape:
         """The most users the shape ever asks for."""
         return self.users
 
+    def params(self) -> dict[str, float]:
+        """The shape's own parameters, defaults resolved (for the report)."""
+        return {}
+
 
 @dataclass(frozen=True)
 class Soak(Shape):
@@ -107,6 +111,9 @@ class Ramp(Shape):
     def rise_s(self) -> float:
         return self.up_s or self.duration_s - self.down_s
 
+    def params(self) -> dict[str, float]:
+        return {"up_s": self.rise_s, "down_s": self.down_s}
+
     def at(self, t: float) -> tuple[int, float]:
         rate = max(self.users / self.rise_s, 1.0) * 2  # the line moves each tick: spawn faster than it rises
         fall_from = self.duration_s - self.down_s
@@ -134,6 +141,9 @@ class Step(Shape):
     @property
     def length_s(self) -> float:
         return self.step_s or self.duration_s / self.steps
+
+    def params(self) -> dict[str, float]:
+        return {"steps": self.steps, "step_s": self.length_s}
 
     def at(self, t: float) -> tuple[int, float]:
         k = min(int(t // self.length_s), self.steps - 1)
@@ -170,6 +180,9 @@ class Spike(Shape):
     @property
     def length_s(self) -> float:
         return self.hold_s or self.duration_s / 6
+
+    def params(self) -> dict[str, float]:
+        return {"base": self.floor, "at_s": self.start_s, "hold_s": self.length_s}
 
     def at(self, t: float) -> tuple[int, float]:
         if self.start_s <= t < self.start_s + self.length_s:
@@ -237,6 +250,13 @@ class Plan:
         return None
 
     def describe(self) -> dict[str, object]:
-        """The shape's name and every parameter, for the report."""
-        params = {f.name: getattr(self.shape, f.name) for f in fields(self.shape)}
-        return {"name": self.shape.name, **params, "drain_s": self.drain_s}
+        """The shape's name and every parameter with its defaults resolved, for the report."""
+        s = self.shape
+        return {
+            "name": s.name,
+            "users": s.users,
+            "spawn_rate": s.spawn_rate,
+            "duration_s": s.duration_s,
+            **s.params(),
+            "drain_s": self.drain_s,
+        }

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from loadtest.fleet import FleetMix
-from loadtest.options import LoadTestOptions
+from loadtest.options import LOCUSTFILE, LoadTestOptions
 from loadtest.witnesses import free_port
 from sim.harness.broker import BrokerUrl
 
@@ -101,15 +101,18 @@ def start_swarm(
 ) -> None:
     """Start Locust for ``options`` on ``mix``: one process when ``workers`` is 0, else a master and workers."""
     env = {"SOT_LOADTEST_FLEET": mix.encode(), "PYTHONUNBUFFERED": "1"}
-    user_class = "DeviceUser" if options.kind == "device" else "GatewayUser"
+    # The project's locustfile has both kinds of user: name the one wanted. A locustfile of your own
+    # runs every user class it has.
+    default = options.locustfile.resolve() == LOCUSTFILE.resolve()
+    classes = [("DeviceUser" if options.kind == "device" else "GatewayUser")] if default else []
     args = locust_args(options, url, speed, out_dir)
     if workers == 0:
-        locust.spawn("master", [*args, user_class], env)
+        locust.spawn("master", [*args, *classes], env)
         return
     port = free_port()
     master = ["--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port)]
     master += ["--expect-workers", str(workers), "--expect-workers-max-wait", "60"]
-    locust.spawn("master", [*args, *master, user_class], env)
+    locust.spawn("master", [*args, *master, *classes], env)
     for i in range(workers):
         worker = ["-f", str(options.locustfile.resolve()), "--worker", "--master-host", "127.0.0.1"]
-        locust.spawn(f"worker-{i}", [*worker, "--master-port", str(port), user_class], env)
+        locust.spawn(f"worker-{i}", [*worker, "--master-port", str(port), *classes], env)

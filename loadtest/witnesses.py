@@ -129,6 +129,9 @@ class BrokerWatch:
         if not self._ready.wait(timeout_s):
             self.stop()
             raise BrokerError(f"the broker at {self.url} did not acknowledge the runner's subscriptions")
+        deadline = time.monotonic() + 2.0  # retained $SYS values follow the SUBACK (none: not Mosquitto)
+        while "received" not in self._values and time.monotonic() < deadline:
+            time.sleep(0.02)
 
     def stop(self) -> None:
         self._client.disconnect()
@@ -156,10 +159,11 @@ class BrokerWatch:
             value = self._values.get("connected")
         return None if value is None else int(value)
 
-    def fresh(self, timeout_s: float = 3.0) -> BrokerCounts:
-        """The counters once the broker has published them again (they lag by up to its ``sys_interval``)."""
+    def settled(self, wait_s: float = 1.2) -> BrokerCounts:
+        """The counters once they are current. The broker republishes a ``$SYS`` value each ``sys_interval``
+        (1 s on the load broker) only when it changed: wait that long for a newer one, then take what is there."""
         since = time.monotonic()
-        deadline = since + timeout_s
+        deadline = since + wait_s
         while time.monotonic() < deadline:
             with self._lock:
                 updated = self._updated.get("received", 0.0)
