@@ -323,7 +323,9 @@ def products(
 @app.command()
 def engine(
     broker: Annotated[str, typer.Option(help="Broker URL, mqtt://host:port.")] = "mqtt://127.0.0.1:1883",
-    db: Annotated[Path, typer.Option(help="SQLite database file.")] = Path("sot-engine.sqlite"),
+    db: Annotated[
+        str, typer.Option(help="Database: a SQLite file, sqlite:///PATH, or postgresql://user@host:port/db.")
+    ] = "sot-engine.sqlite",
     clock: Annotated[
         str, typer.Option(help="'wall' (production) or 'event' (follow a world's clock barrier).")
     ] = "wall",
@@ -348,6 +350,13 @@ def engine(
     ] = None,
     http_host: Annotated[str, typer.Option(help="Address the HTTP API listens on.")] = "127.0.0.1",
     log_format: Annotated[str, typer.Option(help="Log format: text or json (one object per line).")] = "text",
+    devices: Annotated[
+        Path | None,
+        typer.Option(help="Device registry (.csv, .jsonl, .json, .yaml): product, owner, region, firmware, contract."),
+    ] = None,
+    ack_every: Annotated[
+        int, typer.Option(help="Publish an ingest receipt for every device message whose seq is a multiple of N.")
+    ] = 0,
 ) -> None:
     """Run the support engine alone against a broker, until Ctrl-C."""
     args = ["--broker", broker, "--db", str(db), "--clock", clock, "--prefix", prefix, "--client-id", client_id]
@@ -362,6 +371,10 @@ def engine(
         args += ["--config", str(config)]
     if policy is not None:
         args += ["--policy", policy]
+    if devices is not None:
+        args += ["--devices", str(devices)]
+    if ack_every:
+        args += ["--ack-every", str(ack_every)]
     os.execv(sys.executable, [sys.executable, "-m", "support_engine", *args])
 
 

@@ -106,6 +106,10 @@ class EngineService:
         self.ledger = Ledger(storage.ledger_keys())
         saved = storage.counters()
         self.counters: Counter[str] = Counter({k: v for k, v in saved.items() if k.startswith("msg_")})
+        for device, record, reported, desired, offline in storage.devices():  # the registry and the twins' state
+            if record is not None:
+                self.core.provision([record])
+            self.core.restore_twins(device, reported, desired, offline)
         state = storage.state()
         if state is not None:  # a restart: open cases, alerts and pending commands as they were committed
             core_stats = {k: v for k, v in saved.items() if not k.startswith("msg_")}

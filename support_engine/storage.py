@@ -17,17 +17,24 @@ from pathlib import Path
 
 import msgspec
 
+from contracts.messages import DeviceRecord
 from support_engine import database
 from support_engine.core.actions import (
     Action,
+    AlertFlapping,
+    CampaignChanged,
     CaseChanged,
     ClearAlert,
     CreateWorkOrder,
+    DeviceChanged,
     Notify,
     OrderConsumable,
+    Provisioned,
+    Quarantined,
     RaiseAlert,
     SendCommand,
     SlaBreached,
+    SlaWarned,
     WorkOrderChanged,
 )
 from support_engine.core.ledger import Key
@@ -41,15 +48,33 @@ CREATE TABLE IF NOT EXISTS ingest (
     ts REAL NOT NULL, PRIMARY KEY (kind, source, boot_id, seq)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS cases (
     case_id TEXT PRIMARY KEY, device_id TEXT NOT NULL, issue TEXT NOT NULL, state TEXT NOT NULL,
-    priority INTEGER NOT NULL, origin TEXT NOT NULL, opened_s REAL NOT NULL, updated_s REAL NOT NULL);
+    priority INTEGER NOT NULL, origin TEXT NOT NULL, opened_s REAL NOT NULL, updated_s REAL NOT NULL,
+    escalation INTEGER NOT NULL DEFAULT 0, first_response_s REAL);
+CREATE INDEX IF NOT EXISTS cases_by_device ON cases (device_id);
 CREATE TABLE IF NOT EXISTS work_orders (
     work_order_id TEXT PRIMARY KEY, case_id TEXT NOT NULL REFERENCES cases(case_id),
-    device_id TEXT NOT NULL, state TEXT NOT NULL, visit INTEGER NOT NULL, updated_s REAL NOT NULL);
+    device_id TEXT NOT NULL, state TEXT NOT NULL, visit INTEGER NOT NULL, updated_s REAL NOT NULL,
+    technician_id TEXT);
+CREATE INDEX IF NOT EXISTS work_orders_by_case ON work_orders (case_id);
 CREATE TABLE IF NOT EXISTS alerts (
     alert_id TEXT PRIMARY KEY, device_id TEXT NOT NULL, rule TEXT NOT NULL, case_id TEXT,
-    value REAL, raised_s REAL NOT NULL, cleared_s REAL);
+    value REAL, raised_s REAL NOT NULL, cleared_s REAL, flapping INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS alerts_by_device ON alerts (device_id);
+CREATE INDEX IF NOT EXISTS alerts_by_case ON alerts (case_id);
 CREATE TABLE IF NOT EXISTS sla_breaches (
     case_id TEXT NOT NULL, clock TEXT NOT NULL, ts REAL NOT NULL, PRIMARY KEY (case_id, clock));
+CREATE TABLE IF NOT EXISTS sla_warnings (
+    case_id TEXT NOT NULL, clock TEXT NOT NULL, ts REAL NOT NULL, PRIMARY KEY (case_id, clock));
+CREATE TABLE IF NOT EXISTS devices (
+    device_id TEXT PRIMARY KEY, product TEXT, owner_id TEXT, region TEXT, contract TEXT,
+    warranty_until_s REAL, record TEXT, reported TEXT NOT NULL DEFAULT '{}', desired TEXT NOT NULL DEFAULT '{}',
+    offline INTEGER NOT NULL DEFAULT 0, updated_s REAL NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS quarantine (
+    device_id TEXT PRIMARY KEY, first_s REAL NOT NULL, last_s REAL NOT NULL, messages INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS campaigns (
+    campaign_id TEXT PRIMARY KEY, rule TEXT NOT NULL, action TEXT NOT NULL, cohort TEXT NOT NULL,
+    state TEXT NOT NULL, stage INTEGER NOT NULL, targets INTEGER NOT NULL, sent INTEGER NOT NULL,
+    failed INTEGER NOT NULL, opened_s REAL NOT NULL, updated_s REAL NOT NULL, reason TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY, ts REAL NOT NULL, kind TEXT NOT NULL, device_id TEXT NOT NULL,
     ref TEXT NOT NULL, payload TEXT NOT NULL);
@@ -100,8 +125,35 @@ class Storage:
         rows = self._db.rows("SELECT topic, payload FROM inbox ORDER BY arrival")
         return [(str(t), bytes(p)) for t, p in rows]
 
+    def devices(self) -> list[tuple[str, DeviceRecord | None, dict[str, str], dict[str, str], bool]]:
+        """Every device row: id, registry record (None: not registered), reported and desired state, offline."""
+        rows = self._db.rows("SELECT device_id, record, reported, desired, offline FROM devices ORDER BY device_id")
+        return [
+            (
+                str(device),
+                msgspec.json.decode(record, type=DeviceRecord) if record else None,
+                msgspec.json.decode(reported, type=dict[str, str]),
+                msgspec.json.decode(desired, type=dict[str, str]),
+                bool(offline),
+            )
+            for device, record, reported, desired, offline in rows
+        ]
+
     def count(self, table: str) -> int:
-        if table not in {"ingest", "cases", "work_orders", "alerts", "outbox", "dead_letters", "sla_breaches", "inbox"}:
+        if table not in {
+            "ingest",
+            "cases",
+            "work_orders",
+            "alerts",
+            "outbox",
+            "dead_letters",
+            "sla_breaches",
+            "sla_warnings",
+            "inbox",
+            "devices",
+            "quarantine",
+            "campaigns",
+        }:
             raise ValueError(f"no table {table!r}")
         return int(self._db.rows(f"SELECT count(*) FROM {table}")[0][0])
 
@@ -137,20 +189,94 @@ class Storage:
         for a in actions:
             if isinstance(a, CaseChanged):
                 db.execute(
-                    "INSERT INTO cases VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(case_id) DO UPDATE SET"
-                    " state=excluded.state, priority=excluded.priority, updated_s=excluded.updated_s",
-                    (a.case_id, a.device_id, a.issue, a.state, a.priority, a.origin, a.opened_s, a.ts),
+                    "INSERT INTO cases VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(case_id) DO UPDATE SET"
+                    " state=excluded.state, priority=excluded.priority, updated_s=excluded.updated_s,"
+                    " escalation=excluded.escalation, first_response_s=excluded.first_response_s",
+                    (
+                        a.case_id,
+                        a.device_id,
+                        a.issue,
+                        a.state,
+                        a.priority,
+                        a.origin,
+                        a.opened_s,
+                        a.ts,
+                        a.escalation,
+                        a.first_response_s,
+                    ),
                 )
             elif isinstance(a, WorkOrderChanged):
                 db.execute(
-                    "INSERT INTO work_orders VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(work_order_id) DO UPDATE SET"
+                    "INSERT INTO work_orders VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(work_order_id) DO UPDATE SET"
                     " state=excluded.state, visit=excluded.visit, updated_s=excluded.updated_s",
-                    (a.work_order_id, a.case_id, a.device_id, a.state, a.visit, a.ts),
+                    (a.work_order_id, a.case_id, a.device_id, a.state, a.visit, a.ts, a.technician_id),
                 )
             elif isinstance(a, RaiseAlert):
                 db.execute(
-                    "INSERT INTO alerts VALUES (?, ?, ?, ?, ?, ?, NULL)",
+                    "INSERT INTO alerts VALUES (?, ?, ?, ?, ?, ?, NULL, 0)",
                     (a.alert_id, a.device_id, a.rule, a.case_id, a.value, a.ts),
+                )
+            elif isinstance(a, AlertFlapping):
+                db.execute("UPDATE alerts SET flapping = ? WHERE alert_id = ?", (int(a.flapping), a.alert_id))
+            elif isinstance(a, SlaWarned):
+                db.execute(
+                    "INSERT INTO sla_warnings VALUES (?, ?, ?) ON CONFLICT DO NOTHING", (a.case_id, a.clock, a.ts)
+                )
+            elif isinstance(a, Provisioned):
+                r = a.record
+                db.execute(
+                    "INSERT INTO devices (device_id, product, owner_id, region, contract, warranty_until_s, record)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(device_id) DO UPDATE SET product=excluded.product,"
+                    " owner_id=excluded.owner_id, region=excluded.region, contract=excluded.contract,"
+                    " warranty_until_s=excluded.warranty_until_s, record=excluded.record",
+                    (
+                        r.device_id,
+                        r.product,
+                        r.owner_id,
+                        r.region,
+                        r.contract,
+                        r.warranty_until_s,
+                        msgspec.json.encode(r).decode(),
+                    ),
+                )
+            elif isinstance(a, DeviceChanged):
+                db.execute(
+                    "INSERT INTO devices (device_id, reported, desired, offline, updated_s) VALUES (?, ?, ?, ?, ?)"
+                    " ON CONFLICT(device_id) DO UPDATE SET reported=excluded.reported, desired=excluded.desired,"
+                    " offline=excluded.offline, updated_s=excluded.updated_s",
+                    (
+                        a.device_id,
+                        msgspec.json.encode(a.reported).decode(),
+                        msgspec.json.encode(a.desired).decode(),
+                        int(a.offline),
+                        a.ts,
+                    ),
+                )
+            elif isinstance(a, Quarantined):
+                db.execute(
+                    "INSERT INTO quarantine VALUES (?, ?, ?, 1) ON CONFLICT(device_id) DO UPDATE SET"
+                    " last_s=excluded.last_s, messages=quarantine.messages + 1",
+                    (a.device_id, a.ts, a.ts),
+                )
+            elif isinstance(a, CampaignChanged):
+                db.execute(
+                    "INSERT INTO campaigns VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(campaign_id) DO UPDATE"
+                    " SET state=excluded.state, stage=excluded.stage, sent=excluded.sent, failed=excluded.failed,"
+                    " updated_s=excluded.updated_s, reason=excluded.reason",
+                    (
+                        a.campaign_id,
+                        a.rule,
+                        a.action,
+                        a.cohort,
+                        a.state,
+                        a.stage,
+                        a.targets,
+                        a.sent,
+                        a.failed,
+                        a.opened_s,
+                        a.ts,
+                        a.reason,
+                    ),
                 )
             elif isinstance(a, ClearAlert):
                 db.execute("UPDATE alerts SET cleared_s = ? WHERE alert_id = ?", (a.ts, a.alert_id))

@@ -241,7 +241,11 @@ class Engine:
             actions = self._batch(message, now)
         elif isinstance(message, Telemetry):
             actions = self._telemetry(message, now)
-        elif isinstance(message, DeviceEvent) and self._unknown(message.device_id):
+        elif (
+            isinstance(message, DeviceEvent)
+            and self._unknown(message.device_id)
+            and message.device_id not in self.open_case_of  # an owner's call made it ours: it answers us
+        ):
             actions = self._quarantine(message.device_id, message.ts)
         elif isinstance(message, Contact):
             actions = self._contact(message, now)
@@ -289,6 +293,19 @@ class Engine:
         self.stats["escalations"] += 1
         event: Action = (SlaWarned if warning else SlaBreached)(case.case_id, case.device_id, clock, at)
         return [event, self._case_changed(case, at)]
+
+    def _stop_clock(self, case: Case, clock: str, t: float) -> list[Action]:
+        """A clock stops at ``t``: its warning and breach, if it passed them since the timers last ran."""
+        if self._issue(case.issue).consumable is not None:
+            return []
+        sla = self._sla_of(case.device_id)
+        target = sla.first_response_s if clock == "first_response" else sla.resolution_s
+        actions: list[Action] = []
+        if t - case.opened_s > sla.warn_at * target and clock not in case.warned:
+            actions += self._sla_event(case, clock, case.opened_s + sla.warn_at * target, warning=True)
+        if t - case.opened_s > target and clock not in case.breached:
+            actions += self._sla_event(case, clock, case.opened_s + target, warning=False)
+        return actions
 
     def _case_changed(self, case: Case, t: float) -> CaseChanged:
         return CaseChanged(
@@ -501,7 +518,9 @@ class Engine:
                 slots, ts, seq = slots[keep], ts[keep], seq[keep]
                 values = {k: v[keep] for k, v in values.items()}
         self.stats["readings"] += len(slots)
+        before = (self.twins.missing_total, self.twins.late_total)
         fired = self.twins.ingest(slots, ts, seq, values)
+        self._gap_stats(*before)
         return actions + self._back_online(fired.online) + self._alerts(fired.raised, fired.cleared)
 
     def _telemetry(self, message: Telemetry, now: float) -> list[Action]:
@@ -524,10 +543,19 @@ class Engine:
         names = sorted({k for m in messages for k in m.values})
         values = {k: np.array([m.values.get(k, np.nan) for m in messages]) for k in names}
         self.stats["readings"] += len(messages)
+        before = (self.twins.missing_total, self.twins.late_total)
         fired = self.twins.ingest(slots, ts, seq, values)
+        self._gap_stats(*before)
         actions += self._back_online(fired.online) + self._alerts(fired.raised, fired.cleared)
         self._forget_rearmed()
         return actions
+
+    def _gap_stats(self, missing: int, late: int) -> None:
+        """Count readings missing by sequence gaps (some of them may still come, late) and late ones."""
+        if self.twins.missing_total > missing:
+            self.stats["readings_missing"] += self.twins.missing_total - missing
+        if self.twins.late_total > late:
+            self.stats["readings_late"] += self.twins.late_total - late
 
     def _alerts(
         self, raised: list[tuple[int, int, float, float]], cleared: list[tuple[int, int, float]]
@@ -864,8 +892,10 @@ class Engine:
         ]
         case = self.cases[wo.case_id]
         if wo.state == "accepted" and case.first_response_s is None and case.state != "resolved":
-            case.first_response_s = max(status.ts, case.opened_s)  # a technician has taken it on
-            actions.append(self._case_changed(case, case.first_response_s))
+            accepted = max(status.ts, case.opened_s)
+            actions += self._stop_clock(case, "first_response", accepted)
+            case.first_response_s = accepted  # a technician has taken it on
+            actions.append(self._case_changed(case, accepted))
         if wo.state == "closed":
             actions += self._maybe_resolve(self.cases[wo.case_id], status.ts)
         return actions
@@ -900,6 +930,9 @@ class Engine:
     def _resolve(self, case: Case, t: float, text: str | None) -> list[Action]:
         """Resolve ``case``; tell the owner with ``text`` (None: they have just been told)."""
         t = max(t, case.opened_s)  # a late message (another topic, no order between them) cannot go back
+        late = self._stop_clock(case, "resolution", t)
+        if case.first_response_s is None:
+            late += self._stop_clock(case, "first_response", t)
         case.state = CASE.check(case.state, "resolved", case.case_id)
         case.resolved_s = t
         del self.open_case_of[case.device_id]
@@ -908,4 +941,4 @@ class Engine:
         if t - case.opened_s <= self._sla_of(case.device_id).resolution_s:
             self.stats["cases_resolved_within_sla"] += 1
         changed = self._case_changed(case, t)
-        return [changed] if text is None else [changed, self._note(case, t, "resolved", text)]
+        return [*late, changed] if text is None else [*late, changed, self._note(case, t, "resolved", text)]

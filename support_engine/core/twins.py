@@ -66,6 +66,8 @@ class Twins:
         self.offline = np.zeros(capacity, dtype=bool)
         self.gaps = np.zeros(capacity, dtype=np.int64)  # readings missing by sequence number
         self.late = np.zeros(capacity, dtype=np.int64)  # readings older than the twin's last one
+        self.missing_total = 0  # the sums of both, over every device
+        self.late_total = 0
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -159,24 +161,36 @@ class Twins:
         n = len(self.ids)
         interval = np.where(np.isnan(self.expected_interval[:n]), self.interval[:n], self.expected_interval[:n])
         limit = np.maximum(after_intervals * interval, min_s)
+        heard = np.isfinite(self.last_seen[:n])  # a device never heard from is not judged
         quiet = (now - self.last_seen[:n]) > limit  # NaN intervals compare False: not judged yet
-        return np.flatnonzero(quiet & ~self.offline[:n])
+        return np.flatnonzero(heard & quiet & ~self.offline[:n])
 
     def _ingest_one_time(self, slots: Ints, t: float, seq: npt.NDArray[np.integer], values: dict[str, Floats]) -> Fired:
         previous = self.last_seen[slots]
         fresh = previous <= t
         np.add.at(self.late, slots[~fresh], 1)
-        if len(slots) > 1 and not (slots[1:] > slots[:-1]).all():  # a device's last reading wins for its rules too
-            _, last = np.unique(slots[::-1], return_index=True)
+        self.late_total += int((~fresh).sum())
+        # Gaps: a sequence number that jumps ahead says how many readings went missing (a restart
+        # numbers from the start again: no gap); several readings of a device at one time all count.
+        if len(slots) > 1 and not (slots[1:] > slots[:-1]).all():
+            devices, where, received = np.unique(slots[fresh], return_inverse=True, return_counts=True)
+            top = np.zeros(len(devices), dtype=np.int64)
+            np.maximum.at(top, where, seq[fresh].astype(np.int64))
+            heard_before = np.isfinite(self.last_seen[devices])
+            missing = np.where(heard_before, np.maximum(top - self.last_seq[devices] - received, 0), 0)
+            _, last = np.unique(slots[::-1], return_index=True)  # a device's last reading wins for its rules too
             fresh &= np.isin(np.arange(len(slots)), len(slots) - 1 - last)
+        else:
+            devices = slots[fresh]
+            jump = np.where(np.isfinite(previous[fresh]), seq[fresh].astype(np.int64) - self.last_seq[devices], 1)
+            missing = np.maximum(jump - 1, 0)
+        self.gaps[devices] += missing
+        self.missing_total += int(missing.sum())
         slots = slots[fresh]
         seq = seq[fresh].astype(np.int64)
         heard = np.isfinite(previous[fresh])
-        # Gaps: a sequence number that jumps ahead says how many readings went missing (a restart
-        # numbers from the start again: no gap). The interval is learned as a moving average,
-        # each step clipped to twice the current estimate so that one long silence does not inflate it.
-        jump = np.where(heard, seq - self.last_seq[slots], 1)
-        self.gaps[slots] += np.maximum(jump - 1, 0)
+        # The interval is learned as a moving average, each step clipped to twice the current
+        # estimate so that one long silence does not inflate it.
         dt = t - previous[fresh]
         learned = self.interval[slots]
         step = np.where(np.isnan(learned), dt, learned + 0.2 * (np.minimum(dt, 2.0 * learned) - learned))

@@ -717,3 +717,46 @@ def test_technician_loads_survive_a_restart() -> None:
         close_out(engine, wo, "n-1", 20.0, 100.0)
         assert dispatch(engine, "n-3", 200.0) == "ann"
     assert restored.snapshot() == original.snapshot()
+
+
+# -- reproducers of bugs found with these tests --------------------------------------------------
+
+
+def test_a_registered_device_never_heard_from_is_not_declared_offline() -> None:
+    engine = make(offline=Offline(after_intervals=3, min_s=60.0, issue="unreachable"))
+    engine.provision([freezer("quiet", interval_s=600.0)])  # the registry knows its interval; it never reported
+    assert engine.advance(1e6) == []
+    assert engine.cases == {}
+
+
+def test_the_result_of_a_command_sent_to_an_unregistered_device_is_not_quarantined() -> None:
+    engine = make(provisioning="registered")
+    (command,) = of(engine.handle(contact("tv-9", 10.0, "screen_frozen"), 10.0), SendCommand)  # owners are served
+    fixed = event("tv-9", "command_result", "fixed", 20.0, command_id=command.message.command_id)
+    engine.handle(fixed, 20.0)
+    assert engine.open_case_of == {} and engine.pending_commands == {}
+
+
+def test_readings_of_one_device_at_one_time_count_no_gap_together_as_one_by_one() -> None:
+    together, apart = Engine(make().config), Engine(make().config)
+    first = [reading("fz-1", 0.0, 1, temp=-20.0), reading("fz-1", 1.0, 2, temp=-20.0)]
+    same_second = [reading("fz-1", 2.0, 3, temp=-20.0), reading("fz-1", 2.0, 4, temp=-20.0)]
+    for engine in (together, apart):
+        engine.handle_readings(first)
+    together.handle_readings(same_second)
+    for m in same_second:
+        apart.handle(m, m.ts)
+    assert apart.twins.gaps[0] == 0
+    assert together.twins.gaps[0] == 0
+
+
+def test_a_first_response_after_its_target_is_a_breach_even_between_timer_runs() -> None:
+    engine = make(contracts={"gold": Sla(first_response_s=HOUR, resolution_s=24 * HOUR)})
+    engine.provision([DeviceRecord(device_id="fz-1", contract="gold")])
+    engine.handle(contact("fz-1", 0.0), 0.0)
+    (wo,) = engine.work_orders
+    assert engine.advance(0.5 * HOUR) == []
+    accepted = engine.handle(status(wo, "fz-1", "accepted", 2 * HOUR, 1), 2 * HOUR)  # an hour late
+    breaches = [a for a in accepted if isinstance(a, SlaBreached)]
+    assert [(b.clock, b.ts) for b in breaches] == [("first_response", HOUR)]  # the clock stopped past its target
+    assert [a for a in engine.advance(2 * HOUR + 1) if isinstance(a, SlaBreached)] == []
