@@ -20,14 +20,16 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
+import msgspec
 import uvicorn
 from fastapi import FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict
 
+from contracts.messages import DeviceRecord
 from support_engine import database
 from support_engine.errors import StorageError
 from support_engine.metrics import EngineMetrics
@@ -73,6 +75,8 @@ class CaseRecord(_Model):
     origin: str
     opened_s: float
     updated_s: float
+    escalation: int  # SLA warnings and breaches so far (each raised the priority)
+    first_response_s: float | None
 
 
 class WorkOrderRecord(_Model):
@@ -82,6 +86,7 @@ class WorkOrderRecord(_Model):
     state: str  # a WorkOrderState
     visit: int
     updated_s: float
+    technician_id: str | None
 
 
 class AlertRecord(_Model):
@@ -92,6 +97,7 @@ class AlertRecord(_Model):
     value: float | None
     raised_s: float
     cleared_s: float | None
+    flapping: bool
 
 
 class SlaBreachRecord(_Model):
@@ -103,6 +109,44 @@ class CaseDetail(CaseRecord):
     work_orders: list[WorkOrderRecord]
     alerts: list[AlertRecord]
     sla_breaches: list[SlaBreachRecord]
+    sla_warnings: list[SlaBreachRecord]
+
+
+class Registration(_Model):
+    """What the registry says about a device, and its twin's reported/desired state."""
+
+    product: str | None
+    owner_id: str | None
+    region: str | None
+    contract: str | None
+    warranty_until_s: float | None
+    cohorts: dict[str, str]
+    reported: dict[str, str]  # firmware and settings the device reports
+    desired: dict[str, str]  # what it should run
+    in_sync: bool  # every desired value reported
+    offline: bool
+
+
+class QuarantineRecord(_Model):
+    device_id: str
+    first_s: float
+    last_s: float
+    messages: int
+
+
+class FleetCampaignRecord(_Model):
+    campaign_id: str
+    rule: str
+    action: str  # ota | recall
+    cohort: str  # "by=value"
+    state: str  # running | completed | aborted
+    stage: int
+    targets: int
+    sent: int
+    failed: int
+    opened_s: float
+    updated_s: float
+    reason: str
 
 
 class DeviceTwin(_Model):
@@ -112,6 +156,7 @@ class DeviceTwin(_Model):
     open_case: str | None
     alerts: list[AlertRecord]
     cases: list[CaseRecord]
+    registration: Registration | None  # None: never registered nor reported firmware/settings
 
 
 class CampaignRecord(_Model):
@@ -151,7 +196,25 @@ def _where(*conditions: tuple[str, object]) -> tuple[str, tuple[object, ...]]:
     return (f" WHERE {clause}" if given else ""), tuple(value for _, value in given)
 
 
-_CASE_COLUMNS = "case_id, device_id, issue, state, priority, origin, opened_s, updated_s"
+_CASE_COLUMNS = "case_id, device_id, issue, state, priority, origin, opened_s, updated_s, escalation, first_response_s"
+
+
+def _registration(row: dict[str, Any]) -> Registration:
+    record = msgspec.json.decode(row["record"], type=DeviceRecord) if row.get("record") else None
+    reported = msgspec.json.decode(row["reported"] or "{}", type=dict[str, str])
+    desired = msgspec.json.decode(row["desired"] or "{}", type=dict[str, str])
+    return Registration(
+        product=row["product"],
+        owner_id=row["owner_id"],
+        region=row["region"],
+        contract=row["contract"],
+        warranty_until_s=row["warranty_until_s"],
+        cohorts=dict(record.cohorts) if record is not None else {},
+        reported=reported,
+        desired=desired,
+        in_sync=all(reported.get(k) == v for k, v in desired.items()),
+        offline=bool(row["offline"]),
+    )
 
 
 def create_app(where: str | Path, metrics: EngineMetrics, *, connected: Callable[[], bool]) -> FastAPI:
@@ -224,8 +287,10 @@ def create_app(where: str | Path, metrics: EngineMetrics, *, connected: Callable
             cases = db.dicts(
                 f"SELECT {_CASE_COLUMNS} FROM cases WHERE device_id = ? ORDER BY opened_s, case_id", (device_id,)
             )
+            rows = db.dicts("SELECT * FROM devices WHERE device_id = ?", (device_id,))
         reading = snap.last_seen_s(device_id)
-        if device_id not in snap.slot_of and last_event is None and not cases and device_id not in snap.open_case_of:
+        known = device_id in snap.slot_of or last_event is not None or cases or device_id in snap.open_case_of
+        if not known and not rows:
             raise HTTPException(404, f"no device {device_id!r}")
         seen = [t for t in (reading, last_event) if t is not None]
         return DeviceTwin(
@@ -235,6 +300,7 @@ def create_app(where: str | Path, metrics: EngineMetrics, *, connected: Callable
             open_case=snap.open_case_of.get(device_id),
             alerts=[AlertRecord(**a) for a in alerts],
             cases=[CaseRecord(**c) for c in cases],
+            registration=_registration(rows[0]) if rows else None,
         )
 
     @app.get("/cases", response_model=list[CaseRecord])
@@ -256,11 +322,13 @@ def create_app(where: str | Path, metrics: EngineMetrics, *, connected: Callable
             orders = db.dicts("SELECT * FROM work_orders WHERE case_id = ? ORDER BY work_order_id", (case_id,))
             alerts = db.dicts("SELECT * FROM alerts WHERE case_id = ? ORDER BY raised_s, alert_id", (case_id,))
             breaches = db.dicts("SELECT clock, ts FROM sla_breaches WHERE case_id = ? ORDER BY ts", (case_id,))
+            warnings = db.dicts("SELECT clock, ts FROM sla_warnings WHERE case_id = ? ORDER BY ts", (case_id,))
         return CaseDetail(
             **found[0],
             work_orders=[WorkOrderRecord(**o) for o in orders],
             alerts=[AlertRecord(**a) for a in alerts],
             sla_breaches=[SlaBreachRecord(**b) for b in breaches],
+            sla_warnings=[SlaBreachRecord(**w) for w in warnings],
         )
 
     @app.get("/work-orders", response_model=list[WorkOrderRecord])
@@ -272,9 +340,23 @@ def create_app(where: str | Path, metrics: EngineMetrics, *, connected: Callable
             rows = db.dicts(sql, (*args, limit))
         return [WorkOrderRecord(**r) for r in rows]
 
-    @app.get("/campaigns", response_model=list[CampaignRecord])
-    def campaigns() -> list[CampaignRecord]:
-        """Fleet-wide updates so far, in the order they started."""
+    @app.get("/campaigns", response_model=list[FleetCampaignRecord])
+    def campaigns() -> list[FleetCampaignRecord]:
+        """Campaigns opened by cohort comparison (staged OTA updates and recalls), oldest first."""
+        with store.connect() as db:
+            rows = db.dicts("SELECT * FROM campaigns ORDER BY opened_s, campaign_id")
+        return [FleetCampaignRecord(**r) for r in rows]
+
+    @app.get("/quarantine", response_model=list[QuarantineRecord])
+    def quarantine(limit: Limit = 1000) -> list[QuarantineRecord]:
+        """Unregistered devices whose messages were set aside (registered-only provisioning)."""
+        with store.connect() as db:
+            rows = db.dicts("SELECT * FROM quarantine ORDER BY device_id LIMIT ?", (limit,))
+        return [QuarantineRecord(**r) for r in rows]
+
+    @app.get("/rollouts", response_model=list[CampaignRecord])
+    def rollouts() -> list[CampaignRecord]:
+        """Fleet-wide updates of issues with ``rollout_after``, in the order they started."""
         return [
             CampaignRecord(issue=c.issue, version=c.version, devices_targeted=c.devices_targeted, started_s=c.started_s)
             for c in metrics.snapshot.campaigns

@@ -31,7 +31,7 @@ ENGINE_CONFIG = {
     "symptoms": {"not_cooling": "cooling_failure"},
 }
 PATHS = {"/healthz", "/devices", "/devices/{device_id}", "/cases", "/cases/{case_id}", "/work-orders"}
-PATHS |= {"/campaigns", "/kpis", "/metrics"}
+PATHS |= {"/campaigns", "/rollouts", "/quarantine", "/kpis", "/metrics"}
 
 
 def get(base: str, path: str) -> tuple[int, Any]:
@@ -155,6 +155,8 @@ def test_the_api_shows_what_the_engine_took_in(tmp_path: Path, db_location: str)
 
             assert len(get(base, "/work-orders?state=created")[1]) == 2
             assert get(base, "/campaigns") == (200, [])
+            assert get(base, "/rollouts") == (200, [])
+            assert get(base, "/quarantine") == (200, [])
             status, kpis = get(base, "/kpis")
             assert kpis["open_cases"] == 2 and kpis["messages"]["ingested"] == 4
             assert kpis["messages"]["rejected"] == 1 and kpis["resolved_within_sla_share"] is None
