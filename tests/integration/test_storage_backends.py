@@ -14,18 +14,24 @@ import msgspec
 import numpy as np
 import pytest
 
-from contracts.messages import Command, ConsumableOrder, Notification, WorkOrder
+from contracts.messages import Command, ConsumableOrder, DeviceRecord, Notification, WorkOrder
 from support_engine import database
 from support_engine.core.actions import (
     Action,
+    AlertFlapping,
+    CampaignChanged,
     CaseChanged,
     ClearAlert,
     CreateWorkOrder,
+    DeviceChanged,
     Notify,
     OrderConsumable,
+    Provisioned,
+    Quarantined,
     RaiseAlert,
     SendCommand,
     SlaBreached,
+    SlaWarned,
     WorkOrderChanged,
 )
 from support_engine.errors import StorageError
@@ -46,7 +52,12 @@ WORK_ORDER = WorkOrder(
     work_order_id="wo-1", case_id="case-1", device_id="fridge-1", ts=EPOCH_MS, issue="cooling",
     skill="refrigeration", parts=["compressor"], duration_s=7200.0,
 )  # fmt: skip
+RECORD = DeviceRecord(
+    device_id="fridge-1", product="freezer", owner_id="o-1", region="north", cohorts={"batch": "B-7"},
+    warranty_until_s=EPOCH_MS + 86400,
+)  # fmt: skip
 ACTIONS: list[Action] = [
+    Provisioned(RECORD),
     CaseChanged(
         case_id="case-1", device_id="fridge-1", issue="cooling", state="open", priority=1,
         opened_s=EPOCH_MS, ts=EPOCH_MS, origin="telemetry",
@@ -63,6 +74,21 @@ ACTIONS: list[Action] = [
     OrderConsumable(ConsumableOrder(order_id="ord-1", device_id="fridge-1", ts=EPOCH_MS, consumable="toner", quantity=2.0)),
     SlaBreached(case_id="case-1", device_id="fridge-1", clock="first_response", ts=EPOCH_MS + 1),
     SlaBreached(case_id="case-1", device_id="fridge-1", clock="first_response", ts=EPOCH_MS + 2),  # once per clock
+    SlaWarned(case_id="case-1", device_id="fridge-1", clock="resolution", ts=EPOCH_MS + 1),
+    SlaWarned(case_id="case-1", device_id="fridge-1", clock="resolution", ts=EPOCH_MS + 2),  # once per clock
+    AlertFlapping(alert_id="alert-1", device_id="fridge-1", rule="hot", ts=EPOCH_MS + 2, flapping=True),
+    DeviceChanged(device_id="fridge-1", ts=EPOCH_MS + 2, reported={"firmware": "1.2"}, desired={}, offline=False),
+    DeviceChanged(device_id="fridge-9", ts=EPOCH_MS + 2, reported={}, desired={"firmware": "1.3"}, offline=True),
+    Quarantined(device_id="stray-1", ts=EPOCH_MS),
+    Quarantined(device_id="stray-1", ts=EPOCH_MS + 7),
+    CampaignChanged(
+        campaign_id="camp-1", rule="recall", action="ota", cohort="batch=B-7", state="running", stage=1,
+        targets=BIG, sent=3, failed=0, opened_s=EPOCH_MS, ts=EPOCH_MS, reason="",
+    ),
+    CampaignChanged(
+        campaign_id="camp-1", rule="recall", action="ota", cohort="batch=B-7", state="aborted", stage=2,
+        targets=BIG, sent=5, failed=4, opened_s=EPOCH_MS, ts=EPOCH_MS + 8, reason="too many failed",
+    ),
     ClearAlert(alert_id="alert-1", device_id="fridge-1", rule="hot", ts=EPOCH_MS + 3),
     WorkOrderChanged(
         work_order_id="wo-1", case_id="case-1", device_id="fridge-1", state="accepted", ts=EPOCH_MS + 4, visit=2
@@ -78,8 +104,10 @@ ACTIONS: list[Action] = [
 ]  # fmt: skip
 
 
-def rows(storage: Storage, table: str) -> list[dict[str, Any]]:
-    return list(json.loads(storage.dump_json(table)))
+def rows(storage: Storage, table: str, columns: str) -> list[tuple[Any, ...]]:
+    """``columns`` (space-separated) of a table's rows, in stored order (other columns may come and go)."""
+    names = columns.split()
+    return [tuple(r[n] for n in names) for r in json.loads(storage.dump_json(table))]
 
 
 def test_every_storage_method_round_trips(db_location: str) -> None:
@@ -106,33 +134,45 @@ def test_every_storage_method_round_trips(db_location: str) -> None:
         assert storage.state() == b'{"state": 2}\xff'
         held = storage.inbox()
         assert held == [("t/raw", p) for p in PAYLOADS] and all(type(p) is bytes for _, p in held)
-        ingest = {r["source"]: r["ts"] for r in rows(storage, "ingest")}
+        ingest = dict(rows(storage, "ingest", "source ts"))
         assert ingest == {"fridge-1": EPOCH_MS, "c-1": THIRD}  # float64 on both
         counts = {t: storage.count(t) for t in ("ingest", "cases", "work_orders", "alerts", "outbox")}
-        counts |= {t: storage.count(t) for t in ("dead_letters", "sla_breaches", "inbox")}
+        counts |= {t: storage.count(t) for t in ("dead_letters", "sla_breaches", "sla_warnings", "inbox")}
+        counts |= {t: storage.count(t) for t in ("devices", "quarantine", "campaigns")}
         assert counts == {
             "ingest": 2, "cases": 2, "work_orders": 1, "alerts": 1, "outbox": 4, "dead_letters": 1,
-            "sla_breaches": 1, "inbox": 3,
+            "sla_breaches": 1, "sla_warnings": 1, "inbox": 3, "devices": 2, "quarantine": 1, "campaigns": 1,
         }  # fmt: skip
         with pytest.raises(ValueError, match="no table"):
             storage.count("engine_state; DROP TABLE cases")
 
-        assert rows(storage, "cases") == [
-            {"case_id": "case-1", "device_id": "fridge-1", "issue": "cooling", "state": "in_progress", "priority": 2,
-             "origin": "telemetry", "opened_s": EPOCH_MS, "updated_s": EPOCH_MS + 5},
-            {"case_id": "case-2", "device_id": "fridge-2", "issue": "cooling", "state": "open", "priority": 3,
-             "origin": "contact", "opened_s": EPOCH_MS + 6, "updated_s": EPOCH_MS + 6},
-        ]  # fmt: skip
-        assert rows(storage, "work_orders") == [
-            {"work_order_id": "wo-1", "case_id": "case-1", "device_id": "fridge-1", "state": "accepted", "visit": 2,
-             "updated_s": EPOCH_MS + 4},
-        ]  # fmt: skip
-        assert rows(storage, "alerts") == [
-            {"alert_id": "alert-1", "device_id": "fridge-1", "rule": "hot", "case_id": "case-1", "value": THIRD,
-             "raised_s": EPOCH_MS, "cleared_s": EPOCH_MS + 3},
-        ]  # fmt: skip
-        assert rows(storage, "sla_breaches") == [{"case_id": "case-1", "clock": "first_response", "ts": EPOCH_MS + 1}]
-        outbox = rows(storage, "outbox")
+        columns = "case_id device_id issue state priority origin opened_s updated_s"
+        assert rows(storage, "cases", columns) == [
+            ("case-1", "fridge-1", "cooling", "in_progress", 2, "telemetry", EPOCH_MS, EPOCH_MS + 5),
+            ("case-2", "fridge-2", "cooling", "open", 3, "contact", EPOCH_MS + 6, EPOCH_MS + 6),
+        ]
+        columns = "work_order_id case_id device_id state visit updated_s"
+        assert rows(storage, "work_orders", columns) == [("wo-1", "case-1", "fridge-1", "accepted", 2, EPOCH_MS + 4)]
+        columns = "alert_id device_id rule case_id value raised_s cleared_s flapping"
+        assert rows(storage, "alerts", columns) == [
+            ("alert-1", "fridge-1", "hot", "case-1", THIRD, EPOCH_MS, EPOCH_MS + 3, 1)
+        ]
+        assert rows(storage, "sla_breaches", "case_id clock ts") == [("case-1", "first_response", EPOCH_MS + 1)]
+        assert rows(storage, "sla_warnings", "case_id clock ts") == [("case-1", "resolution", EPOCH_MS + 1)]
+        assert rows(storage, "quarantine", "device_id first_s last_s messages") == [
+            ("stray-1", EPOCH_MS, EPOCH_MS + 7, 2)
+        ]
+        columns = "campaign_id state stage targets sent failed opened_s updated_s reason"
+        assert rows(storage, "campaigns", columns) == [
+            ("camp-1", "aborted", 2, BIG, 5, 4, EPOCH_MS, EPOCH_MS + 8, "too many failed")
+        ]
+        assert storage.devices() == [
+            ("fridge-1", RECORD, {"firmware": "1.2"}, {}, False),
+            ("fridge-9", None, {}, {"firmware": "1.3"}, True),
+        ]
+        assert rows(storage, "devices", "device_id warranty_until_s")[0] == ("fridge-1", EPOCH_MS + 86400)
+        outbox = [dict(zip(("id", "kind", "ref", "device_id", "ts", "payload"), r, strict=True))
+                  for r in rows(storage, "outbox", "id kind ref device_id ts payload")]  # fmt: skip
         assert [(r["id"], r["kind"], r["ref"], r["device_id"], r["ts"]) for r in outbox] == [
             (1, "CreateWorkOrder", "wo-1", "fridge-1", EPOCH_MS),
             (2, "Notify", "n-1", "fridge-1", EPOCH_MS),
