@@ -13,8 +13,9 @@ from the publish timestamp in the payload:
 - **engine** — ``python -m support_engine --clock wall --ack-every N --http PORT`` with the
   scenario's engine configuration: its receipt goes out after the SQLite commit.
 
-Rounds alternate bare, engine, each on its own topic prefix. The engine/bare ratios of the
-publish-to-receipt quantiles are the engine's cost; loss is reconciled per run (published by
+Rounds alternate bare, engine, each on its own topic prefix. The quantiles leave out the warm-up
+(the devices connecting, ``--warmup``; its messages are still counted). The engine/bare ratios of
+the publish-to-receipt quantiles are the engine's cost; loss is reconciled per run (published by
 Locust, ingested by the consumer).
 
     python bench/loadtest_latency.py                              # 2,000 freezers at 2,000 msg/s, 60 s, 2 rounds
@@ -199,6 +200,9 @@ def run_round(args: argparse.Namespace, k: int, broker_port: int, workdir: Path)
             rate=args.rate,
             ack_every=args.ack_every,
             event_share=0.0,
+            warmup_s=args.warmup
+            if args.warmup is not None
+            else min(args.users / args.spawn_rate + 5, args.duration / 2),
         )
         cpu = _cpu_s(pid)
         try:
@@ -261,6 +265,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--spawn-rate", type=float, default=200.0, help="devices started per second (default 200)")
     parser.add_argument("--workers", type=int, default=None, help="Locust workers (default: one per core)")
     parser.add_argument("--ack-every", type=int, default=10, help="receipt for every N-th message (default 10)")
+    parser.add_argument(
+        "--warmup", type=float, default=None, help="seconds left out of the quantiles (default: the spawn time + 5 s)"
+    )
     parser.add_argument("--rounds", type=int, default=2, help="bare + engine rounds (default 2)")
     parser.add_argument("--json", type=Path, help="also write every run's figures here")
     args = parser.parse_args(argv)

@@ -82,6 +82,9 @@ def loadtest(
     event_share: Annotated[float, typer.Option(help="Share of device ticks that also send an event.")] = 0.01,
     drain: Annotated[str, typer.Option(help="Seconds without users at the end, for the last receipts.")] = "10s",
     receipt_timeout: Annotated[str, typer.Option(help="A receipt not back by then counts as missing.")] = "5s",
+    warmup: Annotated[
+        str, typer.Option(help="Messages of the first seconds are counted but left out of the latency quantiles.")
+    ] = "0s",
     prefix: Annotated[str, typer.Option(help="Topic prefix.")] = DEFAULT_PREFIX,
     locustfile: Annotated[
         Path | None, typer.Option(help="Your own locustfile (default: loadtest/locustfile.py), same options.")
@@ -128,6 +131,7 @@ def loadtest(
             event_share=event_share,
             drain_s=parse_duration(drain),
             receipt_timeout_s=parse_duration(receipt_timeout),
+            warmup_s=parse_duration(warmup),
             ui=ui,
             ui_port=ui_port,
             **({"locustfile": locustfile} if locustfile is not None else {}),

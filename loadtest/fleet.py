@@ -132,7 +132,8 @@ class Allocator:
     """Hands users out to fleets in proportion to ``weights``, deterministically.
 
     Each next user goes to the fleet furthest below its share (the first such fleet on a tie), so
-    after n users every fleet has its share of n within one user. Stateful; one per process.
+    after any n users every fleet has its share of n within about one user (always within two).
+    Stateful; one per process.
     """
 
     def __init__(self, weights: list[int]) -> None:

@@ -67,6 +67,7 @@ STOP_WAIT_S = 5.0  # at most: on stop, wait this long for the user's un-acknowle
 # publish wakes the loop through paho's socket pair anyway, and keep-alive is 60 s.
 LOOP_IDLE_WAKE_S = 10.0  # on stop, wait this long for the user's un-acknowledged publishes
 _POLL_S = 0.05
+WARMUP = "warm-up"  # the name of messages sent during --sot-warmup: counted, left out of the quantiles
 _EXPIRE_EVERY_S = 0.5
 
 
@@ -111,6 +112,7 @@ def _options(parser: Any) -> None:
     add("--sot-shape", default="soak", help="Load shape: soak, ramp, step or spike, with :key=value,...")
     add("--sot-drain", type=float, default=10.0, help="Seconds without users at the end, for the last receipts.")
     add("--sot-receipt-timeout", type=float, default=5.0, help="Seconds before a receipt counts as missing.")
+    add("--sot-warmup", type=float, default=0.0, help="Seconds from the start whose messages are named warm-up.")
 
 
 @dataclass
@@ -127,6 +129,7 @@ class _Process:
     allocators: dict[str, Allocator] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     listener: _ReceiptListener | None = None
+    warmup_until: float = 0.0  # wall time: messages sent before it are named WARMUP
 
     def next_fleet(self, kind: UserKind) -> FleetSpec:
         alloc = self.allocators.setdefault(kind, self.mix.allocator(kind))
@@ -184,11 +187,20 @@ def _state(environment: Environment) -> _Process:
     return state
 
 
+@events.init.add_listener
+def _on_init(environment: Environment, **kwargs: Any) -> None:
+    """A master reads the scenario once and hands its workers the fleet itself (they need no file)."""
+    options = environment.parsed_options
+    if isinstance(environment.runner, MasterRunner) and options is not None and not options.sot_fleet:
+        options.sot_fleet = _mix(options).encode()
+
+
 @events.test_start.add_listener
 def _on_test_start(environment: Environment, **kwargs: Any) -> None:
     if isinstance(environment.runner, MasterRunner):
         return  # the master runs no users: its workers listen for their own receipts
     state = _state(environment)
+    state.warmup_until = time.time() + float(state.options.sot_warmup)
     if state.ack_every and state.listener is None:
         state.listener = _ReceiptListener(environment, state)
         state.listener.start()
@@ -271,6 +283,7 @@ class SotClient(MqttClient):  # type: ignore[misc]
     (a topic per device would make one statistics row per device)."""
 
     label = "device"
+    warmup_until = 0.0  # set by the user: messages published before it are named WARMUP
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -294,10 +307,13 @@ class SotClient(MqttClient):  # type: ignore[misc]
         info = paho.Client.publish(self, topic, payload=payload, qos=qos, retain=retain, properties=properties)
         if info.rc != paho.MQTT_ERR_SUCCESS:
             error = PublishRefused(paho.error_string(info.rc))
-            _fire(self.environment, "publish", _kind(topic), None, error)
+            _fire(self.environment, "publish", self.name_of(context), None, error)
         else:
             self._publish_requests[info.mid] = context
         return info
+
+    def name_of(self, context: PublishedMessageContext) -> str:
+        return _name(_kind(context.topic), context.start_time, self.warmup_until)
 
     def _on_publish_cb(self, client: Any, userdata: Any, mid: int) -> None:
         now = time.time()
@@ -308,7 +324,7 @@ class SotClient(MqttClient):  # type: ignore[misc]
         ms = (now - context.start_time) * 1000
         self.environment.events.request.fire(
             request_type="publish",
-            name=_kind(context.topic),
+            name=self.name_of(context),
             response_time=ms,
             response_length=context.payload_size,
             exception=None,
@@ -337,6 +353,11 @@ def _kind(topic: str) -> str:
     return topic.rsplit("/", 1)[-1]
 
 
+def _name(kind: str, sent_s: float, warmup_until: float) -> str:
+    """The statistics row of a message: its kind, or WARMUP while the load is still building up."""
+    return WARMUP if sent_s < warmup_until else kind
+
+
 # -- users ----------------------------------------------------------------------------------------
 def _paced(user: Any) -> float:
     """Wait until the user's next tick is due (no catch-up bursts when the machine falls behind)."""
@@ -350,6 +371,7 @@ class _FleetUser(MqttUser):  # type: ignore[misc]
     use_loop_selectors = True
     wait_time = _paced
     kind: UserKind = "device"
+    client: SotClient
 
     def __init__(self, environment: Environment) -> None:
         state = _state(environment)
@@ -366,6 +388,7 @@ class _FleetUser(MqttUser):  # type: ignore[misc]
         self.interval_s = self.fleet.interval_s / float(state.options.sot_speed)
         self.jitter = min(max(float(state.options.sot_jitter), 0.0), 1.0)
         self.qos = int(state.options.sot_qos)
+        self.client.warmup_until = state.warmup_until
         self.next_at = 0.0
 
     def on_start(self) -> None:
@@ -388,7 +411,7 @@ class _FleetUser(MqttUser):  # type: ignore[misc]
             gevent.sleep(_POLL_S)
         for context in list(pending.values()):
             error = PublishUnacknowledged("no PUBACK before the device disconnected")
-            _fire(self.environment, "publish", _kind(context.topic), None, error)
+            _fire(self.environment, "publish", self.client.name_of(context), None, error)
         pending.clear()
         self.client.disconnect()
         self.client.loop_stop()
@@ -401,7 +424,7 @@ class _FleetUser(MqttUser):  # type: ignore[misc]
         """Publish, noting the message for its receipt when the engine samples its seq."""
         sampled = self.state.ack_every > 0 and seq % self.state.ack_every == 0
         if sampled:
-            self.state.receipts.expect(kind, self.source, self.boot_id, seq, ts)
+            self.state.receipts.expect(_name(kind, ts, self.state.warmup_until), self.source, self.boot_id, seq, ts)
         info = self.client.publish(topic, payload, qos=self.qos)
         if sampled and info.rc != paho.MQTT_ERR_SUCCESS:
             self.state.receipts.forget(self.source, self.boot_id, seq)

@@ -41,6 +41,7 @@ class LoadTestOptions:
     event_share: float = 0.01
     drain_s: float = 10.0
     receipt_timeout_s: float = 5.0
+    warmup_s: float = 0.0
     ui: bool = False
     ui_port: int = 8089
     locustfile: Path = LOCUSTFILE
@@ -67,6 +68,8 @@ class LoadTestOptions:
                 f"--drain ({self.drain_s:g} s) must exceed the receipt timeout ({self.receipt_timeout_s:g} s) by "
                 f"{LOCUST_REPORT_S + 1:g} s: a worker reports its last statistics every {LOCUST_REPORT_S:g} s"
             )
+        if not 0 <= self.warmup_s < self.duration_s:
+            raise ValueError("--warmup must be shorter than --duration")
         if self.engine_metrics_url is not None and self.broker_url is None:
             raise ValueError("--engine-metrics is for an engine you run yourself: give its --broker too")
 

@@ -35,6 +35,7 @@ __all__ = [
 ]
 
 REPORT_SCHEMA_VERSION = 1
+WARMUP = "warm-up"  # the locustfile's name for messages sent while the load builds up
 QUANTILES = {"p50": 0.50, "p90": 0.90, "p95": 0.95, "p99": 0.99}
 
 
@@ -91,20 +92,24 @@ def percentile(histogram: Mapping[float, int], q: float) -> float | None:
 
 def latency_summary(stats: Iterable[Stat], method: str, timed: tuple[str, ...] | None = None) -> dict[str, Any]:
     """Count, failures and quantiles (ms) of the requests of type ``method``; quantiles over the names
-    ``timed`` only (default: every name)."""
+    ``timed`` only (default: every name but ``warm-up``, the messages of the load's warm-up)."""
     rows = [s for s in stats if s.method == method]
     merged: dict[float, int] = {}
     for s in rows:
-        if timed is not None and s.name not in timed:
+        if (timed is not None and s.name not in timed) or (timed is None and s.name == WARMUP):
             continue
         for value, count in s.response_times.items():
             merged[value] = merged.get(value, 0) + count
     summary: dict[str, Any] = {
         "count": sum(s.requests for s in rows),
         "failures": sum(s.failures for s in rows),
+        "warm_up": sum(s.requests for s in rows if s.name == WARMUP),
         "by_name": {s.name: {"count": s.requests, "failures": s.failures} for s in rows},
     }
-    top = max((s.max_ms for s in rows if s.response_times and (timed is None or s.name in timed)), default=None)
+    top = max(
+        (s.max_ms for s in rows if s.response_times and (s.name in timed if timed is not None else s.name != WARMUP)),
+        default=None,
+    )
     for k, q in QUANTILES.items():
         found = percentile(merged, q)  # a bucket's value may round above the largest time itself
         summary[k] = found if found is None or top is None else min(found, top)
@@ -308,7 +313,7 @@ def _ms(seconds: float | None) -> float | None:
 
 
 def _quantiles(summary: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: summary[k] for k in ("count", "failures", *QUANTILES, "max")}
+    return {k: summary[k] for k in ("count", "failures", "warm_up", *QUANTILES, "max")}
 
 
 def flat_metrics(report: Mapping[str, Any]) -> dict[str, float | None]:

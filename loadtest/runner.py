@@ -221,6 +221,7 @@ def _run_section(
         "qos": options.qos,
         "ack_every": options.ack_every,
         "event_share": options.event_share if options.kind == "device" else 0.0,
+        "warmup_s": options.warmup_s,
         "manifest": {
             "broker": broker_version,
             "engine": engine_label,

@@ -104,6 +104,12 @@ def test_latency_merges_names_and_counts_failures() -> None:
     assert connect["p99"] == 5.0 and connect["failures"] == 2
 
 
+def test_the_warm_up_is_counted_but_left_out_of_the_quantiles() -> None:
+    stats = [stat("ingest", "telemetry", {2.0: 100}), stat("ingest", "warm-up", {900.0: 50})]
+    ingest = latency_summary(stats, "ingest")
+    assert (ingest["count"], ingest["warm_up"], ingest["p99"], ingest["max"]) == (150, 50, 2.0, 2.0)
+
+
 def run_report(engine: EngineCounts | None, broker: BrokerCounts | None = None) -> dict[str, object]:
     stats = [
         stat("publish", "telemetry", {1.0: 100}),
