@@ -264,7 +264,27 @@ def test_the_http_api_reads_what_storage_wrote(db_location: str) -> None:
         assert devices == {"fridge-1": None, "fridge-2": None, "fridge-3": EPOCH_MS - 60}
         status, twin = get(api.url, "/devices/fridge-1")
         assert status == 200 and [c["case_id"] for c in twin["cases"]] == ["case-1"]
-        assert [a["alert_id"] for a in twin["alerts"]] == ["alert-1"]
+        assert [(a["alert_id"], a["flapping"]) for a in twin["alerts"]] == [("alert-1", True)]
+        registration = twin["registration"]
+        assert (registration["product"], registration["region"], registration["cohorts"]) == (
+            "freezer",
+            "north",
+            {"batch": "B-7"},
+        )
+        assert registration["reported"] == {"firmware": "1.2"} and registration["in_sync"] is True
+        unsynced = get(api.url, "/devices/fridge-9")[1]["registration"]  # heard of, never registered
+        assert (unsynced["product"], unsynced["in_sync"], unsynced["offline"]) == (None, False, True)
+        assert case["sla_warnings"] == [{"clock": "resolution", "ts": EPOCH_MS + 1}]
+        assert get(api.url, "/quarantine")[1] == [
+            {"device_id": "stray-1", "first_s": EPOCH_MS, "last_s": EPOCH_MS + 7, "messages": 2}
+        ]
+        (campaign,) = get(api.url, "/campaigns")[1]
+        assert (campaign["cohort"], campaign["state"], campaign["sent"], campaign["failed"]) == (
+            "batch=B-7",
+            "aborted",
+            5,
+            4,
+        )
     finally:
         api.stop()
 
