@@ -21,6 +21,8 @@ from sim.harness.broker import BrokerUrl
 
 __all__ = ["Swarm", "locust_args", "start_swarm"]
 
+_ROOT = Path(__file__).resolve().parents[1]
+
 
 class Swarm:
     """``python -m locust`` as a single process, or a master and its workers, each in its own session."""
@@ -30,13 +32,16 @@ class Swarm:
         self._procs: list[tuple[str, subprocess.Popen[bytes]]] = []
 
     def spawn(self, role: str, args: list[str], env: dict[str, str]) -> None:
+        # Locust runs in the output directory: put this tree first on its path, so that the locustfile
+        # imports the contracts and helpers the runner itself uses, whatever is installed.
+        path = os.pathsep.join(filter(None, [str(_ROOT), os.environ.get("PYTHONPATH", "")]))
         with open(self.out_dir / f"locust-{role}.log", "wb") as output:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "locust", *args],
                 stdin=subprocess.DEVNULL,
                 stdout=output,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, **env},
+                env={**os.environ, **env, "PYTHONPATH": path},
                 start_new_session=True,
                 cwd=self.out_dir,
             )
