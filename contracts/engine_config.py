@@ -106,7 +106,9 @@ class IssueType(_Frozen, frozen=True, kw_only=True):
     fix on the device). A visit needs ``skill``, brings the predicted ``parts`` and takes about
     ``duration_s``. ``rollout_after: N``: at the N-th case of this issue the OTA goes to every
     device that reports the sensors of this issue's rules, not only to the ones with a case (a
-    fleet-wide update, once; proactive policy only).
+    fleet-wide update, once; proactive policy only). ``diagnose``: before a visit, ask the device
+    for a diagnosis; the engine's ``diagnoses`` map its answer to the issue (skill, parts) the
+    visit brings (the lever on first-time fix); no answer within ``diagnosis_wait_s``: visit as is.
     """
 
     skill: Name
@@ -119,6 +121,7 @@ class IssueType(_Frozen, frozen=True, kw_only=True):
     quantity: Annotated[float, msgspec.Meta(gt=0.0)] = 1.0
     advice: Annotated[str, msgspec.Meta(max_length=1000)] | None = None
     rollout_after: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    diagnose: bool = False
 
     def __post_init__(self) -> None:
         if self.remote == "ota" and self.ota_version is None:
@@ -127,6 +130,8 @@ class IssueType(_Frozen, frozen=True, kw_only=True):
             raise ValueError("`rollout_after` needs `remote: ota` (it rolls that update out fleet-wide)")
         if sum(x is not None for x in (self.remote, self.consumable, self.advice)) > 1:
             raise ValueError("give at most one of `remote`, `consumable` and `advice`")
+        if self.diagnose and (self.remote, self.consumable, self.advice) != (None, None, None):
+            raise ValueError("`diagnose` is for issues answered with a visit (no `remote`, `consumable` or `advice`)")
 
 
 class Sla(_Frozen, frozen=True, kw_only=True):
@@ -228,6 +233,9 @@ class EngineConfig(_Frozen, frozen=True, kw_only=True):
     issues: dict[Name, IssueType] = {}
     symptoms: dict[Name, Name] = {}
     fault_codes: dict[Name, Name] = {}
+    diagnoses: dict[Name, Name] = {}
+    """A device's diagnosis code (its answer to a ``diagnostic`` command) -> the issue it names."""
+    diagnosis_wait_s: PositiveSeconds = 1800.0
     default_issue: Name | None = None
     sla: Sla = Sla()
     contracts: dict[Name, Sla] = {}
@@ -260,6 +268,9 @@ class EngineConfig(_Frozen, frozen=True, kw_only=True):
         for code, issue in self.fault_codes.items():
             if issue not in known:
                 raise ValueError(f"fault code {code!r} maps to unknown issue {issue!r}")
+        for code, issue in self.diagnoses.items():
+            if issue not in known:
+                raise ValueError(f"diagnosis {code!r} maps to unknown issue {issue!r}")
         for campaign in self.campaigns:
             if campaign.recall_issue is not None and campaign.recall_issue not in known:
                 raise ValueError(f"campaign {campaign.name!r} names unknown recall_issue {campaign.recall_issue!r}")

@@ -231,6 +231,7 @@ class ProductEngine(_Spec, frozen=True, kw_only=True):
     issues: dict[Name, IssueType] = {}
     symptoms: dict[Name, Name] = {}
     fault_codes: dict[Name, Name] = {}
+    diagnoses: dict[Name, Name] = {}
 
 
 class Product(_Spec, frozen=True, kw_only=True):

@@ -129,6 +129,14 @@ class Connection:
             names = [d[0] for d in cursor.description]
             return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
+    def columns(self, table: str) -> list[str]:
+        """The column names of ``table`` (an identifier the caller controls, not user input)."""
+        with self._guard(f"SELECT FROM {table}"):
+            cursor = self._raw.execute(self._sql(f"SELECT * FROM {table} LIMIT 0"))
+            names = [str(d[0]) for d in cursor.description]
+            cursor.fetchall()
+            return names
+
     def commit(self) -> None:
         """Commit the open transaction and open the next one."""
         with self._guard("commit"):

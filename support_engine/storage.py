@@ -87,6 +87,15 @@ CREATE TABLE IF NOT EXISTS engine_state (id INTEGER PRIMARY KEY CHECK (id = 1), 
 """
 
 
+_ADDED_COLUMNS: list[tuple[str, str, str]] = [
+    ("cases", "escalation", "INTEGER NOT NULL DEFAULT 0"),
+    ("cases", "first_response_s", "REAL"),
+    ("work_orders", "technician_id", "TEXT"),
+    ("alerts", "flapping", "INTEGER NOT NULL DEFAULT 0"),
+]
+"""Columns added to tables of an earlier version: a database created before them gets them on open."""
+
+
 class Storage:
     """One database holding everything the engine must not forget: SQLite (WAL) or PostgreSQL.
 
@@ -101,6 +110,9 @@ class Storage:
         try:
             for statement in statements(_SCHEMA):
                 self._db.execute(statement)
+            for table, column, kind in _ADDED_COLUMNS:
+                if column not in self._db.columns(table):
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
             self._db.commit()
         except BaseException:
             self._db.close()

@@ -144,7 +144,7 @@ def expand(data: Any) -> Any:
                 for k in RULE_LISTS
             }
             merged_engine: dict[str, Any] = {k: _merge_named(product_engine.get(k, []), scoped[k]) for k in RULE_LISTS}
-            for key in ("issues", "symptoms", "fault_codes"):
+            for key in ("issues", "symptoms", "fault_codes", "diagnoses"):
                 merged_engine[key] = {**product_engine.get(key, {}), **(product.get(key) or {})}
             product_engine = merged_engine
     out["fleets"] = fleets
@@ -167,7 +167,7 @@ def expand(data: Any) -> Any:
         combined = dict(mine)
         for key in RULE_LISTS:
             combined[key] = _merge_named(product_engine[key], list(mine.get(key) or []))
-        for key in ("issues", "symptoms", "fault_codes"):
+        for key in ("issues", "symptoms", "fault_codes", "diagnoses"):
             combined[key] = {**product_engine[key], **(mine.get(key) or {})}
         out["engine"] = combined
     if part_prices:

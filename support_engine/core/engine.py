@@ -99,6 +99,7 @@ class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
     ids: dict[str, int]
     flapping: list[tuple[str, str, float]] = []  # (device, rule, last change)
     twin_commands: dict[str, str] = {}  # configure command id -> device
+    pending_diagnoses: dict[str, tuple[str, float]] = {}  # diagnostic command id -> (case, sent at)
     campaigns: list[Campaign] = []  # running ones; ended ones are in storage
     campaigned: list[tuple[str, str]] = []  # (rule, cohort) of every campaign opened
     campaign_commands: dict[str, tuple[str, str]] = {}  # command id -> (campaign, device)
@@ -128,6 +129,8 @@ class Engine:
         self.reported: dict[str, dict[str, str]] = {}
         self.desired: dict[str, dict[str, str]] = {}
         self.twin_commands: dict[str, str] = {}  # configure command id -> device, until it answers
+        self.pending_diagnoses: dict[str, tuple[str, float]] = {}  # diagnostic command id -> (case, waiting since)
+        self._asked: set[str] = set()  # diagnostics whose wait has started
         # Alert flapping: recent state changes per (device, rule), and the alerts held while flapping.
         self._changes: dict[tuple[str, str], list[float]] = {}
         self.flapping: dict[tuple[str, str], float] = {}  # -> time of the last change
@@ -154,6 +157,7 @@ class Engine:
             ids=dict(sorted(self._ids.items())),
             flapping=sorted((device, rule, t) for (device, rule), t in self.flapping.items()),
             twin_commands=dict(sorted(self.twin_commands.items())),
+            pending_diagnoses=dict(sorted(self.pending_diagnoses.items())),
             campaigns=[c for _, c in sorted(self.campaigns.items()) if c.state == "running"],
             campaigned=sorted(self.campaigned),
             campaign_commands=dict(sorted(self.campaign_commands.items())),
@@ -172,6 +176,8 @@ class Engine:
         self._ids = Counter(snapshot.ids)
         self.flapping = {(device, rule): t for device, rule, t in snapshot.flapping}
         self.twin_commands = dict(snapshot.twin_commands)
+        self.pending_diagnoses = {k: (case, t) for k, (case, t) in snapshot.pending_diagnoses.items()}
+        self._asked = set(self.pending_diagnoses)  # their waits started before the restart
         self.campaigns = {c.campaign_id: c for c in snapshot.campaigns}
         self.campaigned = {(rule, cohort) for rule, cohort in snapshot.campaigned}
         self.campaign_commands = dict(snapshot.campaign_commands)
@@ -276,6 +282,7 @@ class Engine:
                     actions += self._sla_event(case, clock, case.opened_s + sla.warn_at * target, warning=True)
                 if running and elapsed > target and clock not in case.breached:
                     actions += self._sla_event(case, clock, case.opened_s + target, warning=False)
+        actions += self._diagnoses_due(now)
         actions += self._silent(now)
         actions += self._unflap(now)
         actions += self._fleet_patterns(now)
@@ -320,6 +327,29 @@ class Engine:
             case.escalation,
             case.first_response_s,
         )
+
+    def _diagnoses_due(self, now: float) -> list[Action]:
+        """A diagnosis that has not come within ``diagnosis_wait_s`` (an offline device): send the visit anyway.
+
+        The wait starts at the first timer run after the question (when it has been published: in
+        event time a step's commands go out at its end, whatever their time stamps)."""
+        actions: list[Action] = []
+        wait = self.config.diagnosis_wait_s
+        for command_id, (case_id, stamped) in sorted(self.pending_diagnoses.items()):
+            sent = stamped
+            if command_id not in self._asked:
+                self._asked.add(command_id)
+                sent = max(stamped, now)
+                self.pending_diagnoses[command_id] = (case_id, sent)
+            if now - sent <= wait:
+                continue
+            del self.pending_diagnoses[command_id]
+            self._asked.discard(command_id)
+            case = self.cases.get(case_id)
+            if case is not None and case.state == "in_progress":
+                self.stats["diagnoses_timed_out"] += 1
+                actions += self._answer(case, sent + wait, "", opening=False)
+        return actions
 
     # -- connectivity ---------------------------------------------------------------------------
     def _silent(self, now: float) -> list[Action]:
@@ -613,11 +643,30 @@ class Engine:
 
     def _open(self, case: Case, t: float, why: str) -> list[Action]:
         """A new case: answer it remote-first (command or replenishment) or with a work order; tell the owner."""
-        issue = self._issue(case.issue)
         case.state = CASE.check(case.state, "in_progress", case.case_id)
+        return self._answer(case, t, why, opening=True)
+
+    def _answer(self, case: Case, t: float, why: str, *, opening: bool) -> list[Action]:
+        """Answer a case by its issue: advice, a refill, a remote fix, a diagnosis first, or a visit.
+        ``opening``: the case is new (its notice is ``case_opened``); else a diagnosis named the issue."""
+        issue = self._issue(case.issue)
         if issue.advice is not None or issue.consumable is not None or issue.remote is not None:
             case.first_response_s = t  # the remedy is under way at once; a visit's starts when a technician accepts
         changed = self._case_changed(case, t)
+        kind = "case_opened" if opening else "visit_scheduled"
+        if issue.diagnose and opening and issue.remote is None and issue.consumable is None and issue.advice is None:
+            # Ask the device what failed before choosing who goes and with which parts.
+            self.stats["diagnostics"] += 1
+            command = Command(
+                command_id=self._next_id("cmd"),
+                device_id=case.device_id,
+                ts=t,
+                action="diagnostic",
+                case_id=case.case_id,
+            )
+            self.pending_diagnoses[command.command_id] = (case.case_id, t)
+            note = self._note(case, t, kind, f"{why} We are checking your device remotely.")
+            return [changed, SendCommand(command), note]
         if issue.advice is not None:
             self.stats["advised"] += 1
             return [changed, self._note(case, t, "outage", issue.advice), *self._resolve(case, t, None)]
@@ -633,7 +682,7 @@ class Engine:
             return [
                 changed,
                 OrderConsumable(order),
-                self._note(case, t, "case_opened", f"{why} A refill is on its way."),
+                self._note(case, t, kind, f"{why} A refill is on its way.".strip()),
             ]
         if issue.remote is not None:
             self.stats["remote_commands"] += 1
@@ -646,14 +695,26 @@ class Engine:
                 case_id=case.case_id,
             )
             self.pending_commands[command.command_id] = case.case_id
-            note = self._note(case, t, "case_opened", f"{why} We are fixing it remotely.")
+            note = self._note(case, t, kind, f"{why} We are fixing it remotely.".strip())
             desired = [self._want_firmware(case.device_id, command.version, t)] if issue.remote == "ota" else []
             return [changed, SendCommand(command), *desired, note, *self._maybe_roll_out(case.issue, t)]
         return [
             changed,
             *self._dispatch(case, t),
-            self._note(case, t, "case_opened", f"{why} A technician is on the way."),
+            self._note(case, t, kind, f"{why} A technician is on the way.".strip()),
         ]
+
+    def _diagnosed(self, case: Case, code: str, t: float) -> list[Action]:
+        """The device's diagnosis names its fault: the case takes the issue ``diagnoses`` maps it to
+        (its skill and predicted parts), then is answered; ``ok`` or an unknown code keeps the issue."""
+        refined = self.config.diagnoses.get(code)
+        if refined is not None and refined != case.issue:
+            self.stats["diagnoses_refined"] += 1
+            case.issue = refined
+            case.priority = min(case.priority, self._issue(refined).priority)
+        else:
+            self.stats["diagnoses_kept"] += 1
+        return self._answer(case, t, "", opening=False)
 
     def _maybe_roll_out(self, issue_name: str, t: float) -> list[Action]:
         """Send an issue's OTA to the whole fleet once enough cases of it are open together."""
@@ -753,6 +814,13 @@ class Engine:
         self.stats[f"device_events_{event.kind}"] += 1
         if event.kind in ("firmware", "config"):
             return self._reported(event)
+        if event.kind == "diagnosis" and event.command_id in self.pending_diagnoses:
+            asked, _ = self.pending_diagnoses.pop(event.command_id)
+            self._asked.discard(event.command_id)
+            waiting = self.cases.get(asked)
+            if waiting is None or waiting.state != "in_progress":
+                return []  # resolved meanwhile (fixed on the phone, say)
+            return self._diagnosed(waiting, event.code, max(event.ts, waiting.opened_s))
         if event.kind == "command_result" and event.command_id in self.campaign_commands:
             _, device = self.campaign_commands.pop(event.command_id)
             if event.code == "failed":
@@ -849,6 +917,8 @@ class Engine:
             text = "We already know about this problem; a technician is scheduled."
         elif case.case_id in self.pending_commands.values():
             text = "We already know about this problem and are fixing it remotely."
+        elif any(c == case.case_id for c, _ in self.pending_diagnoses.values()):
+            text = "We already know about this problem and are checking your device remotely."
         elif self._issue(case.issue).consumable is not None:
             text = "We already know about this problem; a refill is on its way."
         else:
@@ -883,6 +953,7 @@ class Engine:
         wo.visit = status.visit
         if status.status in ("part_missing", "incomplete"):
             self.stats["second_visits"] += 1
+            self.stats[f"second_visits_{status.status}"] += 1
         if wo.state in ("closed", "cancelled") and wo.technician_id is not None:
             self.tech_load[wo.technician_id] -= 1
         actions: list[Action] = [

@@ -330,3 +330,22 @@ def test_the_db_option_takes_a_sqlite_url(tmp_path: Path) -> None:
     done = engine("--db", f"sqlite:///{target}")
     assert target.exists(), done.stderr
     assert not (Path.cwd() / "sqlite:").exists()
+
+
+def test_a_database_of_an_earlier_version_gets_the_new_columns(db_location: str) -> None:
+    old = database.connect(database.locate(db_location))
+    old.execute(
+        "CREATE TABLE cases (case_id TEXT PRIMARY KEY, device_id TEXT NOT NULL, issue TEXT NOT NULL,"
+        " state TEXT NOT NULL, priority INTEGER NOT NULL, origin TEXT NOT NULL, opened_s REAL NOT NULL,"
+        " updated_s REAL NOT NULL)"
+    )
+    old.execute("INSERT INTO cases VALUES ('case-0', 'fridge-0', 'cooling', 'open', 2, 'contact', 1.0, 1.0)")
+    old.commit()
+    old.close()
+    storage = Storage(db_location)
+    storage.apply(ACTIONS[:2])  # a case row with the new columns
+    storage.commit()
+    rows = {r["case_id"]: r for r in json.loads(storage.dump_json("cases"))}
+    storage.close()
+    assert (rows["case-0"]["escalation"], rows["case-0"]["first_response_s"]) == (0, None)
+    assert rows["case-1"]["state"] == "open"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -480,3 +481,64 @@ def test_every_answer_keeps_one_state_per_case_and_one_open_case_per_device(poli
             sensor, value = data.draw(st.sampled_from([("cpu", 0.99), ("cpu", 0.1), ("fw_err", 9.0), ("fw_err", 0.0)]))
             message = Telemetry(device_id=device, ts=t, boot_id=1, seq=n, values={sensor: value})
         step(engine, message, t)
+
+
+# -- diagnosis before a visit ---------------------------------------------------------------------
+
+
+def diagnosing() -> EngineConfig:
+    issues = {
+        **ISSUES,
+        "not_cooling": IssueType(skill="refrigeration", parts=["compressor", "control_board"], diagnose=True),
+        "board": IssueType(skill="electrical", parts=["control_board"], duration_s=1800.0),
+    }
+    return msgspec.structs.replace(
+        config(),
+        issues=issues,
+        symptoms={**SYMPTOMS, "warm": "not_cooling"},
+        diagnoses={"control_board": "board", "hang": "frozen_display"},
+        diagnosis_wait_s=3600.0,
+    )
+
+
+def test_a_diagnosis_names_the_issue_the_visit_brings() -> None:
+    engine = Engine(diagnosing())
+    actions = step(engine, contact("fz-1", 0.0, "warm"))
+    assert kinds(actions) == [CaseChanged, SendCommand, Notify]
+    ask = actions[1].message
+    assert (ask.action, ask.case_id) == ("diagnostic", actions[0].case_id)
+    assert "checking your device remotely" in actions[2].message.text
+    assert of(actions, CreateWorkOrder) == [] and engine.cases[ask.case_id].first_response_s is None
+    answer = step(engine, event("fz-1", "diagnosis", "control_board", 60.0, command_id=ask.command_id))
+    (order,) = [a.message for a in of(answer, CreateWorkOrder)]
+    assert (order.issue, order.skill, order.parts, order.duration_s) == (
+        "board",
+        "electrical",
+        ["control_board"],
+        1800.0,
+    )
+    assert engine.cases[ask.case_id].issue == "board" and engine.stats["diagnoses_refined"] == 1
+    assert [a.message.kind for a in of(answer, Notify)] == ["visit_scheduled"]
+    assert step(engine, event("fz-1", "diagnosis", "control_board", 70.0, command_id=ask.command_id, seq=2)) == []
+
+
+def test_a_diagnosis_naming_a_remote_fix_sends_the_command_instead_of_a_technician() -> None:
+    engine = Engine(diagnosing())
+    ask = of(step(engine, contact("fz-1", 0.0, "warm")), SendCommand)[0].message
+    answer = step(engine, event("fz-1", "diagnosis", "hang", 60.0, command_id=ask.command_id))
+    (fix,) = [a.message for a in of(answer, SendCommand)]
+    assert fix.action == "reset" and of(answer, CreateWorkOrder) == []
+    assert engine.pending_commands == {fix.command_id: ask.case_id}
+
+
+def test_ok_or_no_answer_keeps_the_issue_and_sends_the_visit() -> None:
+    engine = Engine(diagnosing())
+    ask = of(step(engine, contact("fz-1", 0.0, "warm")), SendCommand)[0].message
+    answer = step(engine, event("fz-1", "diagnosis", "ok", 60.0, command_id=ask.command_id))
+    assert [a.message.parts for a in of(answer, CreateWorkOrder)] == [["compressor", "control_board"]]
+    silent = Engine(diagnosing())
+    step(silent, contact("fz-2", 0.0, "warm"))
+    assert of(silent.advance(0.0), CreateWorkOrder) == []  # the question is out: the wait starts
+    assert of(silent.advance(3600.0), CreateWorkOrder) == []  # still within the wait
+    (late,) = [a.message for a in of(silent.advance(3601.0), CreateWorkOrder)]
+    assert (late.issue, late.ts) == ("not_cooling", 3600.0) and silent.stats["diagnoses_timed_out"] == 1

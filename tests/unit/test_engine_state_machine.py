@@ -67,7 +67,7 @@ RULES = [
     ThresholdRule(name="power_cut", sensor="volts", below=100.0, issue="outage"),
 ]
 ISSUES = {
-    "cooling": IssueType(skill="refrigeration", parts=["compressor"], priority=1),
+    "cooling": IssueType(skill="refrigeration", parts=["compressor"], priority=1, diagnose=True),
     "frozen_display": IssueType(skill="electronics", parts=["display"], remote="reset", priority=2),
     "firmware_bug": IssueType(skill="electronics", remote="ota", ota_version="2.1", rollout_after=2),
     "ink_low": IssueType(skill="general", consumable="ink", quantity=2.0),
@@ -129,6 +129,7 @@ sensor_values = st.dictionaries(st.sampled_from(sorted(LEVELS)), st.integers(0, 
 """One device's reading set: one to three sensors, each on either side of its threshold."""
 
 
+DIAGNOSES = {"compressor_wear": "cooling", "board_hang": "frozen_display", "no_link": "silent"}
 TECHNICIANS = [
     Technician(id="t-north", skills=["refrigeration", "network"], region="north", max_open=1),
     Technician(id="t-any", region="south", max_open=2),
@@ -148,6 +149,8 @@ def config(policy: str, default_issue: str | None, registered: bool = False) -> 
         offline=Offline(after_intervals=3.0, min_s=1800.0, issue="silent"),
         alerting=Alerting(flap_changes=3, flap_window_s=2 * HOUR),
         technicians=TECHNICIANS,
+        diagnoses=DIAGNOSES,
+        diagnosis_wait_s=2 * HOUR,
     )
 
 
@@ -168,6 +171,7 @@ class EngineMachine(RuleBasedStateMachine):
         self.cases_seen: dict[str, tuple[int, int, float | None]] = {}  # case -> (priority, escalation, first response)
         self.warnings: set[tuple[str, str]] = set()
         self.flapping: set[str] = set()  # alert ids announced flapping
+        self.diagnostics: set[str] = set()  # diagnostic command ids sent
         self.now = 0.0
         self.seq: Counter[str] = Counter()  # per device or gateway: message sequence numbers
         self.sent: list[Message | BatchView] = []  # readings handed in, for repeats
@@ -241,7 +245,10 @@ class EngineMachine(RuleBasedStateMachine):
             elif isinstance(a, SendCommand):
                 cmd = a.message
                 assert cmd.command_id not in self.commands, f"command id {cmd.command_id} sent twice"
-                if cmd.case_id is not None:
+                if cmd.action == "diagnostic":  # asked before a visit; the answer names the issue
+                    assert engine.pending_diagnoses[cmd.command_id][0] == cmd.case_id
+                    self.diagnostics.add(cmd.command_id)
+                elif cmd.case_id is not None:
                     assert engine.pending_commands[cmd.command_id] == cmd.case_id
                     assert engine.cases[cmd.case_id].device_id == cmd.device_id
                 self.commands[cmd.command_id] = (cmd.device_id, cmd.case_id)
@@ -371,6 +378,41 @@ class EngineMachine(RuleBasedStateMachine):
         )
         self._handle(message)
 
+    @precondition(lambda self: bool(self.diagnostics))
+    @rule(
+        data=st.data(), code=st.sampled_from([*sorted(DIAGNOSES), "ok", "E_unknown"]), dt=st.sampled_from([0.0, 600.0])
+    )
+    def device_diagnosis(self, data: st.DataObject, code: str, dt: float) -> None:
+        """A device answers a diagnostic command (once, again, or after the engine stopped waiting)."""
+        command_id = data.draw(st.sampled_from(sorted(self.diagnostics)), label="diagnostic")
+        device, case_id = self.commands[command_id]
+        waiting = command_id in self.engine.pending_diagnoses
+        case = self.engine.cases.get(case_id) if case_id is not None else None
+        t = self._tick(dt)
+        message = DeviceEvent(
+            device_id=device,
+            ts=t,
+            boot_id=1,
+            seq=self._next_seq(device),
+            kind="diagnosis",
+            code=code,
+            command_id=command_id,
+        )
+        if self.engine._unknown(device) and device not in self.engine.open_case_of:
+            waiting = False  # set aside: quarantined
+        actions = self._handle(message)
+        if not waiting or case is None or case.state != "in_progress":
+            assert not any(isinstance(a, (SendCommand, CreateWorkOrder)) for a in actions)
+            return
+        assert command_id not in self.engine.pending_diagnoses
+        assert case.issue == DIAGNOSES.get(code, case.issue) or code not in DIAGNOSES
+        # Answered by the issue the diagnosis named: a remote fix, or a visit bringing its parts.
+        if ISSUES[case.issue].remote is not None:
+            assert any(isinstance(a, SendCommand) and a.message.case_id == case.case_id for a in actions)
+        else:
+            orders = [a.message for a in actions if isinstance(a, CreateWorkOrder)]
+            assert [(o.issue, o.parts) for o in orders] == [(case.issue, ISSUES[case.issue].parts)]
+
     @rule(data=st.data(), fixed=st.booleans(), dt=st.sampled_from([0.0, 60.0, 1800.0]))
     def command_result(self, data: st.DataObject, fixed: bool, dt: float) -> None:
         """A device answers a command the engine sent (once or again), or one nobody sent."""
@@ -382,7 +424,13 @@ class EngineMachine(RuleBasedStateMachine):
         case = self.engine.cases.get(case_id) if case_id is not None else None
         # An unregistered device's answers are set aside, unless an owner's open case made it ours.
         quarantined = self.engine._unknown(device) and device not in self.engine.open_case_of
-        acts = case is not None and command_id not in self.answered and case.state == "in_progress" and not quarantined
+        acts = (
+            case is not None
+            and command_id not in self.answered
+            and command_id not in self.diagnostics  # a diagnostic is answered by a diagnosis, not a result
+            and case.state == "in_progress"
+            and not quarantined
+        )
         before = (len(self.engine.cases), len(self.engine.work_orders), dict(self.engine.open_case_of))
         t = self._tick(dt)
         message = DeviceEvent(
