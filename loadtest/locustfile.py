@@ -27,6 +27,7 @@ or debug one user with ``python loadtest/locustfile.py -H mqtt://127.0.0.1:1883 
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import random
 import socket
@@ -206,6 +207,18 @@ def _on_test_start(environment: Environment, **kwargs: Any) -> None:
         state.listener.start()
 
 
+@events.spawning_complete.add_listener
+def _on_spawning_complete(**kwargs: Any) -> None:
+    """Move every object the users hold for their lifetime out of the garbage collector's sight.
+
+    Thousands of users are millions of long-lived objects (clients, sockets, greenlets); a full
+    collection walks them all and stops every device for a second or two, which shows as the
+    top percent of publish latencies. Frozen objects are still freed by reference counting. (No
+    collection first: that alone would be such a pause.)
+    """
+    gc.freeze()
+
+
 @events.quitting.add_listener
 def _on_quitting(environment: Environment, **kwargs: Any) -> None:
     state = _SHARED.get("process")
@@ -290,6 +303,17 @@ class SotClient(MqttClient):  # type: ignore[misc]
         self.on_socket_open = _nodelay
         self.connect_started = time.time()
         self.connected_once = False
+
+    def loop_start(self) -> Any:
+        """Not yet: MqttUser's constructor calls this, but Locust may drop a user between building and
+        starting it (a new spawn message kills the spawning greenlet), which would leave a connection
+        nobody uses. The user connects when it starts (:meth:`start_network`)."""
+        return paho.MQTT_ERR_SUCCESS
+
+    def start_network(self) -> None:
+        """Connect (asynchronously, as MqttUser set up) and start the network loop."""
+        self.connect_started = time.time()
+        super().loop_start()
 
     def _loop(self, timeout: float = 1.0) -> Any:
         return super()._loop(max(timeout, LOOP_IDLE_WAKE_S))
@@ -392,6 +416,7 @@ class _FleetUser(MqttUser):  # type: ignore[misc]
         self.next_at = 0.0
 
     def on_start(self) -> None:
+        self.client.start_network()
         deadline = time.monotonic() + CONNECT_TIMEOUT_S
         while not self.client.is_connected():
             if time.monotonic() > deadline:
