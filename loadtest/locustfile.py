@@ -39,6 +39,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import gevent
+import gevent.event
 import locust.stats
 import numpy as np
 import numpy.typing as npt
@@ -303,6 +304,7 @@ class SotClient(MqttClient):  # type: ignore[misc]
         self.on_socket_open = _nodelay
         self.connect_started = time.time()
         self.connected_once = False
+        self.connected = gevent.event.Event()  # set at the first CONNACK: a starting user waits on it
 
     def loop_start(self) -> Any:
         """Not yet: MqttUser's constructor calls this, but Locust may drop a user between building and
@@ -361,6 +363,8 @@ class SotClient(MqttClient):  # type: ignore[misc]
         name = self.label if not self.connected_once else "reconnect"
         _fire(self.environment, "connect", name, (now - self.connect_started) * 1000, error)
         self.connected_once = self.connected_once or error is None
+        if error is None:
+            self.connected.set()
         self.connect_started = now  # a reconnect counts from here
 
     def _on_disconnect_cb(self, client: Any, userdata: Any, rc: Any) -> None:
@@ -417,13 +421,10 @@ class _FleetUser(MqttUser):  # type: ignore[misc]
 
     def on_start(self) -> None:
         self.client.start_network()
-        deadline = time.monotonic() + CONNECT_TIMEOUT_S
-        while not self.client.is_connected():
-            if time.monotonic() > deadline:
-                error = ConnectionError(f"not connected after {CONNECT_TIMEOUT_S:g} s")
-                _fire(self.environment, "connect", self.kind, CONNECT_TIMEOUT_S * 1000, error)
-                raise StopUser()
-            gevent.sleep(_POLL_S)
+        if not self.client.connected.wait(CONNECT_TIMEOUT_S):
+            error = ConnectionError(f"not connected after {CONNECT_TIMEOUT_S:g} s")
+            _fire(self.environment, "connect", self.kind, None, error)
+            raise StopUser()
         phase = self.rng.uniform(0.0, self.interval_s)  # devices do not tick in step
         self.next_at = time.monotonic() + phase
         gevent.sleep(phase)
