@@ -217,8 +217,23 @@ def test_broker_error_is_a_runtime_error() -> None:
     assert issubclass(BrokerError, RuntimeError)
 
 
+def closed_port() -> int:
+    """A port nothing listens on, below the ephemeral range: connecting to a free ephemeral port can
+    meet itself (a TCP self-connect when the kernel picks that very port as the source), which
+    answers instead of refusing."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for port in range(low - 1, 1024, -7):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no free port below the ephemeral range")
+
+
 def test_probe_of_a_closed_port_names_the_url_and_the_fix() -> None:
-    url = BrokerUrl("127.0.0.1", unused_port())
+    url = BrokerUrl("127.0.0.1", closed_port())
     with pytest.raises(BrokerError) as caught:
         probe(url, timeout_s=2.0)
     assert str(url) in str(caught.value)

@@ -112,9 +112,10 @@ def test_engine_process_receives_the_telemetry_through_the_broker(tmp_path: Path
         client.loop_start()
         assert ready.wait(10)
         out = tmp_path / "observed"
-        result = run_freezers(out, "--days", "2", "--broker", str(broker.url), "--prefix", "obs/v1")
+        # Long enough for the broker's once-a-second $SYS count to see the world and the engine together.
+        result = run_freezers(out, "--days", "4", "--broker", str(broker.url), "--prefix", "obs/v1")
         deadline = time.monotonic() + 10
-        expected = 2 * 24 * 4 * 4  # days x ticks per day x gateways
+        expected = 4 * 24 * 4 * 4  # days x ticks per day x gateways
         while len(batches) < expected and time.monotonic() < deadline:
             time.sleep(0.05)
         client.loop_stop()
