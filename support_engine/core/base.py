@@ -1,0 +1,161 @@
+"""The engine core's state and the helpers every part of it uses.
+
+The core is one class, :class:`support_engine.core.engine.Engine`, put together from parts by
+concept: devices (registry, twins' reported/desired state, connectivity), alerting (alerts and
+flapping), service levels (SLA clocks), fleet patterns (cohort campaigns) and the engine itself
+(input, cases, remedies, the field). They share the state set up here; where one part answers
+through another (a device gone silent opens a case), the hook is declared here.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from contracts.engine_config import EngineConfig, IssueType, Sla
+from contracts.messages import DeviceRecord, Notification
+from support_engine.core.actions import Action, CaseChanged, DeviceChanged, Notify
+from support_engine.core.campaigns import Campaign
+from support_engine.core.lifecycle import CASE, WORK_ORDER
+from support_engine.core.twins import Twins
+
+__all__ = ["Case", "EngineBase", "WorkOrderState"]
+
+_FALLBACK_ISSUE = IssueType(skill="general", parts=[], duration_s=3600.0, priority=3)
+
+
+@dataclass
+class Case:
+    case_id: str
+    device_id: str
+    issue: str
+    priority: int
+    opened_s: float
+    origin: str
+    state: str = CASE.initial
+    first_response_s: float | None = None
+    resolved_s: float | None = None
+    work_orders: list[str] = field(default_factory=list)
+    alerts: list[str] = field(default_factory=list)
+    contacts: int = 0
+    breached: set[str] = field(default_factory=set)
+    warned: set[str] = field(default_factory=set)
+    escalation: int = 0
+
+
+@dataclass
+class WorkOrderState:
+    work_order_id: str
+    case_id: str
+    device_id: str
+    state: str = WORK_ORDER.initial
+    visit: int = 1
+    technician_id: str | None = None
+
+
+class EngineBase:
+    """The state of one deployment's engine, and the case helpers its parts share."""
+
+    def __init__(self, config: EngineConfig) -> None:
+        self.config = config
+        self.proactive = config.policy == "proactive"
+        self.twins = Twins(config.all_rules if self.proactive else [])
+        self.cases: dict[str, Case] = {}
+        self.open_case_of: dict[str, str] = {}  # device -> open case
+        self.work_orders: dict[str, WorkOrderState] = {}
+        self.alert_of: dict[tuple[str, str], str] = {}  # (device, rule) -> active alert id
+        self.pending_commands: dict[str, str] = {}  # command id -> case id, until the device answers
+        self.rolled_out: set[str] = set()  # issues whose update went fleet-wide
+        self._rearmed: set[str] = set()  # devices whose rules reset once the current message is handled
+        self.cases_of_issue: Counter[str] = Counter()
+        self.stats: Counter[str] = Counter()
+        self._ids: Counter[str] = Counter()
+        self._rule_index = {rule.name: r for r, rule in enumerate(self.twins.rules)}
+        # The registry and the twins' reported/desired state (firmware, settings).
+        self.devices: dict[str, DeviceRecord] = {}
+        self.reported: dict[str, dict[str, str]] = {}
+        self.desired: dict[str, dict[str, str]] = {}
+        self.twin_commands: dict[str, str] = {}  # configure command id -> device, until it answers
+        self.pending_diagnoses: dict[str, tuple[str, float]] = {}  # diagnostic command id -> (case, waiting since)
+        self._asked: set[str] = set()  # diagnostics whose wait has started
+        # Alert flapping: recent state changes per (device, rule), and the alerts held while flapping.
+        self._changes: dict[tuple[str, str], list[float]] = {}
+        self.flapping: dict[tuple[str, str], float] = {}  # -> time of the last change
+        self.tech_load: Counter[str] = Counter()  # open work orders per technician
+        # Fleet patterns: campaigns (running), the cohorts already campaigned, updates awaiting an answer.
+        self.campaigns: dict[str, Campaign] = {}
+        self.campaigned: set[tuple[str, str]] = set()
+        self.campaign_commands: dict[str, tuple[str, str]] = {}
+        self.cohorts_checked: dict[str, float] = {}
+        self._campaign_rules = {rule.name: rule for rule in config.campaigns}
+
+    def _next_id(self, prefix: str) -> str:
+        self._ids[prefix] += 1
+        return f"{prefix}-{self._ids[prefix]:07d}"
+
+    def _issue(self, name: str) -> IssueType:
+        return self.config.issues.get(name, _FALLBACK_ISSUE)
+
+    def _sla_of(self, device: str) -> Sla:
+        """The SLA a device is serviced under: its contract's, else the default."""
+        record = self.devices.get(device)
+        contract = record.contract if record is not None else None
+        return self.config.contracts.get(contract, self.config.sla) if contract is not None else self.config.sla
+
+    def _case_changed(self, case: Case, t: float) -> CaseChanged:
+        return CaseChanged(
+            case.case_id,
+            case.device_id,
+            case.issue,
+            case.state,
+            case.priority,
+            case.opened_s,
+            t,
+            case.origin,
+            case.escalation,
+            case.first_response_s,
+        )
+
+    def _note(self, case: Case, t: float, kind: str, text: str) -> Notify:
+        self.stats["notifications"] += 1
+        return Notify(
+            Notification(
+                notification_id=self._next_id("note"),
+                device_id=case.device_id,
+                ts=t,
+                kind=kind,  # type: ignore[arg-type]
+                case_id=case.case_id,
+                text=text,
+            )
+        )
+
+    def _unknown(self, device: str) -> bool:
+        """Whether a device's messages go to quarantine (registered-only provisioning)."""
+        return self.config.provisioning == "registered" and device not in self.devices
+
+    def _case_for(self, device: str, issue: str, t: float, origin: str) -> tuple[Case, bool]:
+        """The open case of ``device`` (alerts and contacts correlate into it), or a new one."""
+        case_id = self.open_case_of.get(device)
+        if case_id is not None:
+            return self.cases[case_id], False
+        case = Case(self._next_id("case"), device, issue, self._issue(issue).priority, t, origin)
+        self.cases[case.case_id] = case
+        self.open_case_of[device] = case.case_id
+        if origin != "campaign" and self.campaigns:
+            self._campaign_failure(device)
+        self.stats["cases_opened"] += 1
+        self.stats[f"cases_opened_{origin}"] += 1
+        return case, True
+
+    # -- hooks the other parts define -----------------------------------------------------------
+    def _open(self, case: Case, t: float, why: str) -> list[Action]:
+        raise NotImplementedError  # Engine: answer a new case
+
+    def _resolve(self, case: Case, t: float, text: str | None) -> list[Action]:
+        raise NotImplementedError  # Engine: resolve a case and tell the owner
+
+    def _want_firmware(self, device: str, version: str | None, t: float) -> DeviceChanged:
+        raise NotImplementedError  # Devices: an update is on its way
+
+    def _campaign_failure(self, device: str) -> None:
+        raise NotImplementedError  # FleetPatterns: a device a campaign reached failed
