@@ -26,6 +26,7 @@ SCENARIOS = sorted((ROOT / "scenarios").glob("*.yaml"))
 GOLDEN_DAYS = {
     "cars": 7,
     "city": 7,
+    "firmware_campaign": 7,
     "firmware_recall": 7,
     "freezers": 14,
     "hospital": 30,
