@@ -64,6 +64,7 @@ __all__ = ["DeviceUser", "GatewayUser", "SotShape"]
 log = logging.getLogger("sot.loadtest")
 
 CONNECT_TIMEOUT_S = 30.0
+CONNECT_SPREAD_S = 1.0  # a starting device dials in at a random moment within this
 STOP_WAIT_S = 5.0  # at most: on stop, wait this long for the user's un-acknowledged publishes
 # paho's network loop wakes every second when idle; 10,000 idle wake-ups a second cost a core. A
 # publish wakes the loop through paho's socket pair anyway, and keep-alive is 60 s.
@@ -420,6 +421,9 @@ class _FleetUser(MqttUser):  # type: ignore[misc]
         self.next_at = 0.0
 
     def on_start(self) -> None:
+        # Locust hands a worker each second's new users at once; devices that all dial in the same
+        # millisecond overflow the broker's listen backlog (SYN retries: seconds of connect time).
+        gevent.sleep(self.rng.uniform(0.0, CONNECT_SPREAD_S))
         self.client.start_network()
         if not self.client.connected.wait(CONNECT_TIMEOUT_S):
             error = ConnectionError(f"not connected after {CONNECT_TIMEOUT_S:g} s")
