@@ -276,12 +276,13 @@ def main(argv: list[str] | None = None) -> None:
         return
     machine = {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
     print(json.dumps({"machine": machine, "load_average": os.getloadavg()}), flush=True)
-    workdir = Path(tempfile.mkdtemp(prefix="sot-bench-latency-"))
     runs: list[dict[str, Any]] = []
-    with start_load_broker(workdir / "broker") as broker:
-        print(json.dumps({"broker": broker.version}), flush=True)
-        for k in range(args.rounds):
-            runs += run_round(args, k, broker.url.port, workdir)
+    with tempfile.TemporaryDirectory(prefix="sot-bench-latency-") as tmp:
+        workdir = Path(tmp)
+        with start_load_broker(workdir / "broker") as broker:
+            print(json.dumps({"broker": broker.version}), flush=True)
+            for k in range(args.rounds):
+                runs += run_round(args, k, broker.url.port, workdir)
     _print(runs)
     if args.json is not None:
         args.json.write_text(
