@@ -1,8 +1,9 @@
 """A short load test through real Mosquitto and the engine, as CI runs it: ``sot loadtest`` end to end.
 
-Two runs of a few seconds each: tens of devices across a Locust master and two workers whose gate
-holds, and a single process with a saboteur device whose gate (``lost>0``) fails because the
-reconciliation finds the message it sent to a topic nobody subscribes. No timing is asserted.
+Three runs of a few seconds each: tens of devices across a Locust master and two workers whose gate
+holds; a single process with a saboteur device whose gate (``lost>0``) fails because the
+reconciliation finds the message it sent to a topic nobody subscribes; and gateways with columnar
+batches. No timing is asserted.
 """
 
 from __future__ import annotations
@@ -26,12 +27,12 @@ pytestmark = [
 ROOT = Path(__file__).resolve().parents[2]
 SABOTEUR = Path(__file__).with_name("saboteur_locustfile.py")
 # A short run: 3 s of load, receipts given 2 s, a drain that leaves Locust's workers time to report.
-SHORT = ["--duration", "3s", "--drain", "6s", "--receipt-timeout", "2s", "--spawn-rate", "40", "--ack-every", "1"]
+SHORT = ["--duration", "3s", "--drain", "5s", "--receipt-timeout", "1s", "--spawn-rate", "40", "--ack-every", "1"]
 
 
-def sot_loadtest(out: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def sot_loadtest(out: Path, *args: str, scenario: str = "scenarios/city.yaml") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "sim.cli", "loadtest", "scenarios/city.yaml", "--out", str(out), "-q", *SHORT, *args],
+        [sys.executable, "-m", "sim.cli", "loadtest", scenario, "--out", str(out), "-q", *SHORT, *args],
         capture_output=True,
         text=True,
         timeout=180,
@@ -101,4 +102,19 @@ def test_a_message_nobody_subscribes_is_lost_and_fails_the_gate(tmp_path: Path) 
     assert m["rejected"] == 1 and m["rejected_by_reason"] == {"device_mismatch": 1}
     assert m["ingested"] == m["published"] - 2
     assert r["broker"]["from_devices"] >= m["published"]
+    assert processes_in(out) == []
+
+
+def test_gateways_send_batches_whose_readings_the_engine_counts(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    done = sot_loadtest(
+        out, "--kind", "gateway", "--users", "3", "--speed", "600", "--workers", "0", "--fail-on", "lost>0",
+        scenario="scenarios/cars.yaml",
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.stderr
+    m = report(out)["messages"]
+    assert m["published"] > 0 and set(m["by_kind"]) == {"batch"}
+    assert m["ingested"] == m["published"] and m["lost"] == 0
+    assert m["readings"] == 1000 * m["published"]  # a car gateway carries 1,000 cars
     assert processes_in(out) == []
