@@ -68,7 +68,7 @@ CONNECT_SPREAD_S = 1.0  # a starting device dials in at a random moment within t
 STOP_WAIT_S = 5.0  # at most: on stop, wait this long for the user's un-acknowledged publishes
 # paho's network loop wakes every second when idle; 10,000 idle wake-ups a second cost a core. A
 # publish wakes the loop through paho's socket pair anyway, and keep-alive is 60 s.
-LOOP_IDLE_WAKE_S = 10.0  # on stop, wait this long for the user's un-acknowledged publishes
+LOOP_IDLE_WAKE_S = 10.0
 _POLL_S = 0.05
 WARMUP = "warm-up"  # the name of messages sent during --sot-warmup: counted, left out of the quantiles
 _EXPIRE_EVERY_S = 0.5
