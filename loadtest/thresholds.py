@@ -79,8 +79,8 @@ class Verdict:
     def message(self) -> str:
         if self.measured is None:
             return f"{self.threshold}: {self.threshold.metric} was not measured in this run"
-        state = "crossed" if self.failed else "held"
-        return f"{self.threshold}: {state}, measured {self.threshold.metric} = {self.measured:g}"
+        state = "true" if self.failed else "false"
+        return f"{self.threshold} is {state}: measured {self.threshold.metric} = {self.measured:g}"
 
 
 def parse_fail_on(text: str) -> list[Threshold]:

@@ -44,9 +44,9 @@ def test_every_latency_and_count_has_a_name() -> None:
 def test_a_condition_fails_the_run_when_it_holds() -> None:
     crossed, held = evaluate(parse_fail_on("p99_ingest_ms>100,lost>0"), {"p99_ingest_ms": 142.5, "lost": 0})
     assert crossed.failed and crossed.measured == 142.5
-    assert crossed.message() == "p99_ingest_ms>100: crossed, measured p99_ingest_ms = 142.5"
+    assert crossed.message() == "p99_ingest_ms>100 is true: measured p99_ingest_ms = 142.5"
     assert not held.failed
-    assert held.message() == "lost>0: held, measured lost = 0"
+    assert held.message() == "lost>0 is false: measured lost = 0"
 
 
 def test_an_unmeasured_metric_fails_its_condition() -> None:
