@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -38,6 +39,7 @@ __all__ = [
     "DEFAULT_PORT",
     "BrokerKind",
     "BrokerUrl",
+    "MosquittoConf",
     "RunningBroker",
     "mosquitto_available",
     "probe",
@@ -45,6 +47,8 @@ __all__ = [
 ]
 
 BrokerKind = Literal["mosquitto", "amqtt"]
+MosquittoConf = Callable[[str, int, Path, int], str]
+"""Renders a Mosquitto configuration from (host, port, workdir, max_queued_messages)."""
 
 DEFAULT_PORT = 1883
 _DEBIAN_MOSQUITTO = Path("/usr/sbin/mosquitto")
@@ -146,6 +150,7 @@ class RunningBroker:
         workdir: Path,
         owns_workdir: bool,
         max_queued_messages: int,
+        mosquitto_conf: MosquittoConf | None = None,
     ) -> None:
         """Prepare a broker; :func:`start_broker` is the way to get a started one."""
         self.kind = kind
@@ -157,6 +162,7 @@ class RunningBroker:
         self._executable = executable
         self._owns_workdir = owns_workdir
         self._max_queued_messages = max_queued_messages
+        self._conf = mosquitto_conf or _mosquitto_conf
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
         self._stopped = False
@@ -238,7 +244,7 @@ class RunningBroker:
         if self.kind == "amqtt":
             return [sys.executable, "-m", "sim.harness.amqtt_broker", "--port", str(port), "--host", self.url.host]
         conf = self.workdir / "mosquitto.conf"
-        conf.write_text(_mosquitto_conf(self.url.host, port, self.workdir, self._max_queued_messages))
+        conf.write_text(self._conf(self.url.host, port, self.workdir, self._max_queued_messages))
         return [self._executable, "-c", str(conf)]
 
     def _await_ready(self) -> None:
@@ -309,11 +315,13 @@ def start_broker(
     host: str = "127.0.0.1",
     workdir: Path | None = None,
     max_queued_messages: int = 100_000,
+    mosquitto_conf: MosquittoConf | None = None,
 ) -> RunningBroker:
     """Start a loopback broker and return it once it owns its port and answers MQTT.
 
     ``auto`` picks Mosquitto when installed, else amqtt. ``port=0`` picks a free port (retried on a
     bind race). Without ``workdir`` a temporary one is created and removed by ``stop()``.
+    ``mosquitto_conf`` replaces the harness's no-loss configuration (a load test's in-memory one).
     """
     if port < 0 or port > 65535:
         raise ValueError(f"port must be 0 (pick a free one) or 1-65535, not {port}")
@@ -321,6 +329,8 @@ def start_broker(
         raise ValueError(f"max_queued_messages must be >= 0, not {max_queued_messages}")
     _check_loopback(host)
     resolved, executable, version = _resolve_kind(kind)
+    if mosquitto_conf is not None and resolved != "mosquitto":
+        raise ValueError("mosquitto_conf configures Mosquitto; the broker chosen is amqtt")
     owns_workdir = workdir is None
     directory = Path(tempfile.mkdtemp(prefix="sot-broker-")) if workdir is None else Path(workdir).resolve()
     broker = RunningBroker(
@@ -331,6 +341,7 @@ def start_broker(
         workdir=directory,
         owns_workdir=owns_workdir,
         max_queued_messages=max_queued_messages,
+        mosquitto_conf=mosquitto_conf,
     )
     attempts = _PORT_ATTEMPTS if port == 0 else 1
     for attempt in range(1, attempts + 1):
