@@ -176,9 +176,8 @@ class Engine(Alerting, Devices, FleetPatterns, ServiceLevels, EngineBase):
             known = np.fromiter((d in self.devices for d in batch.devices), dtype=bool, count=len(batch.devices))
             if not known.all():
                 keep = known[batch.index]
-                for d in np.flatnonzero(~known).tolist():
-                    if (batch.index == d).any():
-                        actions += self._quarantine(batch.devices[d], batch.ts)
+                for d in np.unique(batch.index[~keep]).tolist():  # the unknown devices with readings here
+                    actions += self._quarantine(batch.devices[d], batch.ts)
                 self.stats["readings_quarantined"] += int((~keep).sum())
                 slots, ts, seq = slots[keep], ts[keep], seq[keep]
                 values = {k: v[keep] for k, v in values.items()}
@@ -499,7 +498,7 @@ class Engine(Alerting, Devices, FleetPatterns, ServiceLevels, EngineBase):
         case = self.cases[wo.case_id]
         if wo.state == "accepted" and case.first_response_s is None and case.state != "resolved":
             accepted = max(status.ts, case.opened_s)
-            actions += self._stop_clock(case, "first_response", accepted)
+            actions += self._clock_passed(case, "first_response", accepted)
             case.first_response_s = accepted  # a technician has taken it on
             actions.append(self._case_changed(case, accepted))
         if wo.state == "closed":
@@ -514,9 +513,9 @@ class Engine(Alerting, Devices, FleetPatterns, ServiceLevels, EngineBase):
     def _resolve(self, case: Case, t: float, text: str | None) -> list[Action]:
         """Resolve ``case``; tell the owner with ``text`` (None: they have just been told)."""
         t = max(t, case.opened_s)  # a late message (another topic, no order between them) cannot go back
-        late = self._stop_clock(case, "resolution", t)
+        late = self._clock_passed(case, "resolution", t)
         if case.first_response_s is None:
-            late += self._stop_clock(case, "first_response", t)
+            late += self._clock_passed(case, "first_response", t)
         case.state = CASE.check(case.state, "resolved", case.case_id)
         case.resolved_s = t
         del self.open_case_of[case.device_id]

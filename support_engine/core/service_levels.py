@@ -16,18 +16,9 @@ class ServiceLevels(EngineBase):
         actions: list[Action] = []
         for case_id in sorted(self.open_case_of.values()):
             case = self.cases[case_id]
-            if self._issue(case.issue).consumable is not None:
-                continue  # a refill on its way is a delivery, not a service case against the SLA
-            sla = self._sla_of(case.device_id)
-            for clock, target, running in (
-                ("first_response", sla.first_response_s, case.first_response_s is None),
-                ("resolution", sla.resolution_s, True),
-            ):
-                elapsed = now - case.opened_s
-                if running and elapsed > sla.warn_at * target and clock not in case.warned:
-                    actions += self._sla_event(case, clock, case.opened_s + sla.warn_at * target, warning=True)
-                if running and elapsed > target and clock not in case.breached:
-                    actions += self._sla_event(case, clock, case.opened_s + target, warning=False)
+            if case.first_response_s is None:
+                actions += self._clock_passed(case, "first_response", now)
+            actions += self._clock_passed(case, "resolution", now)
         return actions
 
     def _sla_event(self, case: Case, clock: str, at: float, *, warning: bool) -> list[Action]:
@@ -43,8 +34,10 @@ class ServiceLevels(EngineBase):
         event: Action = (SlaWarned if warning else SlaBreached)(case.case_id, case.device_id, clock, at)
         return [event, self._case_changed(case, at)]
 
-    def _stop_clock(self, case: Case, clock: str, t: float) -> list[Action]:
-        """A clock stops at ``t``: its warning and breach, if it passed them since the timers last ran."""
+    def _clock_passed(self, case: Case, clock: str, t: float) -> list[Action]:
+        """The warning and breach a running clock has passed by ``t`` and not yet recorded: the timers
+        at ``t``, or the clock stopping at ``t`` between timer runs. A refill on its way is a delivery,
+        not a service case against the SLA: it runs no clock."""
         if self._issue(case.issue).consumable is not None:
             return []
         sla = self._sla_of(case.device_id)
