@@ -2,7 +2,7 @@
 
 **Broker** (the path real devices use): a paho publisher in its own process (one connection, QoS 1,
 at most ``PUBLISH_WINDOW`` un-acknowledged) sends one-reading :class:`contracts.Telemetry`
-messages, each a new (device, seq), to a Mosquitto started by :func:`sim.harness.broker.start_broker`.
+messages, each a new (device, seq), to a Mosquitto started by :func:`harness.broker.start_broker`.
 Three measures, alternating, ``--repeat`` times; the best of each counts:
 
 - **publisher alone** — nobody subscribed: the rate the publisher and the broker can offer;
@@ -64,9 +64,9 @@ from contracts import codec
 from contracts.engine_config import EngineConfig, IssueType, ThresholdRule
 from contracts.messages import Clock, ClockAck, Telemetry
 from contracts.topics import Kind, Topics
-from sim.harness.broker import RunningBroker, start_broker
-from sim.harness.engine_process import EngineProcess
-from sim.harness.mqtt_transport import WorldTransport
+from harness.broker import RunningBroker, start_broker
+from harness.engine_process import EngineProcess
+from harness.mqtt_transport import WorldTransport
 from support_engine.core.engine import Engine
 from support_engine.core.twins import Twins
 
@@ -545,7 +545,7 @@ def _mosquitto_default_autosave() -> Iterator[None]:
     project's broker writes and fsyncs its whole persistence file about once per message, which
     sets the rate of every QoS 1 consumer; this variant shows what the consumers themselves can do.
     """
-    from sim.harness import broker
+    from harness import broker
 
     original = broker._mosquitto_conf
     project = ("autosave_interval 1\n", "autosave_on_changes true\n")

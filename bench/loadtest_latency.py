@@ -174,7 +174,7 @@ def run_round(args: argparse.Namespace, k: int, broker_port: int, workdir: Path)
     """One bare run and one engine run on the same broker, each on a topic prefix of its own."""
     scenario = load(args.scenario)
     mix = from_scenario(scenario)
-    from sim.harness.broker import BrokerUrl
+    from harness.broker import BrokerUrl
 
     url = BrokerUrl("127.0.0.1", broker_port)
     found = []

@@ -1,6 +1,6 @@
 """Mosquitto configured for load tests: thousands of connections, no disk in the message path.
 
-The harness broker (:func:`sim.harness.broker.start_broker`) snapshots its persistence file on every
+The harness broker (:func:`harness.broker.start_broker`) snapshots its persistence file on every
 change so that a killed broker loses nothing; that bounds QoS 1 traffic to a few thousand messages a
 second by the disk's fsync (docs/benchmarks.md). A load test measures the ingestion path, not the
 disk, so its broker keeps sessions in memory (``persistence false``), accepts as many connections as
@@ -15,8 +15,8 @@ import os
 import pwd
 from pathlib import Path
 
-from sim.errors import BrokerError
-from sim.harness.broker import RunningBroker, mosquitto_available, start_broker
+from harness.broker import RunningBroker, mosquitto_available, start_broker
+from harness.errors import BrokerError
 
 __all__ = ["mosquitto_conf", "start_load_broker"]
 

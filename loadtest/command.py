@@ -1,6 +1,6 @@
 """``sot loadtest``: a scenario's fleet as Locust users against a broker and the engine, reconciled and gated.
 
-Registered on the ``sot`` app by :mod:`sim.cli`; everything heavy is imported when the command runs.
+Registered on the ``sot`` app by :mod:`harness.cli`; everything heavy is imported when the command runs.
 """
 
 from __future__ import annotations
@@ -93,12 +93,12 @@ def loadtest(
 ) -> None:
     """Load-test the ingestion path with Locust: devices (or gateways) from a scenario against a broker
     and the engine; reconcile published / broker / ingested; write loadtest.json; gate on --fail-on."""
+    from harness.broker import BrokerUrl
+    from harness.errors import BrokerError, HarnessError
     from loadtest.fleet import from_scenario
     from loadtest.runner import LoadTestError, LoadTestOptions, Status, run_loadtest
     from loadtest.shapes import ShapeError, parse_duration
     from loadtest.thresholds import ThresholdError, evaluate, parse_fail_on
-    from sim.errors import BrokerError, HarnessError
-    from sim.harness.broker import BrokerUrl
 
     s = _scenario(scenario)
     mix = from_scenario(s)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sim.errors import HarnessError
+from harness.errors import HarnessError
 
 __all__ = ["LoadTestError"]
 

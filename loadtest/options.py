@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from contracts.topics import DEFAULT_PREFIX
+from harness.broker import BrokerUrl
 from loadtest.fleet import FleetMix, UserKind
 from loadtest.shapes import Plan, parse_shape
-from sim.harness.broker import BrokerUrl
 
 __all__ = ["LOCUSTFILE", "LOCUST_REPORT_S", "LoadTestOptions"]
 

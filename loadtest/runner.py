@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 
 from contracts.engine_config import EngineConfig
 from contracts.topics import Topics
+from harness.broker import BrokerUrl, probe
 from loadtest.broker import start_load_broker
 from loadtest.errors import LoadTestError
 from loadtest.fleet import FleetMix
@@ -31,7 +32,6 @@ from loadtest.report import EngineCounts, build_report, read_locust_json
 from loadtest.shapes import Plan
 from loadtest.swarm import Swarm, start_swarm
 from loadtest.witnesses import BrokerWatch, scrape, start_engine
-from sim.harness.broker import BrokerUrl, probe
 
 __all__ = ["LoadTestError", "LoadTestOptions", "Outcome", "Status", "run_loadtest"]
 

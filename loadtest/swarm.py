@@ -14,10 +14,10 @@ import sys
 import time
 from pathlib import Path
 
+from harness.broker import BrokerUrl
 from loadtest.fleet import FleetMix
 from loadtest.options import LOCUSTFILE, LoadTestOptions
 from loadtest.witnesses import free_port
-from sim.harness.broker import BrokerUrl
 
 __all__ = ["Swarm", "locust_args", "start_swarm"]
 

@@ -25,11 +25,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from contracts.engine_config import EngineConfig
 from contracts.topics import DEFAULT_PREFIX, Topics
+from harness.broker import BrokerUrl
+from harness.engine_process import EngineProcess
+from harness.errors import BrokerError
 from loadtest.errors import LoadTestError
 from loadtest.report import BrokerCounts, EngineCounts, parse_metrics
-from sim.errors import BrokerError
-from sim.harness.broker import BrokerUrl
-from sim.harness.engine_process import EngineProcess
 
 __all__ = ["BrokerWatch", "StartedEngine", "free_port", "scrape", "start_engine"]
 

@@ -5,9 +5,11 @@
 - :mod:`sim.fleet` — a fleet as numpy arrays: failures, precursors, telemetry;
 - :mod:`sim.people` — owners, the contact centre and field technicians;
 - :mod:`sim.world` — one run's SimPy world, speaking only contracts;
-- :mod:`sim.kpis` — KPIs from the world's records;
-- :mod:`sim.harness` — broker, engine process, MQTT transport and the event-time loop;
-- :mod:`sim.cli` — the ``sot`` command.
+- :mod:`sim.kpis` — KPIs from the world's records.
+
+The world alone: broker control, the engine process, the event-time loop and the ``sot`` command
+live in :mod:`harness`, which imports this package; this package imports neither it nor
+:mod:`loadtest`.
 
 Importing this package connects to nothing and reads no clock.
 """

@@ -1,10 +1,10 @@
-"""Errors raised by the world and the harness."""
+"""Errors raised by the world: a scenario that cannot be read or is invalid."""
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
-__all__ = ["BrokerError", "HarnessError", "Problem", "ScenarioError", "SimError"]
+__all__ = ["Problem", "ScenarioError", "SimError"]
 
 
 class SimError(Exception):
@@ -34,11 +34,3 @@ class ScenarioError(SimError, ValueError):
     def path(self) -> str:
         """Path of the first problem (``fleets[0].failure_modes[1].shape``)."""
         return self.problems[0].path if self.problems else ""
-
-
-class HarnessError(SimError, RuntimeError):
-    """A run could not be carried out (engine died, barrier timed out, ...)."""
-
-
-class BrokerError(HarnessError):
-    """A broker could not be reached or started."""

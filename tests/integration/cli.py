@@ -11,7 +11,7 @@ __all__ = ["FREEZERS", "ROOT", "SOT", "processes_mentioning", "sot"]
 
 ROOT = Path(__file__).resolve().parents[2]
 FREEZERS = ROOT / "scenarios" / "freezers.yaml"
-SOT = [sys.executable, "-m", "sim.cli"]
+SOT = [sys.executable, "-m", "harness.cli"]
 
 
 def sot(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:

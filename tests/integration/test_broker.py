@@ -18,14 +18,14 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from sim.errors import BrokerError, HarnessError
-from sim.harness.broker import (
+from harness.broker import (
     BrokerUrl,
     RunningBroker,
     mosquitto_available,
     probe,
     start_broker,
 )
+from harness.errors import BrokerError, HarnessError
 
 pytestmark = pytest.mark.integration
 
@@ -261,7 +261,7 @@ def test_a_port_held_by_another_process_is_refused_and_nothing_is_left_running(k
         port = squatter.getsockname()[1]
         with pytest.raises(BrokerError, match=str(port)):
             start_broker(kind, port=port, workdir=tmp_path)  # type: ignore[arg-type]
-    needles = (str(tmp_path),) if kind == "mosquitto" else ("sim.harness.amqtt_broker", f"--port {port} ")
+    needles = (str(tmp_path),) if kind == "mosquitto" else ("harness.amqtt_broker", f"--port {port} ")
     assert processes_mentioning(*needles) == []
 
 
@@ -346,7 +346,7 @@ def test_restart_after_stop_refuses_when_the_workdir_was_removed() -> None:
 
 
 def test_a_picked_port_lost_to_a_race_is_retried_up_to_three_times(monkeypatch: pytest.MonkeyPatch) -> None:
-    import sim.harness.broker as broker_module
+    import harness.broker as broker_module
 
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
         squatter.bind(("127.0.0.1", 0))
@@ -367,7 +367,7 @@ def test_a_broker_nobody_stopped_is_stopped_at_interpreter_exit() -> None:
     import subprocess
     import sys
 
-    script = "from sim.harness.broker import start_broker; b = start_broker(); print(b.pid, b.workdir)"
+    script = "from harness.broker import start_broker; b = start_broker(); print(b.pid, b.workdir)"
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30, check=True)
     pid, workdir = done.stdout.split()
     assert not Path(f"/proc/{pid}").exists()

@@ -16,8 +16,8 @@ from contracts import codec
 from contracts.engine_config import EngineConfig, IssueType, ThresholdRule
 from contracts.messages import Contact, Telemetry
 from contracts.topics import Topics
-from sim.harness.broker import start_broker
-from sim.harness.engine_process import EngineProcess
+from harness.broker import start_broker
+from harness.engine_process import EngineProcess
 from support_engine import database
 
 pytestmark = pytest.mark.integration

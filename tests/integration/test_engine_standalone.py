@@ -48,8 +48,8 @@ from contracts.messages import (
     WorkOrder,
 )
 from contracts.topics import Topics
-from sim.harness.broker import BrokerUrl, start_broker
-from sim.harness.engine_process import EngineProcess
+from harness.broker import BrokerUrl, start_broker
+from harness.engine_process import EngineProcess
 
 pytestmark = pytest.mark.integration
 

@@ -17,8 +17,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from contracts import codec
 from contracts.messages import Clock, Contact, Telemetry
 from contracts.topics import Topics
-from sim.harness.broker import start_broker
-from sim.harness.engine_process import EngineProcess
+from harness.broker import start_broker
+from harness.engine_process import EngineProcess
 from support_engine.core.lifecycle import CASE, WORK_ORDER
 from support_engine.http_api import CaseState, WorkOrderState
 

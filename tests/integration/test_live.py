@@ -16,9 +16,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from contracts import codec
 from contracts.messages import Clock, ClockAck
 from contracts.topics import Kind, Topics
-from sim.harness.broker import start_broker
-from sim.harness.engine_process import EngineProcess
-from sim.harness.live import run_live
+from harness.broker import start_broker
+from harness.engine_process import EngineProcess
+from harness.live import run_live
 from sim.scenario_file import load, with_overrides
 from tests.integration.cli import FREEZERS, ROOT, SOT, processes_mentioning, sot
 

@@ -14,7 +14,7 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from sim.harness.broker import start_broker
+from harness.broker import start_broker
 from tests.integration.cli import FREEZERS, ROOT, SOT, processes_mentioning, sot
 
 pytestmark = pytest.mark.integration

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from sim.harness.runner import run_scenario
+from harness.runner import run_scenario
 from sim.scenario_file import load, with_overrides
 
 pytestmark = pytest.mark.integration

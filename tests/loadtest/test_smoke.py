@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from sim.harness.broker import mosquitto_available
+from harness.broker import mosquitto_available
 
 pytestmark = [
     pytest.mark.integration,
@@ -32,7 +32,7 @@ SHORT = ["--duration", "3s", "--drain", "5s", "--receipt-timeout", "1s", "--spaw
 
 def sot_loadtest(out: Path, *args: str, scenario: str = "scenarios/city.yaml") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "sim.cli", "loadtest", scenario, "--out", str(out), "-q", *SHORT, *args],
+        [sys.executable, "-m", "harness.cli", "loadtest", scenario, "--out", str(out), "-q", *SHORT, *args],
         capture_output=True,
         text=True,
         timeout=180,

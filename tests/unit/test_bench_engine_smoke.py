@@ -14,7 +14,7 @@ from types import ModuleType
 import pytest
 
 from contracts import Kind, Telemetry, Topics, decode, decode_batch
-from sim.harness import broker
+from harness import broker
 
 ROOT = Path(__file__).resolve().parents[2]
 DEVICES, TICKS, BATCH = 200, 5, 64  # 5 ticks: the one-hour persistence rule fires too; 64 leaves a short batch

@@ -11,8 +11,8 @@ import yaml
 from typer.testing import CliRunner
 
 from contracts.engine_config import ThresholdRule
+from harness.cli import app
 from sim import catalogue
-from sim.cli import app
 from sim.distributions import Weibull
 from sim.errors import Problem
 from sim.scenario import Fleet, Scenario

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from harness.broker import BrokerUrl
 from loadtest.fleet import from_scenario_file
 from loadtest.options import LoadTestOptions
-from sim.harness.broker import BrokerUrl
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -62,7 +62,7 @@ def test_the_command_and_the_runner_load_no_locust_and_connect_nothing() -> None
             raise OSError("a test forbids connecting on import")
 
         socket.socket.connect = refuse
-        import sim.cli, loadtest, loadtest.runner, loadtest.command, loadtest.report, loadtest.fleet
+        import harness.cli, loadtest, loadtest.runner, loadtest.command, loadtest.report, loadtest.fleet
         print(json.dumps(sorted({m.split(".")[0] for m in sys.modules} & {"locust", "gevent"})))
         """
     )

@@ -76,3 +76,17 @@ def test_the_connect_trap_fires_when_something_connects() -> None:
         """
     )
     assert result.returncode != 0 and "forbids connecting" in result.stderr
+
+
+def test_the_world_imports_neither_the_harness_nor_the_load_tests() -> None:
+    result = python(
+        """
+        import importlib, json, pkgutil, sys
+        import sim
+        for info in pkgutil.walk_packages(sim.__path__, "sim."):
+            importlib.import_module(info.name)
+        print(json.dumps(sorted({m.split(".")[0] for m in sys.modules} & {"harness", "experiments", "loadtest"})))
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == []

@@ -2,7 +2,7 @@
 
 Mosquitto is the broker of record (MQTT 5, persistence, ``$SYS`` counters); amqtt is the
 fallback when Mosquitto is not installed (MQTT 3.1.1 only, no persistence) and always runs in
-its own process (:mod:`sim.harness.amqtt_broker`). A started broker is ready only once the
+its own process (:mod:`harness.amqtt_broker`). A started broker is ready only once the
 process we started owns the listening socket *and* answers an MQTT CONNECT: a stale broker on
 the same port would otherwise take the traffic silently.
 
@@ -33,7 +33,7 @@ from types import TracebackType
 from typing import IO, Literal
 from urllib.parse import urlsplit
 
-from sim.errors import BrokerError
+from harness.errors import BrokerError
 
 __all__ = [
     "DEFAULT_PORT",
@@ -106,7 +106,7 @@ def probe(url: BrokerUrl, timeout_s: float = 3.0) -> None:
 
 def _handshake(host: str, port: int, timeout_s: float) -> str | None:
     """Do one MQTT CONNECT through the world's adapter; None on success, else the reason."""
-    from sim.harness.mqtt_transport import handshake
+    from harness.mqtt_transport import handshake
 
     return handshake(host, port, timeout_s)
 
@@ -242,7 +242,7 @@ class RunningBroker:
 
     def _command(self, port: int) -> list[str]:
         if self.kind == "amqtt":
-            return [sys.executable, "-m", "sim.harness.amqtt_broker", "--port", str(port), "--host", self.url.host]
+            return [sys.executable, "-m", "harness.amqtt_broker", "--port", str(port), "--host", self.url.host]
         conf = self.workdir / "mosquitto.conf"
         conf.write_text(self._conf(self.url.host, port, self.workdir, self._max_queued_messages))
         return [self._executable, "-c", str(conf)]
@@ -394,7 +394,7 @@ def _mosquitto_conf(host: str, port: int, workdir: Path, max_queued_messages: in
     """Render the Mosquitto 2.0 configuration of a harness broker."""
     user = pwd.getpwuid(os.geteuid()).pw_name
     return f"""\
-# Written by sim.harness.broker; rewritten on every start.
+# Written by harness.broker; rewritten on every start.
 # Stay the user who started us: as root, Mosquitto would switch to `mosquitto`, which cannot
 # write the persistence file or the log into this private directory.
 user {user}

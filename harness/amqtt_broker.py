@@ -1,6 +1,6 @@
-"""Run the amqtt fallback broker until SIGTERM or SIGINT: ``python -m sim.harness.amqtt_broker --port P``.
+"""Run the amqtt fallback broker until SIGTERM or SIGINT: ``python -m harness.amqtt_broker --port P``.
 
-:mod:`sim.harness.broker` starts this module as a subprocess (never in-process), so the broker
+:mod:`harness.broker` starts this module as a subprocess (never in-process), so the broker
 can be signalled, killed and restarted like Mosquitto, and its event loop never shares the GIL
 with the harness.
 """
@@ -51,7 +51,7 @@ async def serve(host: str, port: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line, run the broker and return the process exit code."""
-    parser = argparse.ArgumentParser(prog="python -m sim.harness.amqtt_broker", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m harness.amqtt_broker", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args(argv)

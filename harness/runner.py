@@ -26,10 +26,10 @@ from contracts import codec
 from contracts.engine_config import Policy
 from contracts.messages import Clock, ClockAck, Message
 from contracts.topics import Kind, Topics
-from sim.errors import HarnessError
-from sim.harness.broker import BrokerUrl, RunningBroker, probe, start_broker
-from sim.harness.engine_process import EngineProcess
-from sim.harness.mqtt_transport import WorldTransport
+from harness.broker import BrokerUrl, RunningBroker, probe, start_broker
+from harness.engine_process import EngineProcess
+from harness.errors import HarnessError
+from harness.mqtt_transport import WorldTransport
 from sim.kpis import compute_kpis
 from sim.records import Records
 from sim.scenario import Scenario

@@ -20,8 +20,9 @@ from rich.table import Table
 
 from contracts.engine_config import POLICIES
 from contracts.topics import DEFAULT_PREFIX, Topics
+from harness.errors import BrokerError, HarnessError
 from loadtest.command import loadtest as loadtest_command
-from sim.errors import BrokerError, HarnessError, ScenarioError
+from sim.errors import ScenarioError
 from sim.records import Records
 from sim.scenario import Scenario
 
@@ -116,9 +117,9 @@ def run(
     ] = None,
 ) -> None:
     """Run a scenario through an MQTT broker and the support engine; print KPIs and write the results."""
-    from sim.harness.broker import BrokerUrl
-    from sim.harness.live import run_live
-    from sim.harness.runner import run_scenario
+    from harness.broker import BrokerUrl
+    from harness.live import run_live
+    from harness.runner import run_scenario
     from sim.scenario_file import with_overrides
 
     s = _load(scenario)
@@ -384,7 +385,7 @@ def broker_cmd(
     kind: Annotated[str, typer.Option(help="auto (Mosquitto if installed), mosquitto or amqtt.")] = "auto",
 ) -> None:
     """Start a broker with the project's configuration and keep it running until Ctrl-C."""
-    from sim.harness.broker import start_broker
+    from harness.broker import start_broker
 
     try:
         b = start_broker(kind, port=port)  # type: ignore[arg-type]

@@ -31,11 +31,11 @@ from contracts.engine_config import Policy
 from contracts.errors import PayloadError, TopicError
 from contracts.messages import Clock, ClockAck, Message
 from contracts.topics import Kind, Topics
-from sim.errors import HarnessError
-from sim.harness.broker import BrokerUrl
-from sim.harness.engine_process import EngineProcess
-from sim.harness.mqtt_transport import WorldTransport
-from sim.harness.runner import (
+from harness.broker import BrokerUrl
+from harness.engine_process import EngineProcess
+from harness.errors import HarnessError
+from harness.mqtt_transport import WorldTransport
+from harness.runner import (
     _OUT_ORDER,
     Progress,
     RunOutcome,

@@ -18,7 +18,7 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from sim.errors import BrokerError
+from harness.errors import BrokerError
 
 __all__ = ["WorldTransport", "handshake"]
 
