@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
@@ -21,9 +20,9 @@ from rich.table import Table
 from contracts.engine_config import POLICIES
 from contracts.topics import DEFAULT_PREFIX, Topics
 from harness.errors import BrokerError, HarnessError
+from harness.outputs import write_run
 from loadtest.command import loadtest as loadtest_command
 from sim.errors import ScenarioError
-from sim.records import Records
 from sim.scenario import Scenario
 
 app = typer.Typer(
@@ -184,7 +183,7 @@ def run(
     except (BrokerError, HarnessError) as exc:
         console.print(f"[bold red]sot run failed[/]: {exc}")
         raise typer.Exit(1) from exc
-    _write_outputs(out_dir, outcome.result, outcome.records)
+    write_run(out_dir, outcome.result, outcome.records)
     if live is not None and not outcome.result["manifest"]["caught_up"]:
         console.print(
             "[yellow]the engine had not caught up when the live run ended[/]: "
@@ -206,29 +205,6 @@ def _wall_time(seconds: float) -> str:
             value, unit = seconds / size, name
             break
     return f"{value:,.0f} {unit}" if value >= 100 else f"{value:.3g} {unit}"
-
-
-def _write_outputs(out_dir: Path, result: dict[str, Any], records: Records) -> None:
-    (out_dir / "result.json").write_text(json.dumps(result, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    with open(out_dir / "events.csv", "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["t_s", "actor", "kind", "device_id", "ref", "detail"])
-        for row in sorted(records.events, key=lambda r: r[0]):
-            writer.writerow([f"{row[0]:.3f}", *row[1:]])
-    with open(out_dir / "ground_truth.csv", "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["device_id", "fleet", "mode", "severity", "onset_s", "prevented", "restored_s", "fixed_by"])
-        for fl in sorted(records.failures, key=lambda x: (x.onset_s, x.device_id)):
-            restored = "" if math.isnan(fl.restored_s) else f"{fl.restored_s:.3f}"
-            onset = f"{fl.onset_s:.3f}"
-            writer.writerow(
-                [fl.device_id, fl.fleet, fl.mode, fl.severity, onset, int(fl.prevented), restored, fl.fixed_by]
-            )
-    with open(out_dir / "connectivity.csv", "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["t_s", "who", "kind", "detail"])
-        for t, who, kind, detail in sorted(records.link, key=lambda r: (r[0], r[1])):
-            writer.writerow([f"{t:.3f}", who, kind, detail])
 
 
 _LABELS = {

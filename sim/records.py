@@ -9,7 +9,18 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-__all__ = ["Failure", "Incident", "Job", "Records"]
+__all__ = ["LEVELS", "Failure", "Incident", "Job", "Records"]
+
+LEVELS = (
+    "t_s",
+    "devices_down",
+    "devices_degraded",
+    "open_incidents",
+    "owners_waiting",
+    "work_orders_waiting",
+    "technicians_busy",
+)
+"""Columns of a level-series row: the state of the world sampled at the end of each sync step."""
 
 
 @dataclass
@@ -24,6 +35,7 @@ class Failure:
     prevented: bool = False
     restored_s: float = math.nan
     fixed_by: str = ""  # technician, remote, agent, ota, delivery, self (it came back on its own)
+    informed_s: float = math.nan  # when the engine first told the owner of trouble while this failure drifted or was on
 
 
 @dataclass
@@ -43,6 +55,7 @@ class Incident:
     visits: int = 0
     churned: bool = False
     fixed_by: str = ""  # what ended it (see Failure.fixed_by)
+    confirmed_s: float = math.nan  # when the owner was told it is resolved (the engine's "resolved" notice)
 
     @property
     def effort_steps(self) -> int:
@@ -76,6 +89,7 @@ class Records:
     contact_waits_s: list[float] = field(default_factory=list)
     link: list[tuple[float, str, str, str]] = field(default_factory=list)  # connectivity ground truth
     events: list[tuple[float, str, str, str, str, str]] = field(default_factory=list)
+    levels: list[tuple[float, ...]] = field(default_factory=list)  # one row of LEVELS per sync step
 
     def log(self, t: float, actor: str, kind: str, device_id: str = "", ref: str = "", detail: str = "") -> None:
         """Append one row to the event log (time, actor, kind, device, reference, detail)."""
