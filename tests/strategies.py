@@ -59,8 +59,11 @@ __all__ = [
     "names",
     "near_miss_payloads",
     "notifications",
+    "p_value_maps",
+    "paired_replications",
     "prefixes",
     "raw_gateway_batches",
+    "replication_values",
     "seconds",
     "telemetry",
     "topic_levels",
@@ -335,3 +338,20 @@ topic_levels = st.sampled_from([*_LEVELS.split(), "app", "d-1", "", "+", "#", "$
 """Topic levels, real and hostile, to assemble topics that may or may not have a known shape."""
 prefixes = st.lists(ids, min_size=1, max_size=3).map("/".join)
 """Topic prefixes a test run might use (``sot/v1``, ``run-42/sot``)."""
+
+
+_replication_floats = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False)
+replication_values = st.lists(_replication_floats, min_size=1, max_size=40)
+"""One metric over replications: finite values, repeats and near-cancelling spreads included."""
+
+
+@st.composite
+def paired_replications(draw: st.DrawFn, *, min_size: int = 1) -> tuple[list[float], list[float]]:
+    """One metric over the same replications under two policies, as (baseline, other)."""
+    baseline = draw(st.lists(_replication_floats, min_size=min_size, max_size=40))
+    other = draw(st.lists(_replication_floats, min_size=len(baseline), max_size=len(baseline)))
+    return baseline, other
+
+
+p_value_maps = st.dictionaries(names, st.floats(min_value=0.0, max_value=1.0), max_size=12)
+"""p-values of a family of tests, by metric name."""
