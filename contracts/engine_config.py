@@ -109,6 +109,9 @@ class IssueType(_Frozen, frozen=True, kw_only=True):
     fleet-wide update, once; proactive policy only). ``diagnose``: before a visit, ask the device
     for a diagnosis; the engine's ``diagnoses`` map its answer to the issue (skill, parts) the
     visit brings (the lever on first-time fix); no answer within ``diagnosis_wait_s``: visit as is.
+    ``repeat_window_s``: a case of a ``remote`` issue opened on a device within this time of a
+    remote attempt on that device and issue that claimed a fix or found no fault gets no second
+    remote attempt (the trouble came back): it goes to a diagnosis (with ``diagnose``) or a visit.
     """
 
     skill: Name
@@ -122,6 +125,7 @@ class IssueType(_Frozen, frozen=True, kw_only=True):
     advice: Annotated[str, msgspec.Meta(max_length=1000)] | None = None
     rollout_after: Annotated[int, msgspec.Meta(ge=1)] | None = None
     diagnose: bool = False
+    repeat_window_s: PositiveSeconds = 3 * 86400.0
 
     def __post_init__(self) -> None:
         if self.remote == "ota" and self.ota_version is None:
@@ -130,8 +134,8 @@ class IssueType(_Frozen, frozen=True, kw_only=True):
             raise ValueError("`rollout_after` needs `remote: ota` (it rolls that update out fleet-wide)")
         if sum(x is not None for x in (self.remote, self.consumable, self.advice)) > 1:
             raise ValueError("give at most one of `remote`, `consumable` and `advice`")
-        if self.diagnose and (self.remote, self.consumable, self.advice) != (None, None, None):
-            raise ValueError("`diagnose` is for issues answered with a visit (no `remote`, `consumable` or `advice`)")
+        if self.diagnose and (self.consumable, self.advice) != (None, None):
+            raise ValueError("`diagnose` is for issues answered with a visit (no `consumable` or `advice`)")
 
 
 class Sla(_Frozen, frozen=True, kw_only=True):

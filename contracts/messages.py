@@ -83,8 +83,10 @@ class DeviceEvent(Message, frozen=True, kw_only=True):
     """Something a device reports on its own (`dev/{device_id}/event`, JSON).
 
     ``firmware``: ``code`` is the version now running; ``config``: ``code`` is a setting's name and
-    ``detail`` its value; ``command_result``: ``code`` is ``fixed`` or ``not_fixed`` (``failed``: the
-    command itself did not run, such as an update that did not install).
+    ``detail`` its value; ``command_result``: ``code`` says what the command really did: ``fixed``
+    (it fixed a fault, failed or on its way, and none it acts on is left), ``not_fixed`` (a fault
+    is left), ``no_fault`` (there was nothing for it to fix), or ``failed`` (the command itself did
+    not run, such as an update that did not install).
     """
 
     device_id: Id

@@ -263,6 +263,11 @@ class ContactCentre:
             self._release(agent)
         return CallOutcome(True, wait, handle, agent.id, self._resolved(caller, k, fixable))
 
+    @property
+    def waiting(self) -> int:
+        """Calls in the queues now (callers waiting for an agent)."""
+        return sum(s.waiting for s in self.stats.values())
+
     def summary(self, now: float) -> dict[str, float]:
         """The whole centre's figures at ``now`` for the KPI table (ratios 0.0 when undefined).
 

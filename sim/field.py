@@ -236,6 +236,16 @@ class FieldService:
         device = w.index_of(order.device_id)
         self.env.process(self._carry_out(_Order(order, job, device, w.region_of(device))))
 
+    @property
+    def waiting(self) -> int:
+        """Work orders (or their next visits) waiting for a technician now."""
+        return len(self._queue)
+
+    @property
+    def busy(self) -> int:
+        """Technicians on a job now (taken, driving, on site)."""
+        return sum(t.busy for t in self.technicians)
+
     def summary(self, now: float) -> dict[str, Any]:
         """Utilisation, response time, second visits and queue figures (for Little's law) up to ``now``."""
         busy = on_shift = overtime = 0.0

@@ -24,7 +24,7 @@ from sim.field import Fault, FieldService
 from sim.fleet import FleetState
 from sim.link import Link, Rows
 from sim.people import Owners
-from sim.records import Failure, Incident, Records
+from sim.records import LEVELS, Failure, Incident, Records
 from sim.scenario import Outage, Scenario
 from sim.streams import Stream
 
@@ -68,6 +68,8 @@ class World:
         self.informed_case: list[str | None] = [None] * offset
         self._open: dict[int, Incident] = {}
         self._open_failures: dict[tuple[int, int], Failure] = {}
+        self._told_drifting: dict[tuple[int, int], tuple[int, float]] = {}  # (device, mode) -> (life, first told)
+        self._unconfirmed: dict[int, Incident] = {}  # each device's last restored incident, until it is confirmed
         self._unpowered: dict[int, Failure] = {}
         self._incident_count = np.zeros(offset, dtype=np.int64)
         self._event_seq = np.zeros(offset, dtype=np.int64)
@@ -191,11 +193,34 @@ class World:
         return float(self.env.now)
 
     def advance(self, until: float) -> list[tuple[str, bytes]]:
-        """Run to ``until`` and return every (topic, payload) published since the last call."""
+        """Run to ``until`` and return every (topic, payload) published since the last call.
+
+        Each call that moves time on ends a sync step: it samples one row of the level series."""
         if until > self.env.now:
             self.env.run(until=until)
+        if not self.records.levels or self.now > self.records.levels[-1][0]:
+            self.records.levels.append(self.levels())
         out, self._outbox = self._outbox, []
         return out
+
+    def levels(self) -> tuple[float, ...]:
+        """The world's state now as a row of :data:`sim.records.LEVELS` (counted over the fleet arrays)."""
+        down = np.concatenate([(f.failed & f.down_mode[:, None]).any(axis=0) for f in self.fleets])
+        failed = np.concatenate([f.failed.any(axis=0) for f in self.fleets])
+        if self._unpowered:  # a power cut is a down failure outside the fleets' modes
+            unpowered = np.fromiter(self._unpowered, dtype=np.int64, count=len(self._unpowered))
+            down[unpowered] = failed[unpowered] = True
+        row = (
+            self.now,
+            float(np.count_nonzero(down)),
+            float(np.count_nonzero(failed & ~down)),
+            float(len(self._open)),
+            float(self.contact_centre.waiting),
+            float(self.field.waiting),
+            float(self.field.busy),
+        )
+        assert len(row) == len(LEVELS)
+        return row
 
     def deliver(self, message: Message) -> None:
         """Act on one message from the engine, effective now (the barrier time)."""
@@ -313,6 +338,7 @@ class World:
         severity = "down" if fleet.down_mode[mode] else "degraded"
         onset = float(fleet.next_fail[mode, local])
         failure = Failure(fleet.ids[local], fleet.spec.name, name, severity, onset)
+        failure.informed_s = self._told_while_drifting(device, mode, int(fleet.life_k[mode, local]))
         self.records.failures.append(failure)
         self._open_failures[(device, mode)] = failure
         self.records.log(onset, "device", "failure" if not consumable else "empty", failure.device_id, name, severity)
@@ -352,16 +378,31 @@ class World:
         now = self.now
         failure = self._open_failures.pop((device, mode), None)
         if failure is None and not fleet.is_consumable(mode):  # caught while drifting: it never happened
-            would_fail = float(fleet.next_fail[mode, local])
-            severity = "down" if fleet.down_mode[mode] else "degraded"
-            failure = Failure(fleet.ids[local], fleet.spec.name, fleet.mode_names[mode], severity, would_fail, True)
-            self.records.failures.append(failure)
-            self.records.log(now, "technician", "prevented", failure.device_id, fleet.mode_names[mode])
+            failure = self._prevented(
+                device, mode, float(fleet.next_fail[mode, local]), int(fleet.life_k[mode, local]), by
+            )
         if failure is not None:
             failure.restored_s = now
             failure.fixed_by = by
         fleet.renew(mode, local, now)
         self._maybe_restored(device, by)
+
+    def _prevented(self, device: int, mode: int, would_fail: float, life: int, by: str) -> Failure:
+        """Record a failure that will not happen: ``by`` cleared ``life`` of ``mode`` while it drifted."""
+        fleet, _, local = self._local(device)
+        severity = "down" if fleet.down_mode[mode] else "degraded"
+        failure = Failure(fleet.ids[local], fleet.spec.name, fleet.mode_names[mode], severity, would_fail, True)
+        failure.informed_s = self._told_while_drifting(device, mode, life)
+        failure.restored_s, failure.fixed_by = self.now, by
+        self.records.failures.append(failure)
+        actor = "technician" if by == "technician" else "device"
+        self.records.log(self.now, actor, "prevented", failure.device_id, fleet.mode_names[mode], by)
+        return failure
+
+    def _told_while_drifting(self, device: int, mode: int, life: int) -> float:
+        """When the owner was first told of trouble while this life of ``mode`` drifted (NaN: never)."""
+        told = self._told_drifting.pop((device, mode), None)
+        return told[1] if told is not None and told[0] == life else math.nan
 
     def _maybe_restored(self, device: int, by: str) -> None:
         fleet, _, local = self._local(device)
@@ -370,6 +411,7 @@ class World:
             incident.restored_s = self.now
             incident.fixed_by = by
             del self._open[device]
+            self._unconfirmed[device] = incident
             self.owners.on_restored(incident, device)
             self.records.log(self.now, "device", "restored", incident.device_id, "", by)
 
@@ -396,11 +438,36 @@ class World:
             incident = self._open.get(device)
             if incident is not None and math.isnan(incident.informed_s):
                 incident.informed_s = self.now
+            self._told_of_trouble(device)
         elif message.kind == "resolved":
             self.informed_case[device] = None
+            restored = self._unconfirmed.pop(device, None)
+            if restored is not None:
+                restored.confirmed_s = self.now
+
+    def _told_of_trouble(self, device: int) -> None:
+        """The owner hears of trouble now: the first notice for each failure that is on or drifting."""
+        fleet, _, local = self._local(device)
+        now = self.now
+        on = [self._open_failures.get((device, m)) for m in np.flatnonzero(fleet.failed[:, local]).tolist()]
+        for failure in [*on, self._unpowered.get(device)]:
+            if failure is not None and math.isnan(failure.informed_s):
+                failure.informed_s = now
+        for m in range(fleet.n_failure_modes):
+            if fleet.in_precursor(m, local, now):
+                life = int(fleet.life_k[m, local])
+                told = self._told_drifting.get((device, m))
+                if told is None or told[0] != life:
+                    self._told_drifting[(device, m)] = (life, now)
 
     def _command(self, device: int, command: Command) -> None:
-        """Carry out a command on the device and report the result as a device event."""
+        """Carry out a command on the device and report truthfully what it did (a ``command_result``).
+
+        A reset or an update tries every mode its action fixes that has failed or drifts towards
+        failure, each with the fix's success probability (a drifting one cleared is a prevented
+        failure). The answer: ``not_fixed`` while a fault is left (a failed mode, or a drifting one a
+        remote fix exists for), else ``fixed`` if the command fixed something, else ``no_fault``.
+        """
         fleet, _, local = self._local(device)
         self._commands[device] += 1
         n = int(self._commands[device])
@@ -408,28 +475,40 @@ class World:
             failed = [fleet.mode_names[m] for m in self.failed_modes(device)]
             self._device_event(device, DIAGNOSIS, failed[0] if failed else "ok", command.command_id)
             return
+        now = self.now
+        fixed = 0
+        by = "remote" if command.action == "reset" else "ota"
         if command.action == "ota" and command.version:
-            now = self.now
             drifting = [m for m in range(fleet.n_failure_modes) if fleet.in_precursor(m, local, now)]
-            would_fail = {m: float(fleet.next_fail[m, local]) for m in drifting}
+            before = {m: (float(fleet.next_fail[m, local]), int(fleet.life_k[m, local])) for m in drifting}
             for m in fleet.set_firmware(local, command.version, now):
                 self.repair(device, m, by="ota")
+                fixed += 1
             for m in drifting:
                 if not fleet.active[m, local]:  # the update removed a fault on its way: it never happens
-                    severity = "down" if fleet.down_mode[m] else "degraded"
-                    failure = Failure(
-                        fleet.ids[local], fleet.spec.name, fleet.mode_names[m], severity, would_fail[m], True
-                    )
-                    failure.restored_s, failure.fixed_by = now, "ota"
-                    self.records.failures.append(failure)
-                    self.records.log(now, "device", "prevented", failure.device_id, fleet.mode_names[m], "ota")
+                    self._prevented(device, m, *before[m], by="ota")
+                    fixed += 1
             self._device_event(device, "firmware", _code(command.version), command.command_id)
-        for m in self.failed_modes(device):
-            fix = None if fleet.is_consumable(m) else fleet.modes[m].remote_fix
-            if fix is not None and fix.action == command.action and self._remote.one(device, n * 64 + m) < fix.success:
-                self.repair(device, m, by="remote" if command.action == "reset" else "ota")
-        fixed = not fleet.is_failed(local) and device not in self._unpowered
-        self._device_event(device, "command_result", "fixed" if fixed else "not_fixed", command.command_id)
+        for m in self._targets(fleet, local, command.action, now):
+            fix = fleet.modes[m].remote_fix
+            assert fix is not None
+            if self._remote.one(device, n * 64 + m) < fix.success:
+                self.repair(device, m, by=by)
+                fixed += 1
+        left = fleet.is_failed(local) or device in self._unpowered or bool(self._targets(fleet, local, None, now))
+        code = "not_fixed" if left else "fixed" if fixed else "no_fault"
+        self._device_event(device, "command_result", code, command.command_id)
+
+    @staticmethod
+    def _targets(fleet: FleetState, local: int, action: str | None, now: float) -> list[int]:
+        """Modes of one device a remote fix (of ``action``; None: any) acts on that are failed or drifting."""
+        return [
+            m
+            for m, spec in enumerate(fleet.modes)
+            if spec.remote_fix is not None
+            and (action is None or spec.remote_fix.action == action)
+            and (fleet.failed[m, local] or fleet.in_precursor(m, local, now))
+        ]
 
     def _deliver_consumable(self, device: int, order: ConsumableOrder) -> Process:
         fleet, _, _local = self._local(device)

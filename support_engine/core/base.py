@@ -41,6 +41,7 @@ class Case:
     breached: set[str] = field(default_factory=set)
     warned: set[str] = field(default_factory=set)
     escalation: int = 0
+    skip_remote: bool = False  # a remote fix claimed this trouble gone (or found none) lately: no second try
 
 
 @dataclass
@@ -65,6 +66,8 @@ class EngineBase:
         self.work_orders: dict[str, WorkOrderState] = {}
         self.alert_of: dict[tuple[str, str], str] = {}  # (device, rule) -> active alert id
         self.pending_commands: dict[str, str] = {}  # command id -> case id, until the device answers
+        # (device, issue) -> when a remote attempt last claimed a fix or found no fault (see repeat_window_s)
+        self.remote_claims: dict[tuple[str, str], float] = {}
         self.rolled_out: set[str] = set()  # issues whose update went fleet-wide
         self._rearmed: set[str] = set()  # devices whose rules reset once the current message is handled
         self.cases_of_issue: Counter[str] = Counter()

@@ -40,8 +40,9 @@ __all__ = ["Case", "Engine", "Snapshot", "WorkOrderState"]
 
 class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
     """What the engine must remember across a restart: open cases and their work orders, active
-    alerts, commands awaiting an answer, campaigns done, and the id counters. Twins are not in it:
-    they fill again from the next readings, and an active alert keeps its rule from firing twice."""
+    alerts, commands awaiting an answer, campaigns done, the remote attempts that claimed a fix
+    lately, and the id counters. Twins are not in it: they fill again from the next readings, and an
+    active alert keeps its rule from firing twice."""
 
     cases: list[Case]
     work_orders: list[WorkOrderState]
@@ -57,6 +58,7 @@ class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
     campaigned: list[tuple[str, str]] = []  # (rule, cohort) of every campaign opened
     campaign_commands: dict[str, tuple[str, str]] = {}  # command id -> (campaign, device)
     cohorts_checked: dict[str, float] = {}  # campaign rule -> last comparison
+    remote_claims: list[tuple[str, str, float]] = []  # (device, issue, when a remote fix claimed it gone)
 
 
 class Engine(Alerting, Devices, FleetPatterns, ServiceLevels, EngineBase):
@@ -82,6 +84,7 @@ class Engine(Alerting, Devices, FleetPatterns, ServiceLevels, EngineBase):
             campaigned=sorted(self.campaigned),
             campaign_commands=dict(sorted(self.campaign_commands.items())),
             cohorts_checked=dict(sorted(self.cohorts_checked.items())),
+            remote_claims=sorted((device, issue, t) for (device, issue), t in self.remote_claims.items()),
         )
 
     def restore(self, snapshot: Snapshot, stats: dict[str, int] | None = None) -> None:
@@ -102,6 +105,7 @@ class Engine(Alerting, Devices, FleetPatterns, ServiceLevels, EngineBase):
         self.campaigned = {(rule, cohort) for rule, cohort in snapshot.campaigned}
         self.campaign_commands = dict(snapshot.campaign_commands)
         self.cohorts_checked = dict(snapshot.cohorts_checked)
+        self.remote_claims = {(device, issue): t for device, issue, t in snapshot.remote_claims}
         self.tech_load = Counter(
             w.technician_id
             for w in self.work_orders.values()
@@ -222,13 +226,15 @@ class Engine(Alerting, Devices, FleetPatterns, ServiceLevels, EngineBase):
 
     def _answer(self, case: Case, t: float, why: str, *, opening: bool) -> list[Action]:
         """Answer a case by its issue: advice, a refill, a remote fix, a diagnosis first, or a visit.
-        ``opening``: the case is new (its notice is ``case_opened``); else a diagnosis named the issue."""
+        ``opening``: the case is new (its notice is ``case_opened``); else a diagnosis named the issue.
+        A remote fix that claimed this trouble gone lately is not tried again (:meth:`_remote_ruled_out`)."""
         issue = self._issue(case.issue)
-        if issue.advice is not None or issue.consumable is not None or issue.remote is not None:
+        remote = None if self._remote_ruled_out(case, issue, t) else issue.remote
+        if issue.advice is not None or issue.consumable is not None or remote is not None:
             case.first_response_s = t  # the remedy is under way at once; a visit's starts when a technician accepts
         changed = self._case_changed(case, t)
         kind = "case_opened" if opening else "visit_scheduled"
-        if issue.diagnose and opening and issue.remote is None and issue.consumable is None and issue.advice is None:
+        if issue.diagnose and opening and remote is None and issue.consumable is None and issue.advice is None:
             # Ask the device what failed before choosing who goes and with which parts.
             self.stats["diagnostics"] += 1
             command = Command(
@@ -258,25 +264,42 @@ class Engine(Alerting, Devices, FleetPatterns, ServiceLevels, EngineBase):
                 OrderConsumable(order),
                 self._note(case, t, kind, f"{why} A refill is on its way.".strip()),
             ]
-        if issue.remote is not None:
+        if remote is not None:
             self.stats["remote_commands"] += 1
             command = Command(
                 command_id=self._next_id("cmd"),
                 device_id=case.device_id,
                 ts=t,
-                action=issue.remote,
-                version=issue.ota_version if issue.remote == "ota" else None,
+                action=remote,
+                version=issue.ota_version if remote == "ota" else None,
                 case_id=case.case_id,
             )
             self.pending_commands[command.command_id] = case.case_id
             note = self._note(case, t, kind, f"{why} We are fixing it remotely.".strip())
-            desired = [self._want_firmware(case.device_id, command.version, t)] if issue.remote == "ota" else []
+            desired = [self._want_firmware(case.device_id, command.version, t)] if remote == "ota" else []
             return [changed, SendCommand(command), *desired, note, *self._maybe_roll_out(case.issue, t)]
         return [
             changed,
             *self._dispatch(case, t),
             self._note(case, t, kind, f"{why} A technician is on the way.".strip()),
         ]
+
+    def _remote_ruled_out(self, case: Case, issue: IssueType, t: float) -> bool:
+        """Whether ``case`` skips its issue's remote fix: within ``repeat_window_s`` of a remote
+        attempt on the same device and issue that claimed a fix or found no fault, the trouble is
+        back, so trying again would only repeat the claim. Once ruled out, it stays so for the case."""
+        if case.skip_remote or issue.remote is None:
+            return case.skip_remote
+        key = (case.device_id, case.issue)
+        claimed = self.remote_claims.get(key)
+        if claimed is None:
+            return False
+        if t - claimed > issue.repeat_window_s:
+            del self.remote_claims[key]  # long ago: a new trouble, remote first again
+            return False
+        case.skip_remote = True
+        self.stats["remote_escalated"] += 1
+        return True
 
     def _diagnosed(self, case: Case, code: str, t: float) -> list[Action]:
         """The device's diagnosis names its fault: the case takes the issue ``diagnoses`` maps it to
@@ -395,9 +418,14 @@ class Engine(Alerting, Devices, FleetPatterns, ServiceLevels, EngineBase):
             case = self.cases.get(case_id) if case_id is not None else None
             if case is None or case.state != "in_progress":
                 return []
+            if event.code in ("fixed", "no_fault"):  # either way the case ends; a repeat within the window escalates
+                self.remote_claims[(case.device_id, case.issue)] = max(event.ts, case.opened_s)
             if event.code == "fixed":
                 self.stats["remote_fixes"] += 1
                 return self._resolve(case, event.ts, "We fixed your device remotely.")
+            if event.code == "no_fault":  # nothing was wrong that it could fix: no fix to claim
+                self.stats["remote_no_fault"] += 1
+                return self._resolve(case, event.ts, "We checked your device remotely and found no fault.")
             self.stats["remote_fix_failed"] += 1
             return [
                 *self._dispatch(case, event.ts),

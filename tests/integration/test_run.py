@@ -88,6 +88,8 @@ def test_outputs_are_written(tmp_path: Path) -> None:
     assert truth[0].startswith("device_id,fleet,mode,severity,onset_s")
     assert truth[0].endswith(",fixed_by")
     assert (out / "connectivity.csv").read_text().splitlines()[0] == "t_s,who,kind,detail"
+    series = (out / "timeseries.csv").read_text().splitlines()
+    assert series[0] == "t_s,t_days,series,value" and len(series) == 1 + 3 * 24 * 6  # hourly steps, six series
 
 
 def test_engine_process_receives_the_telemetry_through_the_broker(tmp_path: Path) -> None:

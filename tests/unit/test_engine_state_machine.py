@@ -250,7 +250,11 @@ class EngineMachine(RuleBasedStateMachine):
                     self.diagnostics.add(cmd.command_id)
                 elif cmd.case_id is not None:
                     assert engine.pending_commands[cmd.command_id] == cmd.case_id
-                    assert engine.cases[cmd.case_id].device_id == cmd.device_id
+                    case = engine.cases[cmd.case_id]
+                    assert case.device_id == cmd.device_id and not case.skip_remote
+                    # No second remote attempt while the last one's claim (fixed, no fault) is recent.
+                    claimed = engine.remote_claims.get((case.device_id, case.issue))
+                    assert claimed is None or cmd.ts - claimed > ISSUES[case.issue].repeat_window_s
                 self.commands[cmd.command_id] = (cmd.device_id, cmd.case_id)
             elif isinstance(a, SlaBreached):
                 assert (a.case_id, a.clock) not in self.breaches, f"{a.clock} of {a.case_id} breached twice"
@@ -406,15 +410,20 @@ class EngineMachine(RuleBasedStateMachine):
             return
         assert command_id not in self.engine.pending_diagnoses
         assert case.issue == DIAGNOSES.get(code, case.issue) or code not in DIAGNOSES
-        # Answered by the issue the diagnosis named: a remote fix, or a visit bringing its parts.
-        if ISSUES[case.issue].remote is not None:
+        # Answered by the issue the diagnosis named: a remote fix (unless one claimed this trouble
+        # gone lately), or a visit bringing its parts.
+        if ISSUES[case.issue].remote is not None and not case.skip_remote:
             assert any(isinstance(a, SendCommand) and a.message.case_id == case.case_id for a in actions)
         else:
             orders = [a.message for a in actions if isinstance(a, CreateWorkOrder)]
             assert [(o.issue, o.parts) for o in orders] == [(case.issue, ISSUES[case.issue].parts)]
 
-    @rule(data=st.data(), fixed=st.booleans(), dt=st.sampled_from([0.0, 60.0, 1800.0]))
-    def command_result(self, data: st.DataObject, fixed: bool, dt: float) -> None:
+    @rule(
+        data=st.data(),
+        code=st.sampled_from(["fixed", "not_fixed", "no_fault"]),
+        dt=st.sampled_from([0.0, 60.0, 1800.0]),
+    )
+    def command_result(self, data: st.DataObject, code: str, dt: float) -> None:
         """A device answers a command the engine sent (once or again), or one nobody sent."""
         command_id = data.draw(st.sampled_from([*sorted(self.commands), "cmd-nobody"]), label="command")
         if command_id in self.commands:
@@ -439,17 +448,22 @@ class EngineMachine(RuleBasedStateMachine):
             boot_id=1,
             seq=self._next_seq(device),
             kind="command_result",
-            code="fixed" if fixed else "not_fixed",
+            code=code,
             command_id=command_id,
         )
         if not quarantined:
             self.answered.add(command_id)
         actions = self._handle(message)
+        notes = [a.message for a in actions if isinstance(a, Notify)]
         if not acts:
             assert all(isinstance(a, Quarantined) for a in actions) and len(actions) == quarantined
             assert before == (len(self.engine.cases), len(self.engine.work_orders), dict(self.engine.open_case_of))
-        elif fixed:
+        elif code in ("fixed", "no_fault"):
             assert case is not None and case.state == "resolved" and case.resolved_s == t
+            assert self.engine.remote_claims[(case.device_id, case.issue)] == t
+            # Only a fix is claimed as one; nothing found is said as such.
+            assert [n.kind for n in notes] == ["resolved"]
+            assert ("fixed" in notes[0].text) == (code == "fixed")
         else:
             assert case is not None and case.state == "in_progress"
             assert [type(a) for a in actions] == [CreateWorkOrder, WorkOrderChanged, Notify]
