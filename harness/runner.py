@@ -23,6 +23,7 @@ from typing import Any
 import msgspec
 
 from contracts import codec
+from contracts.counters import engine_counters
 from contracts.engine_config import Policy
 from contracts.messages import Clock, ClockAck, Message
 from contracts.topics import Kind, Topics
@@ -231,6 +232,7 @@ def _result(
         "seed": seed,
         "policy": policy,
         "sim_days": round(end / 86400.0, 6),
+        "warmup_days": scenario.warmup_days,
         "manifest": {
             **mode,
             "versions": _versions(),
@@ -251,8 +253,8 @@ def _result(
             "engine_emitted": stats.get("msg_emitted", 0),
             "engine_outputs_received": outputs_received,
         },
-        "kpis": compute_kpis(scenario, world.records, stats, end, world.summary()),
-        "engine": {k: v for k, v in stats.items() if not k.startswith("msg_")},
+        "kpis": compute_kpis(scenario, world.records, stats, end, world.summary(), start_s=scenario.warmup_s),
+        "engine": engine_counters(stats),
         "timing": timing,
     }
 

@@ -3,23 +3,29 @@
 Definitions follow docs/kpis.md: downtime counts incidents whose worst failure stopped the device;
 MTTR is time to restore (failure onset to repaired); first-time fix counts jobs that found a fault
 and closed at their first visit; detection before the owner means the engine told the owner before
-the owner noticed.
+the owner noticed (a failure prevented while it drifted counts as detected); detection lead is the
+failure onset minus the engine first telling the owner (positive: ahead of the failure). With a
+warm-up (``start_s``) only what begins at or after it counts, over the counted period's device-years.
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
 
 from sim.records import Incident, Records
 from sim.scenario import Scenario
+from sim.world import POWER
 
-__all__ = ["compute_kpis"]
+__all__ = ["FIXERS", "compute_kpis", "mode_names"]
 
 DAY_S = 86400.0
 REMOTE = ("remote", "agent", "ota", "delivery")  # restored without a technician's visit
+FIXERS = ("technician", *REMOTE, "self")
+"""What may restore an incident (``fixed_by``); ``restored_by`` lists each, 0 where none."""
+T = TypeVar("T")
 
 
 def _mean(values: list[float]) -> float:
@@ -39,20 +45,47 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def mode_names(scenario: Scenario) -> list[str]:
+    """Every failure mode of the scenario: the fleets' modes and consumables, and ``power_outage``
+    when an outage cuts power; sorted."""
+    names = {m.name for f in scenario.fleets for m in f.failure_modes}
+    names |= {c.name for f in scenario.fleets for c in f.consumables}
+    if any(o.power for o in scenario.outages):
+        names.add(POWER)
+    return sorted(names)
+
+
+def _since(items: Iterable[T], when: Callable[[T], float], start_s: float) -> list[T]:
+    """The items that begin at or after ``start_s`` (all of them without a warm-up)."""
+    if start_s <= 0.0:
+        return list(items)
+    return [x for x in items if when(x) >= start_s]
+
+
 def compute_kpis(
     scenario: Scenario,
     records: Records,
     engine_stats: Mapping[str, int],
     end_s: float,
     world: Mapping[str, Any] | None = None,
+    *,
+    start_s: float | None = None,
 ) -> dict[str, Any]:
-    """Return the KPI block of ``result.json`` (keys as in the design document).
+    """Return the KPI block of ``result.json`` (keys as in docs/kpis.md).
 
     ``world`` holds the world's own figures (contact centre, field, depots) from ``World.summary``.
+    ``start_s`` ends the warm-up (default: the scenario's ``warmup_days``): incidents, failures and
+    link events from before it are left out, jobs created before it too, and device-years count
+    the period from ``start_s`` to ``end_s``.
     """
+    start_s = scenario.warmup_s if start_s is None else start_s
+    if start_s < 0.0 or (start_s > 0.0 and start_s >= end_s):
+        raise ValueError(f"start_s must be >= 0 and < end_s ({end_s:g}), not {start_s!r}")
     devices = scenario.device_count
-    device_years = devices * end_s / (365.0 * DAY_S)
-    incidents = records.incidents
+    span_s = end_s - start_s
+    device_years = devices * span_s / (365.0 * DAY_S)
+    incidents = _since(records.incidents, lambda i: i.onset_s, start_s)
+    all_failures = _since(records.failures, lambda f: f.onset_s, start_s)
     price = {f.name: (f.downtime_per_hour, f.degraded_per_hour) for f in scenario.fleets}
 
     def span_h(i: Incident) -> float:
@@ -71,7 +104,7 @@ def compute_kpis(
     restored = [i for i in incidents if not math.isnan(i.restored_s)]
     due = [i for i in incidents if i.onset_s <= end_s - DAY_S]
     within_day = [i for i in due if not math.isnan(i.restored_s) and i.restored_s - i.onset_s <= DAY_S]
-    jobs = list(records.jobs.values())
+    jobs = _since(records.jobs.values(), lambda j: j.created_s, start_s)
     fault_jobs = [j for j in jobs if j.outcome in ("fixed", "part_missing")]
     visits = sum(j.visits for j in jobs)
     labour_h = sum(j.labour_h for j in jobs)
@@ -81,23 +114,27 @@ def compute_kpis(
         for i in incidents
         if not math.isnan(i.informed_s) and (math.isnan(i.noticed_s) or i.informed_s <= i.noticed_s)
     ]
-    lead_h = [(i.informed_s - i.onset_s) / 3600.0 for i in incidents if not math.isnan(i.informed_s)]
+    prevented = [f for f in all_failures if f.prevented]  # caught while drifting: before any owner noticed
+    before_owner = len(incidents) + len(prevented)
+    lead_h = [(f.onset_s - f.informed_s) / 3600.0 for f in all_failures if math.isfinite(f.informed_s)]
     costs = scenario.costs
     cost_downtime = sum(span_h(i) * hourly(i) for i in incidents)
     cost_field = visits * costs.truck_roll + labour_h * costs.labour_per_hour
     cost_contact = contacts * costs.contact
     cost_parts = sum(costs.parts.get(p, 0.0) for j in jobs for p in j.parts_used)
-    failures = [f for f in records.failures if not f.prevented]
-    by_mode = Counter(f.mode for f in failures)
-    fixed_by = Counter(i.fixed_by for i in restored)
+    failures = [f for f in all_failures if not f.prevented]
+    by_mode = Counter(dict.fromkeys(mode_names(scenario), 0))
+    by_mode.update(f.mode for f in failures)
+    fixed_by = Counter(dict.fromkeys(FIXERS, 0))
+    fixed_by.update(i.fixed_by for i in restored)
     acted_on = [i for i in restored if i.fixed_by != "self"]  # what support fixed (not power coming back)
     respond_h = [(i.informed_s - i.onset_s) / 3600.0 for i in incidents if not math.isnan(i.informed_s)]
-    link = Counter(kind for _, _, kind, _ in records.link)
+    link = Counter(kind for _, _, kind, _ in _since(records.link, lambda row: row[0], start_s))
     world = world or {}
     kpis = {
         "devices": devices,
         "failures": len(failures),
-        "prevented_failures": sum(f.prevented for f in records.failures),
+        "prevented_failures": len(prevented),
         "incidents": len(incidents),
         "downtime_hours_per_device_year": _r(down_h / device_years if device_years else 0.0),
         "degraded_hours_per_device_year": _r(degraded_h / device_years if device_years else 0.0),
@@ -108,7 +145,9 @@ def compute_kpis(
         "resolved_within_day_rate": _r(len(within_day) / len(due) if due else 0.0),
         "truck_rolls_per_1000_devices": _r(1000.0 * visits / devices),
         "remote_resolution_rate": _r(_mean([1.0 if i.fixed_by in REMOTE else 0.0 for i in acted_on])),
-        "detected_before_owner_rate": _r(len(detected_first) / len(incidents) if incidents else 0.0),
+        "detected_before_owner_rate": _r(
+            (len(detected_first) + len(prevented)) / before_owner if before_owner else 0.0
+        ),
         "detection_lead_hours_mean": _r(_mean(lead_h)),
         "contacts_per_1000_devices": _r(1000.0 * contacts / devices),
         "contact_wait_s_mean": _r(_mean(records.contact_waits_s)),
@@ -116,11 +155,11 @@ def compute_kpis(
         "sla_breaches": int(engine_stats.get("sla_breaches", 0)),
         "churned_owners": len({i.device_id for i in incidents if i.churned}),
         "work_orders": len(jobs),
-        "availability": _r(1.0 - down_h / (devices * end_s / 3600.0) if devices and end_s else 1.0),
+        "availability": _r(1.0 - down_h / (devices * span_s / 3600.0) if devices and span_s else 1.0),
         "failures_per_device_year": _r(len(failures) / device_years if device_years else 0.0),
-        "failures_by_mode": dict(sorted(by_mode.items())),
+        "failures_by_mode": dict(sorted(by_mode.items())),  # every mode of the scenario, 0 where none
         "time_to_respond_hours_mean": _r(max(0.0, _mean(respond_h))),
-        "restored_by": dict(sorted(fixed_by.items())),
+        "restored_by": dict(sorted(fixed_by.items())),  # every standard fixer, 0 where none
         "abandoned_calls": sum(i.abandoned for i in incidents),
         "connectivity": {
             "offline_spells": link["offline"],
