@@ -1,0 +1,226 @@
+"""The cost ledger against figures worked out by hand on hand-built records."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from experiments.ledger import LINES, REVENUE_LINES, cost_ledger
+from experiments.rundata import CaseRow, EngineLog, RunData
+from sim.kpis import compute_kpis
+from sim.records import Incident, Job, Records
+from sim.scenario import Scenario
+from sim.scenario_file import load, validate_data
+
+ROOT = Path(__file__).resolve().parents[2]
+DAY = 86400.0
+H = 3600.0
+PRICES = {
+    "truck_roll": 200.0,
+    "labour_per_hour": 80.0,
+    "contact": 8.0,
+    "agent_per_hour": 50.0,
+    "sla_penalty": 100.0,
+    "churned_owner": 3000.0,
+    "monitoring_per_device_year": 6.0,
+    "refill_margin": {"slot_a": 5.0},
+}
+
+
+def scenario(**costs: Any) -> Scenario:
+    """365 devices for 10 days: 10 device-years. Freezers cost 25/h down and 3/h degraded (catalogue),
+    the lab's freezers 100/h down (their own price), vending machines 8/h and 2/h."""
+    data = {
+        "name": "ledger",
+        "duration_days": 10,
+        "fleets": [
+            {"name": "shop", "product": "freezer", "count": 200},
+            {"name": "lab", "product": "freezer", "count": 65, "downtime_per_hour": 100.0},
+            {"name": "vend", "product": "vending_machine", "count": 100},
+        ],
+        "contact_centre": {
+            "agents": 2,
+            "handle_time_s": {"dist": "fixed", "value": 360},
+            "handle_time_by_channel": {"chat": {"dist": "fixed", "value": 720}},
+        },
+        "technicians": {"count": 2},
+        "costs": {**PRICES, **costs},
+        "engine": {"sla": {"first_response_s": 3600, "resolution_s": 86400}},
+    }
+    result, problems = validate_data(data)
+    assert result is not None, problems
+    return result
+
+
+def incident(
+    device: str, fleet: str, onset_d: float, hours: float | None, severity: str = "down", **kw: Any
+) -> Incident:
+    restored = math.nan if hours is None else onset_d * DAY + hours * H
+    return Incident(device, fleet, 1, onset_d * DAY, severity, restored_s=restored, **kw)
+
+
+def records() -> Records:
+    r = Records()
+    r.incidents = [
+        incident("shop-000001", "shop", 1.0, 10.0, contacts=1),  # 10 h down x 25 = 250
+        incident("shop-000002", "shop", 2.0, 20.0, "degraded", churned=True, contacts=1),  # 20 h x 3 = 60
+        incident("shop-000002", "shop", 3.0, 1.0, "degraded", churned=True, contacts=1),  # 1 h x 3; same owner
+        incident("lab-000001", "lab", 4.0, 2.0, churned=True, contacts=1),  # 2 h x 100 = 200
+        incident("vend-000001", "vend", 10.0 - 5.0 / 24.0, None),  # open: 5 h to the end x 8 = 40
+        incident("vend-000002", "vend", 5.0, 4.0, "degraded"),  # 4 h x 2 = 8
+    ]
+    r.jobs = {
+        "wo-1": Job("wo-1", "shop-000001", "cooling", 1.0 * DAY, 1, 2.5, ["compressor"], [], "fixed"),
+        "wo-2": Job("wo-2", "shop-000002", "seal", 2.0 * DAY, 2, 4.0, ["door_seal", "door_seal"], ["part"], "fixed"),
+    }
+    calls = [(1.1, "shop-000001", "phone"), (2.1, "shop-000002", "app"), (3.02, "shop-000002", "chat")]
+    calls.append((4.05, "lab-000001", "self_service"))
+    for k, (t, device, channel) in enumerate(calls):  # one contact in each of the first four incidents
+        r.log(t * DAY, "owner", "contact", device, f"contact-{k}", f"{channel}: not_cooling")
+        r.log(t * DAY, "agent", "answered", device, f"contact-{k}", "agents-000")
+    for k, (t, consumable) in enumerate([(5.0, "slot_a"), (6.0, "slot_a"), (7.0, "slot_a"), (8.0, "slot_b")]):
+        r.log(t * DAY, "courier", "delivered", "vend-000003", f"order-{k}", consumable)
+    return r
+
+
+def run(policy: str = "proactive", start_s: float = 0.0, **kw: Any) -> RunData:
+    return RunData(
+        scenario=kw.pop("scenario", None) or scenario(),
+        policy=policy,
+        records=kw.pop("records", None) or records(),
+        engine=kw.pop("engine", None) or EngineLog(),
+        stats=kw.pop("stats", {"sla_breaches": 3, "sla_breaches_first_response": 1, "sla_breaches_resolution": 2}),
+        end_s=10 * DAY,
+        start_s=start_s,
+    )
+
+
+def test_every_line_is_priced_by_hand() -> None:
+    ledger = cost_ledger(run())
+    lines = ledger["lines"]
+    assert list(lines) == list(LINES)
+    assert ledger["device_years"] == pytest.approx(10.0)
+    down = lines["downtime"]
+    assert (down["down_h"], down["degraded_h"], down["amount"]) == pytest.approx((17.0, 25.0, 561.0))
+    assert down["by_product"]["freezer"] == pytest.approx({"down_h": 12.0, "degraded_h": 21.0, "amount": 513.0})
+    assert down["by_product"]["vending_machine"] == pytest.approx({"down_h": 5.0, "degraded_h": 4.0, "amount": 48.0})
+    assert (lines["truck_rolls"]["visits"], lines["truck_rolls"]["amount"]) == (3, 600.0)
+    assert (lines["technician_time"]["labour_h"], lines["technician_time"]["amount"]) == (6.5, 520.0)
+    agent = lines["agent_time"]  # 4 contacts x 8; phone 6 + app 6 + chat 12 min = 0.4 h x 50, self-service free
+    assert (agent["contacts"], agent["agent_h"], agent["amount"]) == (4, pytest.approx(0.4), pytest.approx(52.0))
+    assert agent["by_channel"] == {"app": 1, "chat": 1, "phone": 1, "self_service": 1}
+    parts = lines["parts"]  # compressor 320 + 2 door seals x 45 (catalogue prices)
+    assert (parts["parts_used"], parts["amount"]) == (3, 410.0)
+    assert parts["by_part"]["door_seal"] == {"count": 2, "price": 45.0, "amount": 90.0}
+    sla = lines["sla_penalties"]
+    assert (sla["breaches"], sla["first_response"], sla["resolution"], sla["amount"]) == (3, 1, 2, 300.0)
+    assert sla["counted_from"] == "engine counters"
+    assert (lines["churn"]["churned_owners"], lines["churn"]["amount"]) == (2, 6000.0)
+    assert (lines["monitoring"]["charged"], lines["monitoring"]["amount"]) == (True, pytest.approx(60.0))
+    sales = lines["consumable_sales"]  # three slot_a refills x 5; slot_b has no margin
+    assert (sales["kind"], sales["refills"], sales["amount"]) == ("revenue", 4, 15.0)
+    assert sales["by_consumable"]["slot_b"] == {"count": 1, "price": 0.0, "amount": 0.0}
+    cost = 561 + 600 + 520 + 52 + 410 + 300 + 6000 + 60
+    assert (ledger["cost"], ledger["revenue"]) == (pytest.approx(cost), 15.0)
+    assert ledger["total"] == pytest.approx(cost - 15.0)
+    assert ledger["net_per_device_year"] == pytest.approx((cost - 15.0) / 10.0)
+
+
+def test_per_device_year_divides_each_line_and_signs_revenue_negative() -> None:
+    ledger = cost_ledger(run())
+    per = ledger["per_device_year"]
+    assert set(per) == {*LINES, "net"}
+    for name, line in ledger["lines"].items():
+        assert line["per_device_year"] == pytest.approx(line["amount"] / 10.0)
+        assert per[name] == pytest.approx(
+            -line["per_device_year"] if name in REVENUE_LINES else line["per_device_year"]
+        )
+    assert per["truck_rolls"] == 60.0
+    assert per["consumable_sales"] == -1.5
+    assert per["net"] == pytest.approx(sum(v for k, v in per.items() if k != "net"))
+    assert per["net"] == ledger["net_per_device_year"]
+
+
+def test_monitoring_is_charged_for_the_proactive_service_only() -> None:
+    proactive, reactive = cost_ledger(run("proactive")), cost_ledger(run("reactive"))
+    assert proactive["lines"]["monitoring"]["amount"] == pytest.approx(60.0)
+    assert reactive["lines"]["monitoring"] == {
+        "kind": "cost",
+        "charged": False,
+        "device_years": 0.0,
+        "price": 6.0,
+        "amount": 0.0,
+        "per_device_year": 0.0,
+    }
+    assert proactive["total"] - reactive["total"] == pytest.approx(60.0)
+
+
+def test_the_warm_up_is_left_out_and_device_years_count_the_rest() -> None:
+    # Cases after the 2-day warm-up: c1 answers 2 h late and resolves after 2 days (2 breaches);
+    # c2 is never answered nor resolved (2); c3 is in time; a refill case runs no clock; c0 is warm-up.
+    cases = [
+        CaseRow("c0", "shop-000001", "freezer_cooling", "in_progress", 1, "telemetry", 1 * DAY, 1 * DAY, None),
+        CaseRow("c1", "shop-000001", "freezer_cooling", "resolved", 1, "telemetry", 3 * DAY, 5 * DAY, 3 * DAY + 2 * H),
+        CaseRow("c2", "shop-000002", "freezer_cooling", "in_progress", 1, "contact", 3 * DAY, 3 * DAY, None),
+        CaseRow("c3", "lab-000001", "freezer_cooling", "resolved", 1, "telemetry", 4 * DAY, 4 * DAY + H, 4 * DAY + 600),
+        CaseRow("c4", "vend-000003", "vending_restock_a", "in_progress", 3, "device", 5 * DAY, 5 * DAY, None),
+    ]
+    ledger = cost_ledger(run(start_s=2.0 * DAY, engine=EngineLog(cases=cases)))
+    lines = ledger["lines"]
+    assert ledger["device_years"] == pytest.approx(8.0)
+    # the incident at day 1 (250) and the job created at day 1 are before the warm-up's end
+    assert lines["downtime"]["amount"] == pytest.approx(561.0 - 250.0)
+    assert (lines["truck_rolls"]["visits"], lines["technician_time"]["labour_h"]) == (2, 4.0)
+    assert lines["parts"]["amount"] == 90.0
+    assert lines["agent_time"]["contacts"] == 3  # the phone call at day 1.1 is left out
+    assert lines["agent_time"]["agent_h"] == pytest.approx(0.3)
+    sla = lines["sla_penalties"]
+    assert (sla["first_response"], sla["resolution"], sla["counted_from"]) == (2, 2, "engine cases")
+    assert lines["churn"]["churned_owners"] == 2
+    assert lines["monitoring"]["amount"] == pytest.approx(8.0 * 6.0)
+    assert lines["consumable_sales"]["refills"] == 4
+    assert ledger["net_per_device_year"] == pytest.approx(ledger["total"] / 8.0)
+
+
+def test_every_line_is_present_and_zero_for_an_empty_run() -> None:
+    ledger = cost_ledger(run(records=Records(), stats={}, policy="reactive"))
+    assert list(ledger["lines"]) == list(LINES)
+    assert all(line["amount"] == 0.0 and line["per_device_year"] == 0.0 for line in ledger["lines"].values())
+    assert (ledger["cost"], ledger["revenue"], ledger["total"], ledger["net_per_device_year"]) == (0.0, 0.0, 0.0, 0.0)
+
+
+def test_without_the_new_prices_the_ledger_agrees_with_the_kpis_cost() -> None:
+    plain = scenario(agent_per_hour=0.0)
+    data = run(scenario=plain)
+    kpis = compute_kpis(plain, data.records, data.stats, data.end_s)["cost"]
+    lines = cost_ledger(data)["lines"]
+    assert lines["downtime"]["amount"] == pytest.approx(kpis["downtime"])
+    assert lines["truck_rolls"]["amount"] + lines["technician_time"]["amount"] == pytest.approx(kpis["field"])
+    assert lines["agent_time"]["amount"] == pytest.approx(kpis["contact_centre"])
+    assert lines["parts"]["amount"] == pytest.approx(kpis["parts"])
+
+
+def test_the_new_prices_default_to_zero_and_freezers_prices_them() -> None:
+    costs = load(ROOT / "scenarios" / "freezers.yaml").costs
+    assert costs.churned_owner > 0 and costs.monitoring_per_device_year > 0 and costs.sla_penalty > 0
+    default = validate_data(
+        {
+            "name": "bare",
+            "duration_days": 1,
+            "fleets": [{"name": "f", "product": "freezer", "count": 1}],
+            "contact_centre": {"agents": 1},
+            "technicians": {"count": 1},
+        }
+    )[0]
+    assert default is not None
+    c = default.costs
+    assert (c.agent_per_hour, c.sla_penalty, c.churned_owner, c.monitoring_per_device_year, c.refill_margin) == (
+        0.0,
+        0.0,
+        0.0,
+        0.0,
+        {},
+    )
