@@ -56,7 +56,9 @@ def main() -> None:
     print(f"scenario {args.scenario}, {args.replications} replication(s) per arm x 2 arms, days {args.days or 'full'}")
     print(f"machine: {os.cpu_count()} cores, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     for name, r in (("--jobs 1 (baseline)", one), ("--jobs 2", two)):
-        print(f"{name:>20}: {r['replications']:.0f} runs in {r['wall_s']:.1f} s = {r['per_hour']:.1f} replications/hour")
+        print(
+            f"{name:>20}: {r['replications']:.0f} runs in {r['wall_s']:.1f} s = {r['per_hour']:.1f} replications/hour"
+        )
     print(f"speed-up --jobs 2 / --jobs 1: {two['per_hour'] / one['per_hour']:.2f}x; identical comparison.json: {same}")
 
 

@@ -158,24 +158,31 @@ def _checklist(metrics: Mapping[str, Any], reps: Sequence[Replication], arms: Se
     """The checklist's points, each with every arm's mean share and the verdict against its target."""
     if not reps:
         return []
-    points = reps[0].result.get("checklist", {}).get("points", [])
+    points = reps[0].result.get("checklist", {}).get("points", {})
     out = []
-    for p in points:
-        key = f"checklist.points.{p['id']}.share" if f"checklist.points.{p['id']}.share" in metrics else None
-        entry: dict[str, Any] = {"point": p.get("point", p["id"]), "title": p.get("title", p["id"]), "metric": key}
-        entry["target"] = p.get("target")
-        entry["arms"] = {}
+    for ident, p in points.items():
+        key = f"checklist.points.{ident}.share"
+        entry: dict[str, Any] = {
+            "point": p.get("point"),
+            "id": ident,
+            "title": p.get("title", ident),
+            "definition": p.get("definition", ""),
+            "metric": key if key in metrics else None,
+            "target": p.get("target"),
+            "partial_from": p.get("partial_from"),
+            "arms": {},
+        }
         for arm in arms:
-            m = metrics[key]["arms"].get(arm, {}) if key else {}
+            m = metrics[key]["arms"].get(arm, {}) if key in metrics else {}
             mean = m.get("mean")
             entry["arms"][arm] = {
                 "mean": mean,
                 "lo": m.get("lo"),
                 "hi": m.get("hi"),
-                "verdict": _verdict(mean, p.get("target"), p.get("partial")),
+                "verdict": _verdict(mean, p.get("target"), p.get("partial_from")),
             }
         out.append(entry)
-    return out
+    return sorted(out, key=lambda e: (e["point"] is None, e["point"] or 0))
 
 
 def _verdict(mean: float | None, target: float | None, partial: float | None) -> str:
@@ -194,6 +201,8 @@ def build_comparison(
     arms = [a.label for a in plan.arms]
     keys = sorted({k for r in reps for k in r.figures})
     metrics = {key: _metric(key, _arm_values(reps, arms, n, key), plan.baseline, level) for key in keys}
+    for metric in metrics.values():
+        metric["unit"] = metric["unit"].replace("currency", plan.base.costs.currency)
     failed = [
         {"arm": d.spec.arm, "seed": d.spec.seed, "index": d.spec.index, "error": d.error, "log_tail": d.log_tail}
         for d in done
@@ -274,7 +283,7 @@ def pareto(points: Sequence[tuple[str, float, float]], lower_x: bool = True, low
 def _sweep(plan: Plan, metrics: Mapping[str, Any], axes: tuple[str, str]) -> dict[str, Any]:
     columns = [k for k in (*axes, *SWEEP_COLUMNS) if k in metrics]
     columns = list(dict.fromkeys(columns))
-    points = []
+    points: list[dict[str, Any]] = []
     for arm in plan.arms:
         values = {k: metrics[k]["arms"].get(arm.label, {}).get("mean") for k in columns}
         points.append({"label": arm.label, "values": dict(arm.overrides), "metrics": values})

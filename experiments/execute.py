@@ -208,7 +208,7 @@ def _dask(
     from distributed import Client, as_completed
 
     try:
-        client = Client(scheduler, timeout="20s")
+        client = Client(scheduler, timeout="20s")  # type: ignore[no-untyped-call]
     except OSError as exc:
         raise HarnessError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from exc
     try:
@@ -220,7 +220,7 @@ def _dask(
             futures[future] = spec
             if on_event:
                 on_event("started", spec, None)
-        for future in as_completed(futures):
+        for future in as_completed(futures):  # type: ignore[no-untyped-call]
             spec = futures[future]
             try:
                 answer = future.result()
@@ -228,4 +228,4 @@ def _dask(
                 answer = {"ok": False, "error": f"Dask task failed: {exc!r}", "log_tail": ""}
             yield spec, answer
     finally:
-        client.close()
+        client.close()  # type: ignore[no-untyped-call]

@@ -264,7 +264,7 @@ def precision_reached(
 def replications_needed(current: Difference, baseline_mean: float, target: float) -> int:
     """Estimate the replications the difference needs for a half-width of ``target * |baseline_mean|``.
 
-    The smallest ``i > n`` with ``t(i − 1) · s / √i ≤ target · |baseline_mean|`` (Law & Kelton's
+    The smallest ``i > n`` with ``t(i - 1) · s / √i ≤ target · |baseline_mean|`` (Law & Kelton's
     relative-precision rule, with the sd ``s`` measured so far and the t quantile of ``i``
     replications, not of ``n``: with few replications so far the t quantile alone would ask for
     many more than needed); ``n`` once the target is met (or when the baseline mean is 0, as

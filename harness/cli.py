@@ -19,6 +19,8 @@ from rich.table import Table
 
 from contracts.engine_config import POLICIES
 from contracts.topics import DEFAULT_PREFIX, Topics
+from experiments.command import compare as compare_command
+from experiments.command import sweep as sweep_command
 from harness.errors import BrokerError, HarnessError
 from harness.outputs import write_run
 from loadtest.command import loadtest as loadtest_command
@@ -101,6 +103,10 @@ def run(
         Path, typer.Option("--out", help="Directory for result.json, events.csv, ground_truth.csv.")
     ] = Path("runs/latest"),
     days: Annotated[float | None, typer.Option(help="Override the scenario's duration_days.")] = None,
+    warmup_days: Annotated[
+        float | None,
+        typer.Option(help="Override the scenario's warmup_days: KPIs count only what begins after the warm-up."),
+    ] = None,
     prefix: Annotated[str, typer.Option(help="Topic prefix (lets runs share a broker).")] = DEFAULT_PREFIX,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress bar and no table; still writes the files.")
@@ -122,11 +128,12 @@ def run(
     from sim.scenario_file import with_overrides
 
     s = _load(scenario)
-    if days is not None:
+    if days is not None or warmup_days is not None:
         try:
-            s = with_overrides(s, duration_days=days)
+            s = with_overrides(s, duration_days=days, warmup_days=warmup_days)
         except ScenarioError as exc:
-            raise typer.BadParameter(str(exc), param_hint="--days") from exc
+            hint = "--warmup-days" if exc.path == "warmup_days" else "--days"
+            raise typer.BadParameter(str(exc), param_hint=hint) from exc
     if policy is not None and policy not in POLICIES:
         raise typer.BadParameter(f"{policy!r} is not one of {', '.join(POLICIES)}", param_hint="--policy")
     if broker_kind not in ("auto", "mosquitto", "amqtt"):
@@ -183,6 +190,9 @@ def run(
     except (BrokerError, HarnessError) as exc:
         console.print(f"[bold red]sot run failed[/]: {exc}")
         raise typer.Exit(1) from exc
+    from experiments.assess import assess_outcome
+
+    outcome.result.update(assess_outcome(s, outcome.result, outcome.records, out_dir))
     write_run(out_dir, outcome.result, outcome.records)
     if live is not None and not outcome.result["manifest"]["caught_up"]:
         console.print(
@@ -192,7 +202,7 @@ def run(
     if not quiet:
         _print_kpis(outcome.result)
         console.print(
-            f"wrote {out_dir}/result.json, events.csv, ground_truth.csv, connectivity.csv"
+            f"wrote {out_dir}/result.json, events.csv, ground_truth.csv, connectivity.csv, timeseries.csv"
             f" (engine database: {out_dir}/engine.sqlite)"
         )
 
@@ -248,7 +258,7 @@ def _print_kpis(result: dict[str, Any]) -> None:
     for section, key, label, fmt in _NESTED:
         value = kpis.get(section, {}).get(key)
         table.add_row(label, "-" if value is None else fmt.format(value))
-    restored = ", ".join(f"{who} {n:,}" for who, n in kpis.get("restored_by", {}).items())
+    restored = ", ".join(f"{who} {n:,}" for who, n in kpis.get("restored_by", {}).items() if n)
     if restored:
         table.add_row("restored by", restored)
     cost = kpis["cost"]
@@ -382,6 +392,8 @@ def broker_cmd(
 
 
 app.command("loadtest")(loadtest_command)
+app.command("compare")(compare_command)
+app.command("sweep")(sweep_command)
 
 
 if __name__ == "__main__":

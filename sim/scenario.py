@@ -351,7 +351,12 @@ class Outage(_Spec, frozen=True, kw_only=True):
 
 
 class Costs(_Spec, frozen=True, kw_only=True):
-    """Money: what an hour down, a truck roll, an hour of labour, a contact and each part cost."""
+    """Money: what an hour down, a truck roll, an hour of labour, a contact and each part cost.
+
+    The cost ledger (:mod:`experiments.ledger`) also prices an agent's hour, a breached SLA clock,
+    an owner who churned, the proactive service per device-year, and the margin on each refill
+    delivered; ``kpis.cost`` uses none of those.
+    """
 
     currency: str = "USD"
     downtime_per_hour: NonNegative = 0.0
@@ -360,6 +365,11 @@ class Costs(_Spec, frozen=True, kw_only=True):
     labour_per_hour: NonNegative = 0.0
     contact: NonNegative = 0.0
     parts: dict[Name, NonNegative] = {}
+    agent_per_hour: NonNegative = 0.0  # an agent's hour on a call (on top of ``contact``, per contact)
+    sla_penalty: NonNegative = 0.0  # per breached SLA clock (first response or resolution) of a case
+    churned_owner: NonNegative = 0.0  # revenue lost with each owner who leaves
+    monitoring_per_device_year: NonNegative = 0.0  # running the proactive service; not charged when reactive
+    refill_margin: dict[Name, NonNegative] = {}  # margin earned per refill delivered, by consumable name
 
 
 class Scenario(_Spec, frozen=True, kw_only=True):
@@ -370,6 +380,7 @@ class Scenario(_Spec, frozen=True, kw_only=True):
     description: str = ""
     seed: Annotated[int, msgspec.Meta(ge=0)] = 0
     duration_days: Positive
+    warmup_days: NonNegative = 0.0  # KPIs and scores count only what begins after it; < duration_days
     sync_interval_s: Positive = 3600.0
     products: dict[Name, Product] = {}
     fleets: Annotated[list[Fleet], msgspec.Meta(min_length=1)]
@@ -383,6 +394,10 @@ class Scenario(_Spec, frozen=True, kw_only=True):
     @property
     def duration_s(self) -> float:
         return self.duration_days * 86400.0
+
+    @property
+    def warmup_s(self) -> float:
+        return self.warmup_days * 86400.0
 
     @property
     def device_count(self) -> int:

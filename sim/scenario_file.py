@@ -198,6 +198,8 @@ def _cross_checks(scenario: Scenario) -> list[Problem]:
                 Problem(where, f"symptom {name!r} is not in engine.symptoms and there is no engine.default_issue")
             )
 
+    if scenario.warmup_days >= scenario.duration_days:
+        problems.append(Problem("warmup_days", f"must be < duration_days ({scenario.duration_days:g})"))
     for i, fleet in enumerate(scenario.fleets):
         at = f"fleets[{i}]"
         if fleet.name in fleet_names:

@@ -27,7 +27,10 @@ def test_a_setting_reads_a_path_and_its_values() -> None:
     assert s.steps == ("engine", "rules", "compressor_duty", "above")
     assert s.values == (0.55, 0.65, 0.8)
     assert parse_setting("fleets[0].count=10,20").steps == ("fleets", 0, "count")
-    assert parse_setting("engine.rules[x].products=[freezer],[car, printer]").values == (["freezer"], ["car", "printer"])
+    assert parse_setting("engine.rules[x].products=[freezer],[car, printer]").values == (
+        ["freezer"],
+        ["car", "printer"],
+    )
 
 
 @pytest.mark.parametrize("text", ["engine.rules", "=3", "engine..x=1", "engine.rules[x]=", "[0].x=1"])
