@@ -33,6 +33,6 @@ def assess_outcome(scenario: Scenario, result: dict[str, Any], records: Records,
         engine=read_engine_log(workdir / "engine.sqlite"),
         stats=result.get("engine", {}),
         end_s=scenario.duration_s,
-        start_s=float(getattr(scenario, "warmup_days", 0.0)) * 86400.0,
+        start_s=scenario.warmup_s,
     )
     return assess(run)

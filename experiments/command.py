@@ -62,6 +62,13 @@ def _precision(text: str | None, start: int, cap: int) -> Precision | None:
     return Precision(value, start=max(2, start), cap=max(cap, start))
 
 
+def _check_common(out_dir: Path, broker_kind: str) -> None:
+    if broker_kind not in ("auto", "mosquitto", "amqtt"):
+        raise typer.BadParameter("must be auto, mosquitto or amqtt", param_hint="--broker-kind")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise typer.BadParameter(f"{out_dir} is a file; name a directory", param_hint="--out")
+
+
 def _check_counts(replications: int, jobs: int | None) -> int:
     if replications < 2:
         raise typer.BadParameter("needs at least 2 replications for an interval", param_hint="-r")
@@ -74,7 +81,7 @@ def _run(plan: Plan, out_dir: Path, **kwargs: Any) -> Outcome:
     from experiments.experiment import run_experiment
     from harness.errors import HarnessError
 
-    signal.signal(signal.SIGTERM, _interrupt)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     bar = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -118,6 +125,11 @@ def _run(plan: Plan, out_dir: Path, **kwargs: Any) -> Outcome:
     except HarnessError as exc:
         console.print(f"[bold red]the experiment failed[/]: {exc}")
         raise typer.Exit(1) from exc
+    except OSError as exc:
+        console.print(f"[bold red]cannot write the experiment's files[/]: {exc}; choose another --out")
+        raise typer.Exit(1) from exc
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _fmt(x: float | None) -> str:
@@ -214,6 +226,7 @@ def compare(
     from sim.errors import ScenarioError
 
     jobs_n = _check_counts(replications, jobs)
+    _check_common(out_dir, broker_kind)
     if len(policy) < 2:
         raise typer.BadParameter("give at least two policies, e.g. --policy reactive --policy proactive")
     s = _scenario(scenario, days, warmup_days)
@@ -276,6 +289,14 @@ def sweep(
     from sim.errors import ScenarioError
 
     jobs_n = _check_counts(replications, jobs)
+    _check_common(out_dir, broker_kind)
+    for axis, name in ((x, "--x"), (y, "--y")):
+        if axis is not None and not axis.startswith(("kpis.", "scorecard.", "ledger.", "checklist.")):
+            raise typer.BadParameter(
+                "a metric key of comparison.json, such as kpis.truck_rolls_per_1000_devices or "
+                "scorecard.overall.missed_failures",
+                param_hint=name,
+            )
     s = _scenario(scenario, days, warmup_days)
     try:
         settings = [parse_setting(t) for t in setting]
@@ -296,6 +317,9 @@ def sweep(
     )
     _summary(outcome)
     doc = outcome.comparison["sweep"]
+    for axis in (doc["tradeoff"]["x"], doc["tradeoff"]["y"]):
+        if axis not in outcome.comparison["metrics"]:
+            console.print(f"[yellow]no figure {axis!r} in the results[/]: the trade-off curve has no points on it")
     table = Table(title="trade-off (means over replications; ◆ on the Pareto front)")
     table.add_column("point")
     for key in doc["columns"]:

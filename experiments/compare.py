@@ -15,6 +15,7 @@ import csv
 import io
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -59,7 +60,7 @@ def _read_levels(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 
 def flatten(result: Mapping[str, Any]) -> dict[str, float | None]:
-    """Every numeric figure of a result document under a dotted key (lists and text left out)."""
+    """Every figure of a result document under a dotted key (lists, text and settings left out)."""
     out: dict[str, float | None] = {}
 
     def walk(prefix: str, node: Any) -> None:
@@ -75,7 +76,16 @@ def flatten(result: Mapping[str, Any]) -> dict[str, float | None]:
 
     for section in ("kpis", "scorecard", "ledger", "checklist"):
         walk(section, result.get(section, {}))
-    return out
+    return {k: v for k, v in out.items() if FIGURES.match(k)}
+
+
+FIGURES = re.compile(
+    r"kpis\."
+    r"|scorecard\.(overall|by_mode|by_source|remote_fixes|field)\."
+    r"|ledger\.(per_device_year\.|total$|cost_per_device_year$|revenue_per_device_year$|net_per_device_year$)"
+    r"|checklist\.(points\.[^.]+\.share$|summary\.)"
+)
+"""Which numbers of a result are figures to compare (not prices, targets, periods or settings)."""
 
 
 def load_replications(done: Sequence[Done]) -> list[Replication]:
@@ -108,22 +118,33 @@ def _metric(key: str, values: dict[str, list[float | None]], baseline: str, leve
             "values": [_clean(v) for v in vals],
         }
     diffs: dict[str, Any] = {}
-    pvals: dict[str, float] = {}
     for arm, vals in values.items():
         if arm == baseline:
             continue
         pairs = [(b, o) for b, o in zip(values[baseline], vals, strict=True) if b is not None and o is not None]
-        if len(pairs) < 2:
-            continue
-        d = paired_difference([p[0] for p in pairs], [p[1] for p in pairs], level=level)
-        diffs[arm] = d.to_dict()
-        if d.p_value is not None:
-            pvals[arm] = d.p_value
-    adjusted = holm(pvals) if pvals else {}
-    for arm, entry in diffs.items():
-        entry["p_holm"] = _clean(adjusted.get(arm))
-        entry["significant"] = bool(arm in adjusted and adjusted[arm] < 1.0 - level)
+        if len(pairs) >= 2:
+            diffs[arm] = paired_difference([p[0] for p in pairs], [p[1] for p in pairs], level=level).to_dict()
     return {**describe(key), "arms": arms_out, "differences": diffs}
+
+
+def _adjust(metrics: Mapping[str, Any], headline: Sequence[str], level: float) -> None:
+    """Holm-adjust the p-values: the headline figures of every arm as one family, any other figure across arms."""
+    families: list[tuple[str, list[str]]] = [("headline", list(headline))]
+    families += [("arms", [key]) for key in metrics if key not in headline]
+    for family, keys in families:
+        pvals = {
+            f"{key}|{arm}": d["p_value"]
+            for key in keys
+            for arm, d in metrics[key]["differences"].items()
+            if d.get("p_value") is not None
+        }
+        adjusted = holm(pvals) if pvals else {}
+        for key in keys:
+            for arm, d in metrics[key]["differences"].items():
+                p = adjusted.get(f"{key}|{arm}")
+                d["p_holm"] = _clean(p)
+                d["significant"] = p is not None and p < 1.0 - level
+                d["holm_family"] = family
 
 
 def _series(reps: Sequence[Replication], arms: Sequence[str], level: float) -> dict[str, Any]:
@@ -131,12 +152,13 @@ def _series(reps: Sequence[Replication], arms: Sequence[str], level: float) -> d
     out: dict[str, Any] = {}
     for name in names:
         entry: dict[str, Any] = {"t_days": [], "arms": {}}
+        every = [r.levels[name] for r in reps if name in r.levels]
+        length = min(len(t) for t, _ in every)  # one time grid for every arm
+        stride = max(1, math.ceil(length / MAX_POINTS))
         for arm in arms:
             runs = [r.levels[name] for r in reps if r.arm == arm and name in r.levels]
             if not runs:
                 continue
-            length = min(len(t) for t, _ in runs)
-            stride = max(1, math.ceil(length / MAX_POINTS))
             t = runs[0][0][:length:stride]
             matrix = np.vstack([v[:length:stride] for _, v in runs])
             mean = matrix.mean(axis=0)
@@ -203,6 +225,8 @@ def build_comparison(
     metrics = {key: _metric(key, _arm_values(reps, arms, n, key), plan.baseline, level) for key in keys}
     for metric in metrics.values():
         metric["unit"] = metric["unit"].replace("currency", plan.base.costs.currency)
+    headline = [k for k in HEADLINE if k in metrics]
+    _adjust(metrics, headline, level)
     failed = [
         {"arm": d.spec.arm, "seed": d.spec.seed, "index": d.spec.index, "error": d.error, "log_tail": d.log_tail}
         for d in done
@@ -216,7 +240,7 @@ def build_comparison(
             "name": scenario.name,
             "devices": scenario.device_count,
             "days": scenario.duration_days,
-            "warmup_days": float(getattr(scenario, "warmup_days", 0.0)),
+            "warmup_days": scenario.warmup_days,
             "seed": scenario.seed,
             "currency": scenario.costs.currency,
         },
@@ -234,7 +258,7 @@ def build_comparison(
             "missing": [{"arm": f["arm"], "seed": f["seed"]} for f in failed],
             "precision": None,
         },
-        "headline": [k for k in HEADLINE if k in metrics],
+        "headline": headline,
         "metrics": metrics,
         "checklist": _checklist(metrics, reps, arms),
         "timeseries": _series(reps, arms, level),

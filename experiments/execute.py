@@ -26,6 +26,7 @@ import traceback
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -80,16 +81,17 @@ def run_replication(spec: ReplicationSpec, broker_kind: str = "auto") -> dict[st
             result["replication"] = {"arm": spec.arm, "index": spec.index, "seed": spec.seed, "key": spec.key}
             write_run(work, result, outcome.records)
             files = {name: (work / name).read_bytes() for name in RUN_FILES if (work / name).exists()}
-            start = float(getattr(scenario, "warmup_days", 0.0)) * 86400.0
+            start = scenario.warmup_s
             restore_h = [
                 (i.restored_s - i.onset_s) / 3600.0
                 for i in outcome.records.incidents
                 if i.onset_s >= start and not math.isnan(i.restored_s)
             ]
             return {"ok": True, "files": files, "restore_hours": restore_h}
-        except (HarnessError, ScenarioError, OSError, ValueError, RuntimeError) as exc:
-            log = _tail(work / "engine.log")
+        except Exception as exc:  # the boundary of a replication: whatever went wrong is reported, not raised
             detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+            expected = isinstance(exc, (HarnessError, ScenarioError, OSError))
+            log = _tail(work / "engine.log") if expected else traceback.format_exc()
             return {"ok": False, "error": detail, "log_tail": log or traceback.format_exc(limit=6)}
 
 
@@ -167,37 +169,68 @@ def execute(
 Answers = Iterator[tuple[ReplicationSpec, dict[str, Any]]]
 
 
+def _worker_init() -> None:
+    """A pool worker leaves Ctrl-C to its parent and stops its run (broker, engine) on SIGTERM."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _stop)
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def _pool(
     todo: list[ReplicationSpec], *, jobs: int, scheduler: str | None, broker_kind: str, on_event: Listener | None
 ) -> Answers:
+    """Run on a pool of spawned worker processes, ``jobs`` at a time.
+
+    A worker that dies (killed, out of memory) breaks the whole pool: the replications it was
+    running with are run again once on a new pool; one that was in flight at two breaks fails.
+    """
     if not todo:
         return
     context = multiprocessing.get_context("spawn")  # no inherited threads or sockets in the workers
-    with ProcessPoolExecutor(max_workers=max(1, min(jobs, len(todo))), mp_context=context) as pool:
-        queue = list(todo)
+    queue = list(todo)
+    breaks: dict[str, int] = {}
+    while queue:
+        pool = ProcessPoolExecutor(
+            max_workers=max(1, min(jobs, len(queue))), mp_context=context, initializer=_worker_init
+        )
         running: dict[Future[dict[str, Any]], ReplicationSpec] = {}
         try:
             while queue or running:
                 while queue and len(running) < jobs:
                     spec = queue.pop(0)
                     running[pool.submit(run_replication, spec, broker_kind)] = spec
-                    if on_event:
+                    if on_event and spec.dirname not in breaks:
                         on_event("started", spec, None)
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                broken = [f for f in finished if isinstance(f.exception(), BrokenProcessPool)]
                 for future in finished:
-                    spec = running.pop(future)
-                    try:
-                        answer = future.result()
-                    except Exception as exc:  # a worker that died (killed, out of memory)
-                        answer = {"ok": False, "error": f"worker process failed: {exc!r}", "log_tail": ""}
-                    yield spec, answer
+                    if future in broken:
+                        continue
+                    error = future.exception()
+                    if error is None:
+                        yield running.pop(future), future.result()
+                    else:
+                        yield running.pop(future), {"ok": False, "error": f"worker failed: {error!r}", "log_tail": ""}
+                if broken:
+                    for spec in running.values():
+                        breaks[spec.dirname] = breaks.get(spec.dirname, 0) + 1
+                        if breaks[spec.dirname] >= 2:
+                            yield spec, {"ok": False, "error": "its worker process died twice", "log_tail": ""}
+                        else:
+                            queue.insert(0, spec)
+                    running.clear()
+                    break
         except BaseException:
-            # Interrupted: tell the workers too, so each stops its broker and engine before the pool ends.
-            for process in list(getattr(pool, "_processes", {}).values()):
+            # Interrupted: stop the workers' runs (each stops its broker and engine) before the pool ends.
+            for child in multiprocessing.active_children():
                 with contextlib.suppress(OSError):
-                    os.kill(process.pid, signal.SIGINT)
+                    os.kill(child.pid or 0, signal.SIGTERM)
             pool.shutdown(wait=True, cancel_futures=True)
             raise
+        pool.shutdown(wait=True)
 
 
 def _dask(
@@ -209,10 +242,10 @@ def _dask(
 
     try:
         client = Client(scheduler, timeout="20s")  # type: ignore[no-untyped-call]
-    except OSError as exc:
+    except (OSError, ValueError, TypeError) as exc:
         raise HarnessError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from exc
+    futures: dict[Any, ReplicationSpec] = {}
     try:
-        futures = {}
         for spec in todo:
             future = client.submit(
                 run_replication, spec, broker_kind, pure=False, key=f"sot-{spec.dirname}-{uuid.uuid4().hex[:8]}"
@@ -228,4 +261,5 @@ def _dask(
                 answer = {"ok": False, "error": f"Dask task failed: {exc!r}", "log_tail": ""}
             yield spec, answer
     finally:
+        client.cancel(list(futures))  # type: ignore[no-untyped-call]
         client.close()  # type: ignore[no-untyped-call]

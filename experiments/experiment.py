@@ -12,14 +12,14 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from experiments.compare import build_comparison, replications_csv
 from experiments.execute import Done, Listener, execute
 from experiments.plan import Plan
-from experiments.stats import Difference, paired_difference, precision_reached, replications_needed
+from experiments.stats import Difference, precision_reached, replications_needed
 
 __all__ = ["Outcome", "Precision", "run_experiment"]
 
@@ -46,21 +46,25 @@ class Outcome:
     files: list[Path] = field(default_factory=list)
 
 
-def _headline_differences(doc: dict[str, Any]) -> tuple[dict[str, Difference], dict[str, float]]:
+def _headline_differences(doc: dict[str, Any]) -> tuple[dict[str, Difference], dict[str, float], bool]:
+    """Every headline difference of the document, the baseline means, and whether none is missing."""
+    names = {f.name for f in fields(Difference)}
     diffs: dict[str, Difference] = {}
     means: dict[str, float] = {}
+    complete = bool(doc["headline"])
     base = doc["baseline"]
     for key in doc["headline"]:
         metric = doc["metrics"][key]
-        b = metric["arms"][base]["values"]
-        for arm, entry in metric["arms"].items():
+        for arm in metric["arms"]:
             if arm == base:
                 continue
-            pairs = [(x, y) for x, y in zip(b, entry["values"], strict=True) if x is not None and y is not None]
-            if len(pairs) >= 2:
-                diffs[f"{key}|{arm}"] = paired_difference([p[0] for p in pairs], [p[1] for p in pairs])
-                means[f"{key}|{arm}"] = float(metric["arms"][base]["mean"] or 0.0)
-    return diffs, means
+            entry = metric["differences"].get(arm)
+            if entry is None:  # fewer than two complete pairs: not precise, whatever the others say
+                complete = False
+                continue
+            diffs[f"{key}|{arm}"] = Difference(**{k: v for k, v in entry.items() if k in names})
+            means[f"{key}|{arm}"] = float(metric["arms"][base]["mean"] or 0.0)
+    return diffs, means, complete
 
 
 def run_experiment(
@@ -89,17 +93,20 @@ def run_experiment(
         if on_event is not None:
             on_event(kind, spec, done)
 
+    known: dict[str, Done] = {}  # replications finished in earlier rounds of this invocation
     while True:
         if on_round is not None:
             on_round(n * len(plan.arms))
-        done = execute(
-            plan.replications(n), root, jobs=jobs, scheduler=scheduler, broker_kind=broker_kind, on_event=listen
-        )
+        specs = plan.replications(n)
+        fresh = [s for s in specs if s.dirname not in known]
+        for d in execute(fresh, root, jobs=jobs, scheduler=scheduler, broker_kind=broker_kind, on_event=listen):
+            known[d.spec.dirname] = d
+        done = [known[s.dirname] for s in specs]
         doc = build_comparison(plan, done, n, tradeoff=tradeoff)
         if precision is None:
             break
-        diffs, means = _headline_differences(doc)
-        reached = bool(diffs) and precision_reached(diffs, means, precision.target)
+        diffs, means, complete = _headline_differences(doc)
+        reached = complete and precision_reached(diffs, means, precision.target)
         doc["replications"]["precision"] = {
             "target": precision.target,
             "reached": reached,

@@ -29,6 +29,7 @@ from sim.scenario_file import validate_data
 
 __all__ = ["Setting", "apply", "overlay", "parse_setting", "resolve"]
 
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")  # 1e5 too, which YAML 1.1 reads as text
 _STEP = re.compile(r"\.?([A-Za-z_][A-Za-z0-9_]*)|\[([^\]]+)\]")
 
 
@@ -61,7 +62,11 @@ def _steps(path: str) -> tuple[str | int, ...]:
 
 def _value(text: str, where: str) -> Any:
     try:
-        return yaml.safe_load(text)
+        return (
+            float(text)
+            if _NUMBER.fullmatch(text.strip()) and not text.strip().lstrip("+-").isdigit()
+            else yaml.safe_load(text)
+        )
     except yaml.YAMLError as exc:
         raise ExperimentError(f"{where}: {text!r} is not a YAML value") from exc
 
@@ -89,6 +94,8 @@ def parse_setting(text: str) -> Setting:
         raise ExperimentError(
             f"{text!r}: write PATH=VALUE[,VALUE…], e.g. 'engine.rules[compressor_duty].above=0.6,0.7'"
         )
+    if path in ("seed", "schema_version"):
+        raise ExperimentError(f"{path!r}: replications take their seeds from the scenario's seed; set that in the file")
     parsed = tuple(_value(v, path) for v in _split_values(values) if v)
     if not parsed:
         raise ExperimentError(f"{text!r}: no value to try")

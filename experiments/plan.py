@@ -7,17 +7,20 @@ is measured on the same failures. Seeds derive from the scenario's seed
 5 replications or 50, and the whole experiment is reproducible.
 
 Each replication has a key: a hash of the fully resolved scenario (the arm's policy and overrides
-applied), its seed and its warm-up. The key names its directory under ``DIR/replications/``; a
+applied, its warm-up included), its seed, and the code that produces and scores it. The key names its directory under ``DIR/replications/``; a
 re-run finds what is already there and runs only what is missing.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib
 import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -59,7 +62,6 @@ class ReplicationSpec:
     seed: int
     policy: str
     scenario: dict[str, Any]
-    warmup_days: float
     key: str
 
     @property
@@ -71,19 +73,40 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._=-]+", "_", text)[:60] or "arm"
 
 
-def _key(scenario: dict[str, Any], seed: int, warmup_days: float) -> str:
-    blob = msgspec.json.encode({"v": KEY_VERSION, "scenario": scenario, "seed": seed, "warmup_days": warmup_days})
-    return hashlib.sha256(msgspec.json.encode(msgspec.json.decode(blob), order="sorted")).hexdigest()
+_SCORED_BY = ("contracts", "sim", "support_engine", "harness")
+_SCORING = ("assess.py", "checklist.py", "ledger.py", "rundata.py", "scorecard.py")
+
+
+@functools.cache
+def code_fingerprint() -> str:
+    """A hash of the code a replication's figures depend on: world, engine, harness and scoring.
+
+    Part of every replication's key, so that results stored by other code are run again rather
+    than mixed with new ones in one comparison. The report's code is not part of it.
+    """
+    digest = hashlib.sha256()
+    for package in _SCORED_BY:
+        root = Path(importlib.import_module(package).__path__[0])
+        for path in sorted([*root.rglob("*.py"), *root.rglob("*.yaml")]):
+            digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    here = Path(__file__).parent
+    for name in _SCORING:
+        digest.update(name.encode() + b"\0" + (here / name).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _key(scenario: dict[str, Any], seed: int) -> str:
+    blob = {"v": KEY_VERSION, "code": code_fingerprint(), "scenario": scenario, "seed": seed}
+    return hashlib.sha256(msgspec.json.encode(blob, order="sorted")).hexdigest()
 
 
 @dataclass(frozen=True)
 class Plan:
-    """An experiment: its kind, arms, baseline and warm-up."""
+    """An experiment: its kind, arms (the first is the baseline) and, for a sweep, its settings."""
 
     kind: str  # compare or sweep
     base: Scenario
     arms: tuple[Arm, ...]
-    warmup_days: float = 0.0
     settings: tuple[Setting, ...] = ()
 
     @property
@@ -98,12 +121,12 @@ class Plan:
         out = []
         for index, seed in enumerate(self.seeds(n)):
             for arm in self.arms:
-                key = _key(arm.scenario, seed, self.warmup_days)
-                out.append(ReplicationSpec(arm.label, index, seed, arm.policy, arm.scenario, self.warmup_days, key))
+                key = _key(arm.scenario, seed)
+                out.append(ReplicationSpec(arm.label, index, seed, arm.policy, arm.scenario, key))
         return out
 
 
-def compare_plan(base: Scenario, policies: Sequence[PolicySpec], warmup_days: float = 0.0) -> Plan:
+def compare_plan(base: Scenario, policies: Sequence[PolicySpec]) -> Plan:
     """Arms for ``sot compare``: one per policy, the first the baseline."""
     labels = [p.label for p in policies]
     dupes = sorted({x for x in labels if labels.count(x) > 1})
@@ -113,10 +136,10 @@ def compare_plan(base: Scenario, policies: Sequence[PolicySpec], warmup_days: fl
     for spec in policies:
         scenario = apply_policy(base, spec)
         arms.append(Arm(spec.label, scenario.engine.policy, plain(scenario), spec.source))
-    return Plan("compare", base, tuple(arms), warmup_days)
+    return Plan("compare", base, tuple(arms))
 
 
-def sweep_plan(base: Scenario, policy: PolicySpec, settings: Sequence[Setting], warmup_days: float = 0.0) -> Plan:
+def sweep_plan(base: Scenario, policy: PolicySpec, settings: Sequence[Setting]) -> Plan:
     """Arms for ``sot sweep``: every point of the grid of ``settings``, the first point the baseline."""
     start = apply_policy(base, policy)
     arms = []
@@ -128,7 +151,11 @@ def sweep_plan(base: Scenario, policy: PolicySpec, settings: Sequence[Setting], 
         scenario = resolve(data, "--set " + label)
         pairs = tuple((s.path, v) for s, v in zip(settings, values, strict=True))
         arms.append(Arm(label, scenario.engine.policy, plain(scenario), policy.source, pairs))
-    return Plan("sweep", base, tuple(arms), warmup_days, tuple(settings))
+    labels = [a.label for a in arms]
+    if len(set(labels)) != len(labels):
+        dupes = sorted({x for x in labels if labels.count(x) > 1})
+        raise ExperimentError(f"the grid has the same point more than once: {'; '.join(dupes)}")
+    return Plan("sweep", base, tuple(arms), tuple(settings))
 
 
 def _short(path: str) -> str:
@@ -138,4 +165,4 @@ def _short(path: str) -> str:
 
 
 def _fmt(value: Any) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
+    return repr(value) if isinstance(value, float) else str(value)

@@ -192,7 +192,10 @@ def run(
         raise typer.Exit(1) from exc
     from experiments.assess import assess_outcome
 
-    outcome.result.update(assess_outcome(s, outcome.result, outcome.records, out_dir))
+    try:
+        outcome.result.update(assess_outcome(s, outcome.result, outcome.records, out_dir))
+    except Exception as exc:  # a scoring fault must not cost the run: its files are written all the same
+        console.print(f"[yellow]the run could not be scored[/] ({type(exc).__name__}: {exc}); writing it without")
     write_run(out_dir, outcome.result, outcome.records)
     if live is not None and not outcome.result["manifest"]["caught_up"]:
         console.print(

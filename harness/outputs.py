@@ -47,4 +47,11 @@ def write_run(out_dir: Path, result: Mapping[str, Any], records: Records) -> Non
         for level in records.levels:  # tidy: one row per sync step and series
             t, values = level[0], level[1:]
             for name, value in zip(LEVELS[1:], values, strict=True):
-                writer.writerow([f"{t:.3f}", f"{t / 86400.0:.6f}", name, f"{value:g}"])
+                writer.writerow(
+                    [
+                        f"{t:.3f}",
+                        f"{t / 86400.0:.6f}",
+                        name,
+                        int(value) if float(value).is_integer() else repr(float(value)),
+                    ]
+                )

@@ -126,6 +126,8 @@ def test_a_sweep_is_a_grid_of_resolved_points(freezers) -> None:  # type: ignore
     plan = sweep_plan(freezers, read_policy("proactive"), settings)
     assert len(plan.arms) == 4
     assert plan.arms[0].label == "compressor_duty.above=0.6, sla.resolution_s=43200"
+    with pytest.raises(ExperimentError, match="more than once"):
+        sweep_plan(freezers, read_policy("proactive"), [parse_setting("engine.sla.resolution_s=600,600")])
     rules = [next(r for r in a.scenario["engine"]["rules"] if r["sensor"] == "compressor_duty") for a in plan.arms]
     assert [r["above"] for r in rules] == [0.6, 0.6, 0.8, 0.8]
     with pytest.raises(ScenarioError):
@@ -139,5 +141,17 @@ def test_pareto_keeps_the_points_nothing_beats() -> None:
 
 
 def test_flatten_keeps_numbers_under_dotted_keys() -> None:
-    doc = {"kpis": {"a": 1, "cost": {"total": 2.5}, "by": {"x": None}, "names": ["x"]}, "scorecard": {"ok": True}}
-    assert flatten(doc) == {"kpis.a": 1.0, "kpis.cost.total": 2.5, "kpis.by.x": None, "scorecard.ok": 1.0}
+    doc = {
+        "kpis": {"a": 1, "cost": {"total": 2.5}, "by": {"x": None}, "names": ["x"]},
+        "scorecard": {"overall": {"ok": True}, "period": {"start_s": 0.0}},
+        "ledger": {"per_device_year": {"net": 3.0}, "lines": {"parts": {"price": 9.0}}},
+        "checklist": {"points": {"few_steps": {"share": 0.5, "target": 0.8}}},
+    }
+    assert flatten(doc) == {
+        "kpis.a": 1.0,
+        "kpis.cost.total": 2.5,
+        "kpis.by.x": None,
+        "scorecard.overall.ok": 1.0,
+        "ledger.per_device_year.net": 3.0,
+        "checklist.points.few_steps.share": 0.5,
+    }
