@@ -201,7 +201,8 @@ def _view(doc: Mapping[str, Any]) -> dict[str, Any]:
         "level": level,
         "replications": reps,
         "headline": [_arm_headline(arm, headline, metrics, level) for arm in others],
-        "kpi_groups": _kpi_groups(metrics),
+        "kpi_groups": _kpi_groups({k: m for k, m in metrics.items() if not _constant(m)}),
+        "constant": [(str(m.get("label") or k), m) for k, m in metrics.items() if _constant(m)],
         "scorecard": [(k, m) for k, m in metrics.items() if m.get("group") == "scorecard"],
         "checklist": _checklist(doc.get("checklist") or [], metrics),
         "cost": _cost(doc.get("cost_breakdown") or {}, arms, baseline),
@@ -312,6 +313,12 @@ def _arm_headline(arm: str, headline: Sequence[str], metrics: Mapping[str, Any],
     tones = [s["tone"] for s in sentences]
     counts = {"better": tones.count("better"), "worse": tones.count("worse")}
     return {"arm": arm, "sentences": sentences, "counts": counts, "unclear": len(tones) - sum(counts.values())}
+
+
+def _constant(metric: Mapping[str, Any]) -> bool:
+    """Whether a figure took one and the same value in every replication of every arm (nothing to compare)."""
+    values = {v for entry in (metric.get("arms") or {}).values() for v in entry.get("values") or []}
+    return len(values) == 1 and None not in values
 
 
 def _kpi_groups(metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
