@@ -3,6 +3,7 @@
 - :mod:`experiments.rundata` — one finished run as the experiments see it: the world's records and
   the engine's own records read back from its database;
 - :mod:`experiments.scorecard` — the engine's alerts and cases scored against the ground truth;
+- :mod:`experiments.claims` — every fix the engine claimed (remote, visit, delivery) against the truth;
 - :mod:`experiments.ledger` — the cost ledger from the scenario's prices;
 - :mod:`experiments.checklist` — the effortless-service checklist as measured shares;
 - :mod:`experiments.assess` — all of the above for one run, the block ``result.json`` carries;

@@ -16,9 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from experiments.rundata import CaseRow, RunData
-from sim.records import Incident
-from sim.world import POWER
+from experiments.rundata import CaseRow, RunData, owner_contacts, resolved_times
+from sim.records import POWER, Incident
 
 __all__ = ["TARGETS", "VALIDATION_S", "Target", "Verdict", "evaluate", "verdict"]
 
@@ -148,15 +147,6 @@ def _notices(run: RunData) -> dict[str, list[tuple[float, str]]]:
     return out
 
 
-def _contacts(run: RunData) -> list[tuple[float, str, str]]:
-    """(time, device, channel) of every owner contact that reached support after the warm-up."""
-    return [
-        (t, device, detail.split(":", 1)[0])
-        for t, actor, kind, device, _, detail in run.records.events
-        if actor == "owner" and kind == "contact" and t >= run.start_s
-    ]
-
-
 def _incidents(run: RunData) -> list[Incident]:
     return [i for i in run.records.incidents if i.onset_s >= run.start_s]
 
@@ -189,20 +179,22 @@ def _inside(t: float, windows: Iterable[tuple[float, float]]) -> bool:
     return any(a <= t < b for a, b in windows)
 
 
-def _case_open(cases: list[CaseRow], t: float) -> bool:
-    """Whether one of ``cases`` was opened before ``t`` and not yet resolved at ``t``."""
-    return any(c.opened_s < t and (c.state != "resolved" or c.updated_s >= t) for c in cases)
+def _case_open(cases: list[CaseRow], resolved: dict[str, float], t: float) -> bool:
+    """Whether one of ``cases`` was opened before ``t`` and not yet resolved at ``t`` (``resolved``:
+    when each resolved case was resolved, :func:`experiments.rundata.resolved_times`)."""
+    return any(c.opened_s < t and resolved.get(c.case_id, math.inf) >= t for c in cases)
 
 
 def _in_context(run: RunData) -> dict[str, Any]:
-    contacts = _contacts(run)
+    contacts = owner_contacts(run)
+    resolved = resolved_times(run.engine)
     cases: dict[str, list[CaseRow]] = defaultdict(list)
     for case in run.engine.cases:
         cases[case.device_id].append(case)
     per, everyone = _offline_windows(run)
     known = online = either = 0
     for t, device, _ in contacts:
-        k = _case_open(cases[device], t)
+        k = _case_open(cases[device], resolved, t)
         o = not _inside(t, per.get(device, ())) and not _inside(t, everyone)
         known, online, either = known + k, online + o, either + (k or o)
     preferred: dict[str, float] = defaultdict(float)
@@ -323,10 +315,15 @@ def _told_by(run: RunData, restored_s: float) -> float:
 def _instant_validation(run: RunData) -> dict[str, Any]:
     resolved = [i for i in _incidents(run) if not math.isnan(i.restored_s) and i.restored_s <= run.end_s - VALIDATION_S]
     confirmed = [i for i in resolved if not math.isnan(i.confirmed_s)]
-    premature = [i for i in confirmed if i.confirmed_s < i.restored_s - CLOCK_EPS_S]
-    at_once = [i for i in confirmed if i.restored_s - CLOCK_EPS_S <= i.confirmed_s <= _told_by(run, i.restored_s)]
+    # Told "resolved" while it was still on (the world's count), or a confirmation time before the restoration.
+    premature = [i for i in resolved if i.premature_resolved or i.confirmed_s < i.restored_s - CLOCK_EPS_S]
+    at_once = [
+        i
+        for i in confirmed
+        if not i.premature_resolved and i.restored_s - CLOCK_EPS_S <= i.confirmed_s <= _told_by(run, i.restored_s)
+    ]
     reason = "" if resolved else "no incident was resolved"
-    if resolved and not confirmed:
+    if resolved and not confirmed and not premature:
         notices = _notices(run)
         told = any(
             kind == "resolved" and ts >= i.onset_s for i in resolved for ts, kind in notices.get(i.device_id, ())
@@ -338,8 +335,8 @@ def _instant_validation(run: RunData) -> dict[str, Any]:
         "instant_validation",
         f"resolved incidents whose owner was told 'resolved' (Incident.confirmed_s) within {minutes} of the "
         "restoration, or by the first sync step after it when the run's steps are longer (the world hears "
-        f"the engine only at its steps); a 'resolved' before the restoration does not count; incidents "
-        f"restored in the last {minutes} are undecided",
+        "the engine only at its steps); an incident told 'resolved' while it was still on, or confirmed before "
+        f"its restoration (premature), does not count; incidents restored in the last {minutes} are undecided",
         len(at_once),
         len(resolved),
         {
@@ -368,7 +365,7 @@ def _contingency(run: RunData) -> dict[str, Any]:
     outages = {o.name: o for o in run.scenario.outages}
     notices = _notices(run)
     calls: dict[str, list[float]] = defaultdict(list)
-    for t, device, _ in _contacts(run):
+    for t, device, _ in owner_contacts(run):
         calls[device].append(t)
     owners = told = 0
     per_outage: dict[str, dict[str, int]] = {}

@@ -208,11 +208,11 @@ def _checklist(metrics: Mapping[str, Any], reps: Sequence[Replication], arms: Se
 
 
 def _verdict(mean: float | None, target: float | None, partial: float | None) -> str:
-    if mean is None or target is None:
+    from experiments.checklist import Target, verdict
+
+    if target is None:
         return "not exercised"
-    if mean >= target:
-        return "pass"
-    return "partial" if partial is not None and mean >= partial else "fail"
+    return verdict(mean, Target(0, "", "", target, target if partial is None else partial, ""))
 
 
 def build_comparison(

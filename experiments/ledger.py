@@ -14,8 +14,7 @@ import math
 from collections import Counter, defaultdict
 from typing import Any
 
-from contracts.engine_config import EngineConfig
-from experiments.rundata import CaseRow, RunData
+from experiments.rundata import RunData, owner_contacts
 from sim.contact_centre import SELF_SERVICE
 from sim.records import Incident
 from sim.scenario import Scenario
@@ -43,15 +42,6 @@ def _r(x: float) -> float:
     return round(float(x), 6)
 
 
-def _contacts(run: RunData) -> list[tuple[float, str, str]]:
-    """(time, device, channel) of every owner contact that reached support after the warm-up."""
-    return [
-        (t, device, detail.split(":", 1)[0])
-        for t, actor, kind, device, _, detail in run.records.events
-        if actor == "owner" and kind == "contact" and t >= run.start_s
-    ]
-
-
 def agent_hours(scenario: Scenario, channels: Counter[str]) -> float:
     """Expected agent hours of contacts counted by channel: the scenario's mean handling time for
     each channel (``handle_time_by_channel``, else ``handle_time_s``); self-service takes no agent.
@@ -68,38 +58,15 @@ def agent_hours(scenario: Scenario, channels: Counter[str]) -> float:
     return seconds / 3600.0
 
 
-def _case_breaches(case: CaseRow, engine: EngineConfig, end_s: float) -> tuple[int, int]:
-    """(first-response, resolution) clocks ``case`` breached, as the engine decides them: a clock runs
-    from opening until the first response or the resolution (or the run's end) and breaches past its
-    target; a replenishment case runs no clock."""
-    issue = engine.issues.get(case.issue)
-    if issue is not None and issue.consumable is not None:
-        return 0, 0
-    sla = engine.sla
-    stop = case.updated_s if case.state == "resolved" else end_s
-    responded = case.first_response_s if case.first_response_s is not None else stop
-    return int(responded - case.opened_s > sla.first_response_s), int(stop - case.opened_s > sla.resolution_s)
-
-
 def sla_breaches(run: RunData) -> tuple[int, int, str]:
     """(first-response, resolution) breaches to charge, and where they were counted.
 
-    Without a warm-up these are the engine's own counters (what ``kpis.sla_breaches`` reports). The
-    counters cannot be split at the warm-up, so with one the breaches of the cases opened after it are
-    recounted from the engine's cases against the scenario's default SLA (the world gives devices no
-    contract, so no per-contract SLA applies).
+    The engine records every clock it breached, once per (case, clock), with the time the clock passed
+    its target (``EngineLog.sla_breaches``); those at or after ``start_s`` are charged, so a warm-up
+    needs no recount. Without a warm-up they are the engine's counters (``kpis.sla_breaches``).
     """
-    if run.start_s <= 0.0:
-        first = int(run.stats.get("sla_breaches_first_response", 0))
-        resolution = int(run.stats.get("sla_breaches_resolution", 0))
-        total = int(run.stats.get("sla_breaches", first + resolution))
-        return first, total - first, "engine counters"
-    first = resolution = 0
-    for case in run.engine.cases:
-        if case.opened_s >= run.start_s:
-            f, r = _case_breaches(case, run.scenario.engine, run.end_s)
-            first, resolution = first + f, resolution + r
-    return first, resolution, "engine cases"
+    clocks = Counter(b.clock for b in run.engine.sla_breaches if b.ts >= run.start_s)
+    return clocks["first_response"], clocks["resolution"], "engine sla_breaches"
 
 
 def cost_ledger(run: RunData) -> dict[str, Any]:
@@ -148,7 +115,7 @@ def cost_ledger(run: RunData) -> dict[str, Any]:
     by_part = {
         p: {"count": n, "price": costs.parts.get(p, 0.0), "amount": _r(part_amount[p])} for p, n in sorted(used.items())
     }
-    contacts = _contacts(run)
+    contacts = owner_contacts(run)
     channels = Counter(channel for _, _, channel in contacts)
     agent_h = agent_hours(scenario, channels)
     first, resolution, counted_from = sla_breaches(run)

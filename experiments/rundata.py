@@ -7,6 +7,7 @@ the claims that the scorecard checks against the truth.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -15,7 +16,18 @@ from pathlib import Path
 from sim.records import Records
 from sim.scenario import Scenario
 
-__all__ = ["AlertRow", "CaseRow", "EngineLog", "OutboxRow", "RunData", "WorkOrderRow", "read_engine_log"]
+__all__ = [
+    "AlertRow",
+    "CaseRow",
+    "EngineLog",
+    "OutboxRow",
+    "RunData",
+    "SlaBreachRow",
+    "WorkOrderRow",
+    "owner_contacts",
+    "read_engine_log",
+    "resolved_times",
+]
 
 
 @dataclass(frozen=True)
@@ -70,6 +82,15 @@ class OutboxRow:
 
 
 @dataclass(frozen=True)
+class SlaBreachRow:
+    """One SLA clock of one case the engine recorded as breached, at the time the clock passed its target."""
+
+    case_id: str
+    clock: str  # first_response or resolution
+    ts: float
+
+
+@dataclass(frozen=True)
 class EngineLog:
     """The engine's own records of a run."""
 
@@ -78,6 +99,7 @@ class EngineLog:
     work_orders: list[WorkOrderRow] = field(default_factory=list)
     outbox: list[OutboxRow] = field(default_factory=list)
     counters: dict[str, int] = field(default_factory=dict)
+    sla_breaches: list[SlaBreachRow] = field(default_factory=list)
 
 
 def read_engine_log(db_path: Path) -> EngineLog:
@@ -110,6 +132,10 @@ def read_engine_log(db_path: Path) -> EngineLog:
                 for row in db.execute("SELECT ts, kind, device_id, ref, payload FROM outbox ORDER BY id")
             ],
             counters={name: int(value) for name, value in db.execute("SELECT name, value FROM counters")},
+            sla_breaches=[
+                SlaBreachRow(*row)
+                for row in db.execute("SELECT case_id, clock, ts FROM sla_breaches ORDER BY ts, case_id, clock")
+            ],
         )
     finally:
         db.close()
@@ -129,3 +155,27 @@ class RunData:
     stats: Mapping[str, int]
     end_s: float
     start_s: float = 0.0
+
+
+def owner_contacts(run: RunData) -> list[tuple[float, str, str]]:
+    """(time, device, channel) of every owner contact that reached support after the warm-up."""
+    return [
+        (t, device, detail.split(":", 1)[0])
+        for t, actor, kind, device, _, detail in run.records.events
+        if actor == "owner" and kind == "contact" and t >= run.start_s
+    ]
+
+
+def resolved_times(engine: EngineLog) -> dict[str, float]:
+    """When the engine resolved each case, by case id: its last ``resolved`` notification, else (a case
+    resolved without one, such as advice) the case's last update, which for a resolved case is its
+    resolution (the engine changes a case no more once it is resolved). Cases not resolved are left out."""
+    notified: dict[str, float] = {}
+    for row in engine.outbox:
+        if row.kind != "Notify" or '"resolved"' not in row.payload:
+            continue
+        note = json.loads(row.payload)
+        case_id = note.get("case_id")
+        if note.get("kind") == "resolved" and case_id:
+            notified[case_id] = max(row.ts, notified.get(case_id, row.ts))
+    return {c.case_id: notified.get(c.case_id, c.updated_s) for c in engine.cases if c.state in ("resolved", "closed")}

@@ -6,7 +6,9 @@ low). It matches a true failure of its device when it is raised inside the failu
 ``[onset - W, end]``: W is the mode's precursor lead (else :data:`DEFAULT_WINDOW_S`); the window
 ends when the failure was restored, or prevented, or at the end of the run while it is still on.
 Of the failures whose window holds it, a signal takes one whose mode its issue fits, else one
-whose mode moves the rule's sensor, else any; among those, one not matched yet, then the earliest.
+whose mode moves the rule's sensor; only a signal that names no mode of its fleet (no mode its
+issue fits or its sensor shows) takes any failure in the window. Among those, one not matched yet,
+then the earliest.
 A failure's first signal matches it; later ones are repeats (matched, not false alarms). An
 unmatched signal in the last W of the run is undecided: its failure may begin after the end. An
 unmatched signal about consumables only is unjudged: the ground truth records run-outs, not levels,
@@ -29,15 +31,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import msgspec
 import numpy as np
 
 from contracts.engine_config import IssueType
-from experiments.rundata import RunData
+from experiments.claims import REMOTE_FIX_TEXT, delivery_claims, remote_claims, resolved_claims, visit_claims
+from experiments.rundata import AlertRow, RunData
 from sim.kpis import mode_names
-from sim.records import Failure, Incident
-from sim.scenario import Scenario
-from sim.world import POWER
+from sim.records import NO_POWER, POWER, Failure, Incident
+from sim.scenario import Fleet, Scenario
 
 __all__ = ["DEFAULT_WINDOW_S", "REMOTE_FIX_TEXT", "ModeSpec", "fits", "mode_specs", "score"]
 
@@ -45,14 +46,10 @@ DAY_S = 86400.0
 HOUR_S = 3600.0
 DEFAULT_WINDOW_S = DAY_S
 """W of a mode without a precursor (random failures, power cuts)."""
-REMOTE_FIX_TEXT = "We fixed your device remotely."
-"""The text of the engine's ``resolved`` notification after a remote command fixed a device."""
 DEVICE_SOURCE = "device"
 """The source name of cases the device opened (alerts are named by their rule)."""
 SCORED_ORIGINS = ("telemetry", "device")
 """Cases scored for the right issue: opened by an alert, or by the device itself."""
-TRUE_REMOTE = ("remote", "ota")
-"""The world's ``fixed_by`` of a fix without a visit that a remote command made."""
 
 
 @dataclass(frozen=True)
@@ -72,7 +69,8 @@ def mode_specs(scenario: Scenario) -> dict[tuple[str, str], ModeSpec]:
     """Every (fleet, mode) of the scenario with its window W and what fixes it.
 
     A consumable's W is the time from its low warning to empty at the mean drain (at least
-    :data:`DEFAULT_WINDOW_S`); a power cut (``power_outage``) has the default W.
+    :data:`DEFAULT_WINDOW_S`); a power cut (``power_outage``) has the default W and moves what the
+    fleet's own power losses move (:func:`_power_loss_sensors`).
     """
     specs: dict[tuple[str, str], ModeSpec] = {}
     for fleet in scenario.fleets:
@@ -93,8 +91,19 @@ def mode_specs(scenario: Scenario) -> dict[tuple[str, str], ModeSpec]:
             specs[fleet.name, c.name] = ModeSpec(
                 c.name, max(DEFAULT_WINDOW_S, low_to_empty), frozenset({c.sensor}), consumable=True
             )
-        specs[fleet.name, POWER] = ModeSpec(POWER, DEFAULT_WINDOW_S, frozenset())
+        specs[fleet.name, POWER] = ModeSpec(POWER, DEFAULT_WINDOW_S, _power_loss_sensors(scenario, fleet))
     return specs
+
+
+def _power_loss_sensors(scenario: Scenario, fleet: Fleet) -> frozenset[str]:
+    """The sensors a power cut moves on ``fleet``: the effects of its power-loss modes, those whose
+    symptom the engine takes for the same trouble as an outage's ``no_power`` (both lead to one
+    issue in ``engine.symptoms``); empty when the fleet has no such mode."""
+    symptoms = scenario.engine.symptoms
+    issue = symptoms.get(NO_POWER)
+    if issue is None:
+        return frozenset()
+    return frozenset(e.sensor for m in fleet.failure_modes if symptoms.get(m.symptom) == issue for e in m.effects)
 
 
 def fits(issue: IssueType | None, mode: ModeSpec) -> bool:
@@ -239,9 +248,10 @@ class _Matcher:
         for tier in self._tiers(issue, sensor):
             preferred = [x for x in inside if tier(x.spec)]
             if preferred:
-                inside = preferred
-                break
-        return min(inside, key=lambda x: (not math.isnan(x.first_s), x.failure.onset_s))
+                return _earliest_unmatched(preferred)
+        if self.targets(device, issue, sensor):
+            return None  # it is about a mode (or a sensor), and no failure in the window is of one
+        return _earliest_unmatched(inside)
 
     def targets(self, device: str, issue: str | None, sensor: str | None) -> list[ModeSpec]:
         """The modes an unmatched signal was about: those its issue fits, else those its sensor shows."""
@@ -257,6 +267,10 @@ class _Matcher:
             if chosen:
                 return chosen
         return []
+
+
+def _earliest_unmatched(truths: list[_Truth]) -> _Truth:
+    return min(truths, key=lambda x: (not math.isnan(x.first_s), x.failure.onset_s))
 
 
 def _signals(run: RunData) -> list[_Signal]:
@@ -328,39 +342,6 @@ def _figures(t: _Tally, device_days: float, *, failures: bool = True) -> dict[st
     return out | {"cases": t.cases, "right_issue": t.right_issue, "right_issue_rate": _ratio(t.right_issue, t.cases)}
 
 
-def _remote_claims(run: RunData, tolerance_s: float) -> dict[str, int]:
-    """The engine's "fixed remotely" claims against the world's remote and OTA fixes."""
-    claims: dict[str, list[float]] = defaultdict(list)
-    for row in run.engine.outbox:
-        if row.kind != "Notify" or row.ts < run.start_s or REMOTE_FIX_TEXT not in row.payload:
-            continue
-        note = msgspec.json.decode(row.payload)
-        if note.get("kind") == "resolved" and note.get("text") == REMOTE_FIX_TEXT:
-            claims[row.device_id].append(row.ts)
-    fixes: dict[str, list[float]] = defaultdict(list)
-    for f in run.records.failures:
-        if f.fixed_by in TRUE_REMOTE and math.isfinite(f.restored_s) and f.restored_s >= run.start_s:
-            fixes[f.device_id].append(f.restored_s)
-    confirmed = 0
-    for device, times in claims.items():
-        open_fixes = sorted(fixes.get(device, []))
-        for t in sorted(times):  # each true fix confirms one claim, the nearest within the tolerance
-            near = [k for k, s in enumerate(open_fixes) if abs(s - t) <= tolerance_s]
-            if near:
-                open_fixes.pop(min(near, key=lambda k: abs(open_fixes[k] - t)))
-                confirmed += 1
-    claimed = sum(len(v) for v in claims.values())
-    true = sum(len(v) for v in fixes.values())
-    return {
-        "claimed": claimed,
-        "engine_counter": int(run.engine.counters.get("remote_fixes", run.stats.get("remote_fixes", 0))),
-        "true": true,
-        "confirmed": confirmed,
-        "false_claims": claimed - confirmed,
-        "unclaimed": true - confirmed,
-    }
-
-
 def score(run: RunData) -> dict[str, Any]:
     """The ``scorecard`` block of ``result.json``: signals against the true failures (see the module)."""
     scenario = run.scenario
@@ -374,9 +355,11 @@ def score(run: RunData) -> dict[str, Any]:
     def mode(name: str) -> _Tally:
         return by_mode.setdefault(name, _Tally())
 
+    matched: dict[tuple[bool, str], _Truth] = {}  # (a device-opened case?, alert or case id) -> its failure
     for s in _signals(run):
         truth = matcher.choose(s.device, s.t, s.issue, s.sensor)
         if truth is not None:
+            matched[s.source == DEVICE_SOURCE, s.signal_id] = truth
             verdict = "first" if math.isnan(truth.first_s) else "repeat"
             if verdict == "first":
                 truth.first_s = s.t
@@ -408,19 +391,25 @@ def score(run: RunData) -> dict[str, Any]:
                 t.detected_before_owner += math.isnan(truth.noticed_s) or truth.first_s <= truth.noticed_s
                 t.leads_h.append((f.onset_s - truth.first_s) / HOUR_S)
 
-    first_alert_rule: dict[str, str] = {}
-    for a in run.engine.alerts:
+    # A case is judged by the failure its signal matched: a device-opened case's own match, a telemetry
+    # case's first alert's. Matching the case again, its issue first, would favour the failures it fits.
+    first_alert: dict[str, AlertRow] = {}
+    for a in sorted(run.engine.alerts, key=lambda a: (a.raised_s, a.alert_id)):
         if a.case_id is not None:
-            first_alert_rule.setdefault(a.case_id, a.rule)
-    sensor_of = {r.name: r.sensor for r in scenario.engine.all_rules}
+            first_alert.setdefault(a.case_id, a)
     for c in run.engine.cases:
         if c.origin not in SCORED_ORIGINS or c.opened_s < run.start_s:
             continue
-        truth = matcher.choose(c.device_id, c.opened_s, c.issue, sensor_of.get(first_alert_rule.get(c.case_id, "")))
+        if c.origin == "device":
+            source, truth = DEVICE_SOURCE, matched.get((True, c.case_id))
+        else:
+            alert = first_alert.get(c.case_id)
+            if alert is None:
+                continue
+            source, truth = alert.rule, matched.get((False, alert.alert_id))
         if truth is None:
             continue
         right = fits(scenario.engine.issues.get(c.issue), truth.spec)
-        source = DEVICE_SOURCE if c.origin == "device" else first_alert_rule.get(c.case_id, "")
         for t in (overall, mode(truth.failure.mode), by_source.setdefault(source, _Tally())):
             t.cases += 1
             t.right_issue += right
@@ -436,6 +425,7 @@ def score(run: RunData) -> dict[str, Any]:
     headline = _figures(overall, device_days)
     headline["no_fault_found_visits"] = no_fault
     widest = _widest(matcher.modes_of_fleet.values())
+    claims = resolved_claims(run)
     return {
         "period": {"start_s": run.start_s, "end_s": run.end_s, "device_days": _r(device_days)},
         "window_h": {
@@ -452,7 +442,9 @@ def score(run: RunData) -> dict[str, Any]:
             "overall": _values(overall.leads_h),
             "by_mode": {name: _values(t.leads_h) for name, t in sorted(by_mode.items())},
         },
-        "remote_fixes": _remote_claims(run, scenario.sync_interval_s),
+        "remote_fixes": remote_claims(run, claims, scenario.sync_interval_s),
+        "visit_fixes": visit_claims(run, claims, scenario.sync_interval_s),
+        "delivery_fixes": delivery_claims(run, claims, scenario.sync_interval_s),
         "field": {
             "work_orders": len(jobs),
             "no_fault_found_visits": no_fault,

@@ -3,8 +3,9 @@
 Definitions follow docs/kpis.md: downtime counts incidents whose worst failure stopped the device;
 MTTR is time to restore (failure onset to repaired); first-time fix counts jobs that found a fault
 and closed at their first visit; detection before the owner means the engine told the owner before
-the owner noticed (a failure prevented while it drifted counts as detected); detection lead is the
-failure onset minus the engine first telling the owner (positive: ahead of the failure). With a
+the owner noticed (a failure prevented while it drifted counts when the engine told its owner
+meanwhile); detection lead is the failure onset minus the engine first telling the owner
+(positive: ahead of the failure). With a
 warm-up (``start_s``) only what begins at or after it counts, over the counted period's device-years.
 """
 
@@ -15,9 +16,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
-from sim.records import Incident, Records
+from sim.records import POWER, Incident, Records
 from sim.scenario import Scenario
-from sim.world import POWER
 
 __all__ = ["FIXERS", "compute_kpis", "mode_names"]
 
@@ -115,6 +115,9 @@ def compute_kpis(
         if not math.isnan(i.informed_s) and (math.isnan(i.noticed_s) or i.informed_s <= i.noticed_s)
     ]
     prevented = [f for f in all_failures if f.prevented]  # caught while drifting: before any owner noticed
+    # Only those whose owner the engine told before it would have failed: a reactive visit clearing a
+    # drifting mode by chance, or an update removing it without a word, detected nothing.
+    prevented_told = [f for f in prevented if math.isfinite(f.informed_s)]
     before_owner = len(incidents) + len(prevented)
     lead_h = [(f.onset_s - f.informed_s) / 3600.0 for f in all_failures if math.isfinite(f.informed_s)]
     costs = scenario.costs
@@ -146,7 +149,7 @@ def compute_kpis(
         "truck_rolls_per_1000_devices": _r(1000.0 * visits / devices),
         "remote_resolution_rate": _r(_mean([1.0 if i.fixed_by in REMOTE else 0.0 for i in acted_on])),
         "detected_before_owner_rate": _r(
-            (len(detected_first) + len(prevented)) / before_owner if before_owner else 0.0
+            (len(detected_first) + len(prevented_told)) / before_owner if before_owner else 0.0
         ),
         "detection_lead_hours_mean": _r(_mean(lead_h)),
         "contacts_per_1000_devices": _r(1000.0 * contacts / devices),

@@ -9,7 +9,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-__all__ = ["LEVELS", "Failure", "Incident", "Job", "Records"]
+__all__ = ["LEVELS", "NO_POWER", "POWER", "Failure", "Incident", "Job", "Records"]
+
+POWER = "power_outage"
+"""The mode of a power cut of an outage: a failure outside the fleets' own modes."""
+NO_POWER = "no_power"
+"""The symptom an owner reports while an outage cuts the device's power."""
 
 LEVELS = (
     "t_s",
@@ -56,6 +61,7 @@ class Incident:
     churned: bool = False
     fixed_by: str = ""  # what ended it (see Failure.fixed_by)
     confirmed_s: float = math.nan  # when the owner was told it is resolved (the engine's "resolved" notice)
+    premature_resolved: int = 0  # "resolved" notices the owner got while this incident was still on
 
     @property
     def effort_steps(self) -> int:

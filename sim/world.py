@@ -24,17 +24,15 @@ from sim.field import Fault, FieldService
 from sim.fleet import FleetState
 from sim.link import Link, Rows
 from sim.people import Owners
-from sim.records import LEVELS, Failure, Incident, Records
+from sim.records import LEVELS, NO_POWER, POWER, Failure, Incident, Records
 from sim.scenario import Outage, Scenario
 from sim.streams import Stream
 
-__all__ = ["World"]
+__all__ = ["POWER", "World"]
 
 HOUR_S = 3600.0
 DIAGNOSIS = "diagnosis"
-POWER = "power_outage"
 REFILL_H = Fixed(value=0.25)  # a technician refilling a consumable on site
-NO_POWER = "no_power"
 Process = Generator[simpy.Event, Any, None]
 
 
@@ -441,6 +439,10 @@ class World:
             self._told_of_trouble(device)
         elif message.kind == "resolved":
             self.informed_case[device] = None
+            still_on = self._open.get(device)
+            if still_on is not None:  # premature: it confirms nothing, least of all an earlier incident
+                still_on.premature_resolved += 1
+                return
             restored = self._unconfirmed.pop(device, None)
             if restored is not None:
                 restored.confirmed_s = self.now

@@ -9,8 +9,10 @@ from typing import Any
 
 import pytest
 
-from experiments.checklist import TARGETS, evaluate, verdict
-from experiments.rundata import CaseRow, EngineLog, OutboxRow, RunData
+from experiments import checklist
+from experiments.checklist import TARGETS, Target, evaluate, verdict
+from experiments.ledger import cost_ledger
+from experiments.rundata import CaseRow, EngineLog, OutboxRow, RunData, owner_contacts
 from sim.records import Failure, Incident, Job, Records
 from sim.scenario import Scenario
 from sim.scenario_file import validate_data
@@ -68,6 +70,11 @@ def note(ts: float, device: str, kind: str) -> OutboxRow:
     return OutboxRow(ts, "Notify", device, f"note-{ts:.0f}", json.dumps({"kind": kind, "device_id": device}))
 
 
+def resolved_note(ts: float, device: str, case_id: str) -> OutboxRow:
+    payload = {"kind": "resolved", "device_id": device, "case_id": case_id}
+    return OutboxRow(ts, "Notify", device, f"note-{ts:.0f}", json.dumps(payload))
+
+
 def contact(r: Records, t: float, device: str, channel: str = "phone") -> None:
     r.log(t, "owner", "contact", device, f"contact-{t:.0f}", f"{channel}: not_cooling")
 
@@ -105,6 +112,31 @@ def test_no_share_is_not_exercised() -> None:
     assert verdict(None, TARGETS[0]) == "not exercised"
 
 
+@pytest.mark.parametrize("share", [None, 0.0, 0.6999, 0.7, 0.85, 0.8799, 0.88, 1.0])
+def test_the_comparison_grades_a_mean_share_as_the_checklist_does(share: float | None) -> None:
+    from experiments import compare  # the comparison's imports are heavier; only these tests need them
+
+    for t in TARGETS:
+        assert compare._verdict(share, t.target, t.partial_from) == verdict(share, t)
+    assert compare._verdict(share, None, 0.5) == "not exercised"
+    without_partial = "not exercised" if share is None else "pass" if share >= 0.8 else "fail"
+    assert compare._verdict(share, 0.8, None) == without_partial
+
+
+def test_the_comparison_grades_with_the_checklists_own_verdict(monkeypatch: pytest.MonkeyPatch) -> None:
+    from experiments import compare
+
+    seen = []
+
+    def spy(share: float | None, target: Target) -> str:
+        seen.append((share, target.target, target.partial_from))
+        return "pass"
+
+    monkeypatch.setattr(checklist, "verdict", spy)
+    assert compare._verdict(0.5, 0.9, 0.6) == "pass"
+    assert seen == [(0.5, 0.9, 0.6)]
+
+
 def test_an_empty_run_exercises_nothing() -> None:
     result = evaluate(run(Records()))
     assert result["summary"] == {"pass": 0, "partial": 0, "fail": 0, "not exercised": 7}
@@ -135,6 +167,26 @@ def test_in_context_counts_contacts_that_found_a_case_open_or_the_device_online(
     assert (p["details"]["case_already_open"], p["details"]["device_online"]) == (1, 2)
     assert p["details"]["channels_used"] == {"app": 0.25, "phone": 0.5, "self_service": 0.25}
     assert p["details"]["channels_preferred"] == {"app": 0.25, "phone": 0.75}
+
+
+def test_a_case_stops_giving_context_when_the_engine_said_it_was_resolved() -> None:
+    r = Records()
+    contact(r, 2 * DAY, dev(2))  # offline; its case was resolved at 1.5 d and updated once more at 2.5 d
+    r.link.append((1.9 * DAY, dev(2), "offline", "3.000 h"))
+    later = EngineLog(cases=[case("c2", dev(2), 1 * DAY, 2.5 * DAY)], outbox=[resolved_note(1.5 * DAY, dev(2), "c2")])
+    assert point(run(r, later), "in_context")["numerator"] == 0
+    unnotified = EngineLog(cases=[case("c2", dev(2), 1 * DAY, 2.5 * DAY)])  # no notice: its last update
+    assert point(run(r, unnotified), "in_context")["numerator"] == 1
+
+
+def test_the_ledger_and_the_checklist_count_the_same_owner_contacts() -> None:
+    r = Records()
+    contact(r, 0.5 * DAY, dev(1))  # in the warm-up
+    contact(r, 2 * DAY, dev(2), "app")
+    contact(r, 3 * DAY, dev(3), "self_service")
+    data = run(r, start_s=1 * DAY)
+    assert owner_contacts(data) == [(2 * DAY, dev(2), "app"), (3 * DAY, dev(3), "self_service")]
+    assert point(data, "in_context")["denominator"] == cost_ledger(data)["lines"]["agent_time"]["contacts"] == 2
 
 
 def test_a_device_without_power_in_an_outage_gives_no_context() -> None:
@@ -265,6 +317,26 @@ def test_instant_validation_passes_at_95_percent() -> None:
         )
     p = point(run(r), "instant_validation")
     assert (p["share"], p["verdict"]) == (0.95, "pass")
+
+
+def test_a_resolved_notice_while_the_incident_was_still_on_is_premature() -> None:
+    r = Records()
+    for n, early in enumerate((0, 1, 2)):
+        t = (n + 1) * DAY
+        r.incidents.append(
+            Incident(
+                dev(n), "freezer", 1, t - 5 * H, "down", restored_s=t, confirmed_s=t + 60, premature_resolved=early
+            )
+        )
+    r.incidents.append(Incident(dev(5), "freezer", 1, 5 * DAY, "down", restored_s=6 * DAY, premature_resolved=1))
+    p = point(run(r), "instant_validation")
+    # only dev(0) was told once, in time; the others heard "resolved" while their device was still down
+    assert (p["numerator"], p["denominator"]) == (1, 4)
+    assert p["details"] == {"confirmed": 3, "premature": 3, "never_confirmed": 1}
+    alone = Records(incidents=[r.incidents[-1]])  # told only prematurely: exercised, and a fail
+    told = EngineLog(outbox=[note(5.5 * DAY, dev(5), "resolved")])
+    q = point(run(alone, told), "instant_validation")
+    assert (q["share"], q["details"]["premature"]) == (0.0, 1)
 
 
 def test_instant_validation_is_not_exercised_when_the_records_carry_no_confirmations() -> None:

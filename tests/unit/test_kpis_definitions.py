@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -64,7 +66,7 @@ def test_time_to_respond_keeps_its_meaning() -> None:
     assert compute_kpis(freezers(), records, {}, 10 * DAY)["time_to_respond_hours_mean"] == pytest.approx(3.0)
 
 
-def test_prevented_failures_count_as_detected_before_the_owner() -> None:
+def test_prevented_failures_count_as_detected_before_the_owner_when_the_owner_was_told() -> None:
     records = Records(
         incidents=[
             incident("a", DAY, noticed=DAY + HOUR, informed=DAY),  # told first
@@ -73,13 +75,26 @@ def test_prevented_failures_count_as_detected_before_the_owner() -> None:
         failures=[
             fail("a", DAY),
             fail("b", DAY),
-            fail("c", 4 * DAY, prevented=True),
-            fail("d", 5 * DAY, prevented=True),
+            fail("c", 4 * DAY, prevented=True, informed=3 * DAY),  # told while it drifted, then prevented
+            fail("d", 5 * DAY, prevented=True),  # cleared by chance (a reactive visit, a silent update)
         ],
     )
     kpis = compute_kpis(freezers(), records, {}, 10 * DAY)
-    assert kpis["detected_before_owner_rate"] == pytest.approx((1 + 2) / (2 + 2))
+    assert kpis["detected_before_owner_rate"] == pytest.approx((1 + 1) / (2 + 2))
     assert (kpis["failures"], kpis["prevented_failures"]) == (2, 2)
+
+
+def test_the_kpi_and_scoring_modules_do_not_load_the_world() -> None:
+    code = (
+        "import sys, sim.kpis, experiments.scorecard, experiments.checklist, experiments.ledger\n"
+        "from sim.records import POWER\n"
+        "print('sim.world' in sys.modules, POWER)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.split() == ["False", "power_outage"]
+    from sim.world import POWER  # still importable where it was
+
+    assert POWER == "power_outage"
 
 
 # -- zeros ----------------------------------------------------------------------------------------

@@ -8,12 +8,17 @@ from typing import Any
 
 import pytest
 
+from contracts import Contact, EngineConfig, IssueType, Sla
 from experiments.ledger import LINES, REVENUE_LINES, cost_ledger
-from experiments.rundata import CaseRow, EngineLog, RunData
+from experiments.rundata import EngineLog, RunData, SlaBreachRow, read_engine_log
 from sim.kpis import compute_kpis
 from sim.records import Incident, Job, Records
 from sim.scenario import Scenario
 from sim.scenario_file import load, validate_data
+from support_engine.core.actions import CreateWorkOrder
+from support_engine.core.engine import Engine
+from support_engine.storage import Storage
+from tests.messages import status
 
 ROOT = Path(__file__).resolve().parents[2]
 DAY = 86400.0
@@ -86,12 +91,19 @@ def records() -> Records:
     return r
 
 
+BREACHES = [  # the engine's record of its breached clocks: one first response, two resolutions
+    SlaBreachRow("c1", "first_response", 1 * DAY + H),
+    SlaBreachRow("c1", "resolution", 2 * DAY),
+    SlaBreachRow("c2", "resolution", 3 * DAY),
+]
+
+
 def run(policy: str = "proactive", start_s: float = 0.0, **kw: Any) -> RunData:
     return RunData(
         scenario=kw.pop("scenario", None) or scenario(),
         policy=policy,
         records=kw.pop("records", None) or records(),
-        engine=kw.pop("engine", None) or EngineLog(),
+        engine=kw.pop("engine", None) or EngineLog(sla_breaches=list(BREACHES)),
         stats=kw.pop("stats", {"sla_breaches": 3, "sla_breaches_first_response": 1, "sla_breaches_resolution": 2}),
         end_s=10 * DAY,
         start_s=start_s,
@@ -117,7 +129,7 @@ def test_every_line_is_priced_by_hand() -> None:
     assert parts["by_part"]["door_seal"] == {"count": 2, "price": 45.0, "amount": 90.0}
     sla = lines["sla_penalties"]
     assert (sla["breaches"], sla["first_response"], sla["resolution"], sla["amount"]) == (3, 1, 2, 300.0)
-    assert sla["counted_from"] == "engine counters"
+    assert sla["counted_from"] == "engine sla_breaches"
     assert (lines["churn"]["churned_owners"], lines["churn"]["amount"]) == (2, 6000.0)
     assert (lines["monitoring"]["charged"], lines["monitoring"]["amount"]) == (True, pytest.approx(60.0))
     sales = lines["consumable_sales"]  # three slot_a refills x 5; slot_b has no margin
@@ -159,16 +171,14 @@ def test_monitoring_is_charged_for_the_proactive_service_only() -> None:
 
 
 def test_the_warm_up_is_left_out_and_device_years_count_the_rest() -> None:
-    # Cases after the 2-day warm-up: c1 answers 2 h late and resolves after 2 days (2 breaches);
-    # c2 is never answered nor resolved (2); c3 is in time; a refill case runs no clock; c0 is warm-up.
-    cases = [
-        CaseRow("c0", "shop-000001", "freezer_cooling", "in_progress", 1, "telemetry", 1 * DAY, 1 * DAY, None),
-        CaseRow("c1", "shop-000001", "freezer_cooling", "resolved", 1, "telemetry", 3 * DAY, 5 * DAY, 3 * DAY + 2 * H),
-        CaseRow("c2", "shop-000002", "freezer_cooling", "in_progress", 1, "contact", 3 * DAY, 3 * DAY, None),
-        CaseRow("c3", "lab-000001", "freezer_cooling", "resolved", 1, "telemetry", 4 * DAY, 4 * DAY + H, 4 * DAY + 600),
-        CaseRow("c4", "vend-000003", "vending_restock_a", "in_progress", 3, "device", 5 * DAY, 5 * DAY, None),
+    # The engine's breaches after the 2-day warm-up: c1's resolution (its first response breached at
+    # day 1: warm-up), c2's resolution, and c3's two clocks; the counters cannot be split at day 2.
+    breaches = [
+        *BREACHES,
+        SlaBreachRow("c3", "first_response", 4 * DAY + H),
+        SlaBreachRow("c3", "resolution", 5 * DAY),
     ]
-    ledger = cost_ledger(run(start_s=2.0 * DAY, engine=EngineLog(cases=cases)))
+    ledger = cost_ledger(run(start_s=2.0 * DAY, engine=EngineLog(sla_breaches=breaches)))
     lines = ledger["lines"]
     assert ledger["device_years"] == pytest.approx(8.0)
     # the incident at day 1 (250) and the job created at day 1 are before the warm-up's end
@@ -178,15 +188,67 @@ def test_the_warm_up_is_left_out_and_device_years_count_the_rest() -> None:
     assert lines["agent_time"]["contacts"] == 3  # the phone call at day 1.1 is left out
     assert lines["agent_time"]["agent_h"] == pytest.approx(0.3)
     sla = lines["sla_penalties"]
-    assert (sla["first_response"], sla["resolution"], sla["counted_from"]) == (2, 2, "engine cases")
+    assert (sla["first_response"], sla["resolution"], sla["counted_from"]) == (1, 3, "engine sla_breaches")
     assert lines["churn"]["churned_owners"] == 2
     assert lines["monitoring"]["amount"] == pytest.approx(8.0 * 6.0)
     assert lines["consumable_sales"]["refills"] == 4
     assert ledger["net_per_device_year"] == pytest.approx(ledger["total"] / 8.0)
 
 
+def test_the_breaches_are_the_engines_own_record_and_agree_with_its_counters(tmp_path: Path) -> None:
+    config = EngineConfig(
+        policy="proactive",
+        issues={"cooling": IssueType(skill="refrigeration")},
+        symptoms={"not_cooling": "cooling"},
+        sla=Sla(first_response_s=H, resolution_s=6 * H),
+    )
+    engine = Engine(config)
+    storage = Storage(tmp_path / "engine.sqlite")
+    orders = []
+    for n, t in enumerate([0.0, 2 * H, 3 * DAY]):
+        call = Contact(
+            contact_id=f"call-{n}",
+            owner_id=f"o-{n}",
+            device_id=f"shop-{n:06d}",
+            channel="app",
+            ts=t,
+            symptom="not_cooling",
+        )
+        actions = engine.handle(call, t)
+        storage.apply(actions)
+        orders += [a.message.work_order_id for a in actions if isinstance(a, CreateWorkOrder)]
+    # shop-0's technician takes the job in time: only its resolution clock breaches (at 6 h); shop-1
+    # breaches both (at 3 h and 8 h); shop-2 both, on day 3. Nobody resolves anything.
+    storage.apply(engine.handle(status(orders[0], "shop-000000", "accepted", 0.5 * H, 1), 0.5 * H))
+    for hour in range(1, 5 * 24):
+        storage.apply(engine.advance(hour * H))
+    storage.set_counters(engine.stats)
+    storage.commit()
+    storage.close()
+    log = read_engine_log(tmp_path / "engine.sqlite")
+    assert [(b.case_id, b.clock, b.ts) for b in log.sla_breaches] == [
+        ("case-0000002", "first_response", 3 * H),
+        ("case-0000001", "resolution", 6 * H),
+        ("case-0000002", "resolution", 8 * H),
+        ("case-0000003", "first_response", 3 * DAY + H),
+        ("case-0000003", "resolution", 3 * DAY + 6 * H),
+    ]
+
+    sla = cost_ledger(run(engine=log, stats=dict(engine.stats)))["lines"]["sla_penalties"]
+    assert (sla["first_response"], sla["resolution"]) == (2, 3)
+    assert (sla["first_response"], sla["resolution"], sla["breaches"]) == (
+        engine.stats["sla_breaches_first_response"],
+        engine.stats["sla_breaches_resolution"],
+        engine.stats["sla_breaches"],
+    )
+    # From 4 h on: shop-1's first response (3 h) is left out, its resolution (8 h) counts although
+    # the case opened in the warm-up.
+    warm = cost_ledger(run(engine=log, stats=dict(engine.stats), start_s=4 * H))["lines"]["sla_penalties"]
+    assert (warm["first_response"], warm["resolution"]) == (1, 3)
+
+
 def test_every_line_is_present_and_zero_for_an_empty_run() -> None:
-    ledger = cost_ledger(run(records=Records(), stats={}, policy="reactive"))
+    ledger = cost_ledger(run(records=Records(), engine=EngineLog(), stats={}, policy="reactive"))
     assert list(ledger["lines"]) == list(LINES)
     assert all(line["amount"] == 0.0 and line["per_device_year"] == 0.0 for line in ledger["lines"].values())
     assert (ledger["cost"], ledger["revenue"], ledger["total"], ledger["net_per_device_year"]) == (0.0, 0.0, 0.0, 0.0)

@@ -22,9 +22,9 @@ from typing import Any
 
 import pytest
 
-from experiments.rundata import AlertRow, CaseRow, EngineLog, OutboxRow, RunData
+from experiments.rundata import AlertRow, CaseRow, EngineLog, OutboxRow, RunData, WorkOrderRow
 from experiments.scorecard import DEFAULT_WINDOW_S, REMOTE_FIX_TEXT, fits, mode_specs, score
-from sim.records import Failure, Incident, Job, Records
+from sim.records import POWER, Failure, Incident, Job, Records
 from sim.scenario import Scenario
 from sim.scenario_file import loads
 
@@ -95,6 +95,11 @@ def alert(k: int, n: int, rule: str, t: float, case: str | None) -> AlertRow:
 
 def case(k: str, n: int, issue: str, t: float, origin: str = "telemetry") -> CaseRow:
     return CaseRow(k, dev(n), issue, "resolved", 1, origin, t, t, t)
+
+
+def resolved(n: int, t: float, case_id: str, text: str = "Your device has been repaired.") -> OutboxRow:
+    payload = {"kind": "resolved", "text": text, "device_id": dev(n), "case_id": case_id, "ts": t}
+    return OutboxRow(t, "Notify", dev(n), f"note-{case_id}", json.dumps(payload))
 
 
 def claim(n: int, t: float) -> OutboxRow:
@@ -254,6 +259,8 @@ def test_every_counter_is_present_when_nothing_happened() -> None:
     assert set(card["by_mode"]) == {"compressor", "seal"}
     assert set(card["by_source"]) == {"duty_high", "warm", "device"}
     assert all(v == 0 for v in card["remote_fixes"].values())
+    assert all(v == 0 for v in card["visit_fixes"].values())
+    assert all(v == 0 for v in card["delivery_fixes"].values())
     assert card["by_mode"]["seal"] == {k: v for k, v in o.items() if k != "no_fault_found_visits"}
 
 
@@ -300,3 +307,130 @@ def test_a_low_level_warning_without_a_run_out_is_unjudged_not_false() -> None:
     assert (o["signals"], o["matched"], o["unjudged"], o["false_alarms"], o["precision"]) == (2, 1, 1, 0, 1.0)
     assert card["lead_hours"]["by_mode"]["ink"] == [48.0]
     assert card["by_mode"]["ink"]["right_issue_rate"] == 1.0
+
+
+def test_a_signal_about_one_mode_does_not_match_another_modes_failure() -> None:
+    run = story()
+    run.records.failures.append(failure(9, "seal", 5 * D, 6 * D))  # seal moves temp only
+    run.engine.alerts.append(alert(9, 9, "duty_high", 5.2 * D, None))  # about the compressor (issue and duty)
+    card = score(run)
+    o, seal = card["overall"], card["by_mode"]["seal"]
+    assert (o["false_alarms"], o["matched"]) == (3, 6)  # a false alarm, not a detection of the seal
+    assert (seal["failures"], seal["detected"]) == (3, 1)
+    assert card["by_mode"]["compressor"]["false_alarms"] == 1
+
+
+def test_a_signal_that_names_no_mode_matches_any_failure_in_the_window() -> None:
+    run = story()
+    run.engine.cases.append(case("case-m", 4, "mystery", 2.2 * D, origin="device"))  # an issue of no mode
+    card = score(run)
+    assert card["overall"]["detected"] == 5  # fz-4's seal leak, missed before
+    assert card["by_mode"]["seal"]["lead_hours_mean"] == pytest.approx((-1.2 - 4.8) / 2)
+    assert (card["overall"]["cases"], card["overall"]["right_issue"]) == (6, 4)  # "mystery" fits nothing
+
+
+def test_right_issue_judges_a_case_by_the_failure_its_first_alert_matched() -> None:
+    run = story()
+    run.records.failures += [failure(9, "seal", 5 * D, 6 * D), failure(9, "compressor", 5.5 * D, 6 * D)]
+    run.engine.alerts.append(alert(9, 9, "warm", 5.2 * D, "case-9"))  # fits the seal: matches it
+    run.engine.cases.append(case("case-9", 9, "comp", 5.2 * D))  # the case names the compressor
+    card = score(run)
+    o = card["overall"]
+    assert (o["cases"], o["right_issue"]) == (6, 4)  # wrong for the seal it matched
+    assert (card["by_mode"]["seal"]["cases"], card["by_mode"]["seal"]["right_issue"]) == (2, 0)
+
+
+def outage_scenario(*, power_loss: bool) -> Scenario:
+    text = SCENARIO.replace(
+        "contact_centre:", "outages:\n  - {name: storm, start_day: 5, duration_h: 12, power: true}\ncontact_centre:"
+    )
+    text = text.replace("    reset_it:", "    power_issue: {skill: general, advice: The power is out.}\n    reset_it:")
+    text = text.replace("  symptoms: {", "  symptoms: {no_power: power_issue, ")
+    if power_loss:
+        text = text.replace(
+            "    failure_modes:\n",
+            "    failure_modes:\n"
+            "      - name: breaker\n"
+            "        life_days: {dist: exponential, mean: 3000}\n"
+            "        symptom: dead\n"
+            "        effects: [{sensor: temp, delta: 3.0}]\n"
+            "        repair: {skill: general}\n",
+            1,
+        ).replace("  symptoms: {", "  symptoms: {dead: power_issue, ")
+    return loads(text)
+
+
+@pytest.mark.parametrize("power_loss", [True, False])
+def test_a_power_cut_moves_what_the_fleets_power_loss_moves(power_loss: bool) -> None:
+    s = outage_scenario(power_loss=power_loss)
+    assert mode_specs(s)["fz", POWER].sensors == ({"temp"} if power_loss else set())
+    records = Records(failures=[Failure(dev(9), "fz", POWER, "down", 5 * D, restored_s=5.5 * D, fixed_by="self")])
+    engine = EngineLog(alerts=[alert(1, 9, "warm", 5.2 * D, None)])  # a warm cabinet during the power cut
+    card = score(RunData(s, "proactive", records, engine, {}, s.duration_s))
+    power = card["by_mode"][POWER]
+    assert (power["detected"], card["overall"]["false_alarms"]) == ((1, 0) if power_loss else (0, 1))
+
+
+def test_visit_claims_against_the_technicians_fixes() -> None:
+    run = story()
+    run.engine.work_orders.extend(
+        [
+            WorkOrderRow("wo-1", "case-1", dev(1), "closed", 1, 3.5 * D, "tech-1"),
+            WorkOrderRow("wo-2", "case-5", dev(6), "closed", 1, 5.2 * D, "tech-1"),
+            WorkOrderRow("wo-3", "case-4", dev(3), "closed", 1, 5 * D + H, "tech-1"),
+        ]
+    )
+    run.engine.outbox.extend(
+        [
+            resolved(1, 3.5 * D, "case-1"),  # fz-1's compressor, fixed by the technician at 3.5 d: true
+            resolved(6, 5.2 * D, "case-5"),  # wo-2 found no fault: false
+            resolved(3, 5 * D + H, "case-4"),  # fz-3's seal was fixed remotely before the visit: false
+            resolved(8, 8.6 * D, "case-8", "Glad we could fix it together."),  # no work order: not a visit claim
+        ]
+    )
+    card = score(run)
+    # true: the technician fixed fz-1 (3.5 d), fz-4 (2.5 d), fz-5 (8 d), and prevented fz-2's failure (5 d)
+    assert card["visit_fixes"] == {
+        "claimed": 3,
+        "true": 4,
+        "confirmed": 1,
+        "false_claims": 2,
+        "unclaimed": 3,
+        "no_fault_found": 1,
+    }
+    assert card["remote_fixes"]["claimed"] == 2  # the visit claims are not remote ones
+
+
+def test_delivery_claims_against_the_couriers_deliveries() -> None:
+    text = (
+        SCENARIO.replace(
+            "    failure_modes:\n",
+            "    consumables:\n"
+            "      - {name: ink, sensor: ink_level, capacity: 100, low_fraction: 0.2, symptom: empty,"
+            " drain_per_day: {dist: fixed, value: 5}}\n"
+            "    failure_modes:\n",
+            1,
+        )
+        .replace("  symptoms: {", "  symptoms: {empty: refill, ")
+        .replace("    reset_it:", "    refill: {skill: general, consumable: ink}\n    reset_it:")
+    )
+    s = loads(text)
+    records = Records(failures=[failure(4, "ink", 5 * D, 5.5 * D, by="delivery")])
+    for n, t in [(3, 2.5 * D), (4, 5.5 * D), (7, 6 * D)]:
+        records.log(t, "courier", "delivered", dev(n), f"order-{n}", "ink")
+    cases = [
+        case("case-a", 3, "refill", 2 * D, origin="device"),  # refilled before it ran empty
+        case("case-b", 4, "refill", 3 * D, origin="device"),  # ran empty at 5 d, refilled at 5.5 d
+        case("case-c", 8, "refill", 6 * D, origin="device"),  # resolved with no delivery
+    ]
+    outbox = [resolved(3, 2.5 * D, "case-a"), resolved(4, 5.5 * D, "case-b"), resolved(8, 7 * D, "case-c")]
+    card = score(RunData(s, "proactive", records, EngineLog(cases=cases, outbox=outbox), {}, s.duration_s))
+    # fz-7's delivery came under another case's order: nobody claimed it
+    assert card["delivery_fixes"] == {
+        "claimed": 3,
+        "true": 3,
+        "confirmed": 2,
+        "false_claims": 1,
+        "unclaimed": 1,
+        "ran_empty": 1,
+    }

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from contracts import Command, DeviceEvent, Kind, Topics, decode
+from contracts import Command, DeviceEvent, Kind, Notification, Topics, decode
 from sim.scenario import Scenario
 from sim.scenario_file import validate_data
 from sim.streams import Stream
@@ -125,3 +125,20 @@ def test_a_drifting_fault_another_command_fixes_is_a_fault_left() -> None:
     world = World(drifting(success=1.0, remote_fix={"action": "ota", "success": 1.0}))
     answers = reset_all(world, 8 * DAY)  # a reset cannot touch what an update fixes, and says so
     assert set(answers.values()) == {"not_fixed"} and world.records.failures == []
+
+
+def resolved(device_id: str, n: int) -> Notification:
+    return Notification(notification_id=f"n-{n}", device_id=device_id, ts=0.0, kind="resolved", case_id=f"c-{n}")
+
+
+def test_a_resolved_notice_while_the_device_is_still_failed_is_premature_and_confirms_nothing() -> None:
+    world = World(drifting(success=1.0))
+    device = world.fleets[0].ids[0]
+    reset_all(world, 13 * DAY)  # every device failed by day 12; the reset fixes it: restored, unconfirmed
+    world.advance(26 * DAY)  # every life lasts 10 to 12 days: each device has failed again
+    first, second = [i for i in world.records.incidents if i.device_id == device]
+    assert first.restored_s == pytest.approx(13 * DAY) and math.isnan(second.restored_s)
+    world.deliver(resolved(device, 1))
+    assert math.isnan(first.confirmed_s)  # not the earlier incident's confirmation, 13 days late
+    assert second.premature_resolved == 1 and math.isnan(second.confirmed_s)
+    assert all(i.premature_resolved == 0 for i in world.records.incidents if i.device_id != device)
