@@ -262,13 +262,13 @@ def sweep(
         list[str],
         typer.Option(
             "--set",
-            help="PATH=V1,V2,… to try, e.g. 'engine.rules[compressor_duty].above=0.55,0.65,0.8'. Lists are "
-            "entered by position ([0]) or by name ([freezer_compressor_overwork], or a value such as the "
+            help="PATH=V1,V2,… to try, e.g. 'engine.rules\\[compressor_duty].above=0.55,0.65,0.8'. Lists are "
+            "entered by position (\\[0]) or by name (\\[freezer_compressor_overwork], or a value such as the "
             "sensor). Several --set make a grid; the first point is the baseline.",
         ),
     ],
     policy: Annotated[str, typer.Option(help="Policy for every point (a name or a policy file).")] = "proactive",
-    replications: Replications = 5,
+    replications: Annotated[int, typer.Option("--replications", "-r", help="Replications per point.")] = 5,
     jobs: Jobs = None,
     scheduler: Scheduler = None,
     days: Days = None,
