@@ -320,11 +320,12 @@ def sweep(
     for axis in (doc["tradeoff"]["x"], doc["tradeoff"]["y"]):
         if axis not in outcome.comparison["metrics"]:
             console.print(f"[yellow]no figure {axis!r} in the results[/]: the trade-off curve has no points on it")
-    table = Table(title="trade-off (means over replications; ◆ on the Pareto front)")
-    table.add_column("point")
-    for key in doc["columns"]:
-        table.add_column(outcome.comparison["metrics"][key]["label"], justify="right")
+    table = Table(title="trade-off: means over replications; ◆ marks the points on the Pareto front")
+    table.add_column("figure")
     for p in doc["points"]:
         mark = " ◆" if p["label"] in doc["tradeoff"]["pareto"] else ""
-        table.add_row(p["label"] + mark, *(_fmt(p["metrics"][k]) for k in doc["columns"]))
+        table.add_column(p["label"].replace(", ", "\n") + mark, justify="right")
+    for key in doc["columns"]:
+        metric = outcome.comparison["metrics"][key]
+        table.add_row(metric["label"], *(_fmt(p["metrics"][key]) for p in doc["points"]))
     out.print(table)

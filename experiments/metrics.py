@@ -45,6 +45,10 @@ _KNOWN: dict[str, tuple[str, str, str | None]] = {
     "scorecard.overall.false_alarms_per_1000_device_days": ("false alarms", "per 1,000 device-days", "lower"),
     "scorecard.overall.lead_hours_mean": ("lead time before failure", "h", "higher"),
     "scorecard.overall.right_issue_rate": ("right issue", "share", "higher"),
+    "scorecard.overall.missed_failures": ("missed failures", "failures", "lower"),
+    "scorecard.overall.lead_hours_median": ("median lead time before failure", "h", "higher"),
+    "scorecard.overall.no_fault_found_visits": ("no-fault-found visits", "visits", "lower"),
+    "scorecard.overall.false_alarms": ("false alarms", "alerts", "lower"),
 }
 
 
