@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import signal
 import subprocess
 import time
@@ -70,7 +71,12 @@ def test_a_killed_compare_resumes_with_only_the_missing_replications(tmp_path: P
     out = tmp_path / "killed"
     args = [*SOT, "compare", str(FREEZERS), "-p", "reactive", "-p", "proactive", "-r", "2", "--days", DAYS,
             "--jobs", "1", "--out", str(out)]  # fmt: skip
-    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    scratch = tmp_path / "scratch"  # the replications' scratch directories, to find their processes by
+    scratch.mkdir()
+    env = {**os.environ, "TMPDIR": str(scratch)}
+    proc = subprocess.Popen(
+        args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env
+    )
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and len(_dirs(out)) < 1:
         assert proc.poll() is None, proc.stderr.read().decode()[-2000:] if proc.stderr else ""
@@ -82,7 +88,7 @@ def test_a_killed_compare_resumes_with_only_the_missing_replications(tmp_path: P
     kept = len(_dirs(out))
     assert 1 <= kept < 4
     assert not (out / "comparison.json").exists()
-    assert processes_mentioning("sot-replication-") == []  # every broker and engine of the killed run stopped
+    assert processes_mentioning(str(scratch)) == []  # every broker and engine of the killed run stopped
 
     resumed = sot(*args[len(SOT) :])
     assert resumed.returncode == 0, resumed.stderr[-3000:]
