@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Annotated, Any
@@ -220,24 +221,15 @@ def compare(
 
     Re-running the same command resumes: only replications not already in --out are run.
     """
-    from experiments.errors import ExperimentError
     from experiments.plan import compare_plan
     from experiments.policies import read_policy
-    from sim.errors import ScenarioError
 
     jobs_n = _check_counts(replications, jobs)
     _check_common(out_dir, broker_kind)
     if len(policy) < 2:
         raise typer.BadParameter("give at least two policies, e.g. --policy reactive --policy proactive")
     s = _scenario(scenario, days, warmup_days)
-    try:
-        specs = [read_policy(p) for p in policy]
-        plan = compare_plan(s, specs)
-    except ExperimentError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--policy") from exc
-    except ScenarioError as exc:
-        _problems(exc)
-        raise typer.Exit(EXIT_INVALID) from exc
+    plan = _planned(lambda: compare_plan(s, [read_policy(p) for p in policy]), "--policy")
     outcome = _run(
         plan,
         out_dir,
@@ -248,6 +240,20 @@ def compare(
         broker_kind=broker_kind,
     )
     _summary(outcome)
+
+
+def _planned(build: Callable[[], Plan], hint: str) -> Plan:
+    """Build a plan; a bad option is a usage error naming ``hint``, a bad file lists its problems (exit 2)."""
+    from experiments.errors import ExperimentError
+    from sim.errors import ScenarioError
+
+    try:
+        return build()
+    except ExperimentError as exc:
+        raise typer.BadParameter(str(exc), param_hint=hint) from exc
+    except ScenarioError as exc:
+        _problems(exc)
+        raise typer.Exit(EXIT_INVALID) from exc
 
 
 def _problems(exc: Any) -> None:
@@ -282,11 +288,9 @@ def sweep(
 ) -> None:
     """Run the same paired machinery over a grid of overrides; trade-off table and curves, Pareto front marked."""
     from experiments.compare import DEFAULT_TRADEOFF
-    from experiments.errors import ExperimentError
     from experiments.overrides import parse_setting
     from experiments.plan import sweep_plan
     from experiments.policies import read_policy
-    from sim.errors import ScenarioError
 
     jobs_n = _check_counts(replications, jobs)
     _check_common(out_dir, broker_kind)
@@ -298,14 +302,7 @@ def sweep(
                 param_hint=name,
             )
     s = _scenario(scenario, days, warmup_days)
-    try:
-        settings = [parse_setting(t) for t in setting]
-        plan = sweep_plan(s, read_policy(policy), settings)
-    except ExperimentError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--set / --policy") from exc
-    except ScenarioError as exc:
-        _problems(exc)
-        raise typer.Exit(EXIT_INVALID) from exc
+    plan = _planned(lambda: sweep_plan(s, read_policy(policy), [parse_setting(t) for t in setting]), "--set / --policy")
     outcome = _run(
         plan,
         out_dir,
