@@ -270,6 +270,18 @@ def _print_kpis(result: dict[str, Any]) -> None:
         "  downtime / field / contact / parts",
         f"{cost['downtime']:,.0f} / {cost['field']:,.0f} / {cost['contact_centre']:,.0f} / {cost['parts']:,.0f}",
     )
+    score = result.get("scorecard", {}).get("overall", {})
+    if score:
+        pct = "-" if score.get("precision") is None else f"{score['precision']:.1%}"
+        rec = "-" if score.get("recall") is None else f"{score['recall']:.1%}"
+        table.add_row("engine alerts: precision / recall", f"{pct} / {rec}")
+        claims = result["scorecard"].get("remote_fixes", {})
+        table.add_row(
+            "engine: remote fixes claimed / true", f"{claims.get('claimed', 0):,} / {claims.get('true', 0):,}"
+        )
+    net = result.get("ledger", {}).get("net_per_device_year")
+    if net is not None:
+        table.add_row(f"net cost / device-year ({result['ledger'].get('currency', '')})", f"{net:,.2f}")
     m = result["messages"]
     table.add_row("messages published / ingested / lost", f"{m['published']:,} / {m['ingested']:,} / {m['lost']:,}")
     out.print(table)
