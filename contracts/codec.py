@@ -15,6 +15,7 @@ import numpy.typing as npt
 
 from contracts.errors import PayloadError
 from contracts.messages import (
+    SCHEMA_VERSION,
     Clock,
     ClockAck,
     Command,
@@ -36,6 +37,8 @@ from contracts.topics import Kind
 __all__ = [
     "MAX_PAYLOAD_BYTES",
     "BatchView",
+    "Roster",
+    "encode_roster",
     "decode",
     "decode_batch",
     "encode",
@@ -162,25 +165,56 @@ class BatchView(NamedTuple):
         return int(self.index.shape[0])
 
 
+class Roster(msgspec.Struct, frozen=True):
+    """A gateway's roster encoded once (msgpack), for senders that repeat it in every batch."""
+
+    devices: msgspec.Raw
+    count: int
+
+
+def encode_roster(devices: list[str]) -> Roster:
+    """Encode ``devices`` once; pass the result to :func:`encode_batch` as often as needed."""
+    return Roster(msgspec.Raw(_MSGPACK_ENCODER.encode(devices)), len(devices))
+
+
+class _BatchOut(msgspec.Struct, frozen=True, kw_only=True):
+    """:class:`GatewayBatch` as it is written, with a roster that may be pre-encoded (same bytes)."""
+
+    schema_version: int = SCHEMA_VERSION
+    gateway_id: str
+    ts: float
+    boot_id: int
+    seq: int
+    devices: list[str] | msgspec.Raw
+    index: bytes
+    reading_ts: bytes
+    reading_seq: bytes
+    values: dict[str, bytes]
+
+
 def encode_batch(
     *,
     gateway_id: str,
     ts: float,
     boot_id: int,
     seq: int,
-    devices: list[str],
+    devices: list[str] | Roster,
     index: npt.ArrayLike,
     reading_ts: npt.ArrayLike,
     reading_seq: npt.ArrayLike,
     values: dict[str, npt.ArrayLike],
 ) -> bytes:
-    """Encode a columnar batch; every column must have the same length."""
-    msg = GatewayBatch(
+    """Encode a columnar batch; every column must have the same length.
+
+    ``devices`` is the roster, as a list or encoded once with :func:`encode_roster` (the bytes
+    are the same either way).
+    """
+    msg = _BatchOut(
         gateway_id=gateway_id,
         ts=ts,
         boot_id=boot_id,
         seq=seq,
-        devices=devices,
+        devices=devices.devices if isinstance(devices, Roster) else devices,
         index=np.ascontiguousarray(index, dtype="<u4").tobytes(),
         reading_ts=np.ascontiguousarray(reading_ts, dtype="<f8").tobytes(),
         reading_seq=np.ascontiguousarray(reading_seq, dtype="<u4").tobytes(),

@@ -26,7 +26,7 @@ from contracts import (
     encode_batch,
     message_type,
 )
-from contracts.codec import MAX_PAYLOAD_BYTES
+from contracts.codec import MAX_PAYLOAD_BYTES, encode_roster
 from tests import strategies as s
 
 REASONS = {
@@ -362,3 +362,23 @@ def test_an_empty_batch_round_trips() -> None:
         gateway_id="g1", ts=0.0, boot_id=0, seq=0, devices=["d"], index=[], reading_ts=[], reading_seq=[], values={}
     )
     assert len(decode_batch(payload, key="g1")) == 0
+
+
+def test_a_roster_encoded_once_gives_the_same_batch_bytes_as_the_list() -> None:
+    roster = ["fr-000001", "fr-000002", "fr-000003"]
+    columns = {
+        "gateway_id": "fr-gw000",
+        "ts": 900.0,
+        "boot_id": 0,
+        "seq": 1,
+        "index": np.array([2, 0], dtype=np.uint32),
+        "reading_ts": np.array([900.0, 900.0]),
+        "reading_seq": np.array([1, 1], dtype=np.uint32),
+        "values": {"temp": np.array([-18.0, -17.5])},
+    }
+    plain = encode_batch(devices=roster, **columns)  # type: ignore[arg-type]
+    once = encode_roster(roster)
+    assert once.count == 3
+    assert encode_batch(devices=once, **columns) == plain  # type: ignore[arg-type]
+    view = decode_batch(plain)
+    assert view.devices == roster and view.index.tolist() == [2, 0]
