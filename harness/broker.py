@@ -403,9 +403,13 @@ listener {port} {host}
 allow_anonymous true
 persistence true
 persistence_location {workdir}/
-# Snapshot often: with the default autosave (1800 s) a SIGKILL loses every queued message.
-autosave_interval 1
-autosave_on_changes true
+# A stop saves the sessions and their queues; between stops a snapshot every few minutes, not one
+# per change (a whole-database write per message makes every message dearer as the backlog grows).
+# What a crash loses in between is not lost to the run: the world keeps each step's messages
+# until the engine's ack and sends them again after a reconnect, and the engine, which
+# acknowledges only what it has committed, drops the copies it already has (docs/design.md).
+autosave_interval 300
+autosave_on_changes false
 # Mosquitto silently drops QoS 1/2 messages past this many queued per client (default 1000).
 max_queued_messages {max_queued_messages}
 max_queued_bytes 0

@@ -1,7 +1,11 @@
 """The world's one MQTT adapter (paho 2.x): publish QoS 1 with a bounded backlog, receive into a queue.
 
-paho callbacks only enqueue. Each run uses its own client id and a clean session: the world is
-new every run; it is the engine whose session must persist.
+paho callbacks only enqueue. Each run uses its own client id and starts clean: the world is new
+every run. Over MQTT 5 its session outlives a dropped connection for :data:`SESSION_EXPIRY_S`, so
+what the broker queued for the world meanwhile (the engine's outputs) waits for it; after every
+reconnect the world subscribes again (a broker that lost its state has forgotten the
+subscriptions too) and :attr:`WorldTransport.connects` tells the barrier to send its open step
+again.
 """
 
 from __future__ import annotations
@@ -17,12 +21,16 @@ from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from harness.errors import BrokerError
 
 __all__ = ["WorldTransport", "handshake"]
 
 MAX_UNACKED = 2000
+SESSION_EXPIRY_S = 600
+"""How long (MQTT 5) the broker keeps the world's session and queue while it is disconnected."""
 
 
 class WorldTransport:
@@ -30,6 +38,7 @@ class WorldTransport:
 
     def __init__(self, host: str, port: int, *, protocol: int = 5) -> None:
         self.host, self.port = host, port
+        self.protocol = protocol
         self.inbox: queue.SimpleQueue[tuple[str, bytes]] = queue.SimpleQueue()
         self._client = paho.Client(
             CallbackAPIVersion.VERSION2,
@@ -45,12 +54,19 @@ class WorldTransport:
         self._connack: tuple[bool, str] | None = None
         self._unacked = 0
         self._lock = threading.Condition()
+        self._subscriptions: list[str] = []
         self.published = 0
+        self.connects = 0
+        """Successful connections so far: more than one means the connection dropped and came back."""
 
     def connect(self, subscriptions: list[str], timeout_s: float = 10.0) -> None:
         """Connect and subscribe; raise :class:`BrokerError` with what to do next on failure."""
+        properties = None
+        if self.protocol == 5:
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            properties.SessionExpiryInterval = SESSION_EXPIRY_S
         try:
-            self._client.connect(self.host, self.port, keepalive=30)
+            self._client.connect(self.host, self.port, keepalive=30, properties=properties)
         except OSError as exc:
             raise BrokerError(f"cannot reach the MQTT broker at mqtt://{self.host}:{self.port}: {exc}") from exc
         self._client.loop_start()
@@ -62,12 +78,18 @@ class WorldTransport:
             raise BrokerError(f"the broker at mqtt://{self.host}:{self.port} refused the world: {self._connack}")
         done = threading.Event()
         self._client.on_subscribe = lambda *args: done.set()
+        self._subscriptions = list(subscriptions)
         self._client.subscribe([(f, 1) for f in subscriptions])
         if not done.wait(timeout_s):
             raise BrokerError("no SUBACK from the broker")
 
     def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         self._connack = (not reason.is_failure, str(reason))
+        if reason.is_failure:
+            return
+        if self._subscriptions:  # a reconnect: the broker may have lost the subscriptions with its state
+            client.subscribe([(f, 1) for f in self._subscriptions])
+        self.connects += 1
 
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
         self.inbox.put((message.topic, bytes(message.payload)))
@@ -84,7 +106,8 @@ class WorldTransport:
                 raise BrokerError(f"broker has not acknowledged {self._unacked} messages for {timeout_s} s")
             self._unacked += 1
         info = self._client.publish(topic, payload, qos=1)
-        if info.rc != paho.MQTT_ERR_SUCCESS:
+        # Not connected: paho keeps the message and sends it once the connection is back.
+        if info.rc not in (paho.MQTT_ERR_SUCCESS, paho.MQTT_ERR_NO_CONN):
             raise BrokerError(f"publish to {topic} refused: {paho.error_string(info.rc)}")
         self.published += 1
 

@@ -4,6 +4,11 @@ At each sync boundary t the world has published every message stamped ≤ t; the
 ``clock(t, published)``, waits for the engine's ``ack(t)`` and for every message the ack counts,
 hands those messages to the world in a fixed order, and moves on. Same scenario and seed, same
 result, whatever the broker's timing.
+
+The world keeps the step's messages until the ack: the engine has committed everything before it
+(it acknowledges only what it has committed), so the open step is all a broker that lost its
+state can have lost. After a reconnect the barrier sends the step and its clock again; the engine
+counts the copies it already holds as duplicates and drops them.
 """
 
 from __future__ import annotations
@@ -69,6 +74,10 @@ class _Barrier:
         self.outputs: list[tuple[Kind, Message]] = []
         self.received = 0
         self.last_ack: ClockAck | None = None
+        self.resent = 0  # messages sent again after a reconnect
+        self._step: list[tuple[str, bytes]] = []
+        self._clock = b""
+        self._connects = transport.connects
 
     def handshake(self) -> None:
         """Wait until the engine is subscribed: repeat clock(0) until it answers."""
@@ -81,10 +90,18 @@ class _Barrier:
                 return
         raise HarnessError(f"the engine did not answer within {self.timeout_s} s\n{self.engine.log_tail()}")
 
+    def send(self, messages: list[tuple[str, bytes]]) -> None:
+        """Publish the world's messages of the open step (kept until its ack, to send again if need be)."""
+        for topic, payload in messages:
+            self.transport.publish(topic, payload)
+        self._step = messages
+
     def sync(self, t: float, published: int, final: bool = False) -> list[Message]:
         """Publish clock(t), wait for ack(t) and every output it counts; return them in a fixed order."""
-        self.transport.publish(self.topics.clock, codec.encode(Clock(t=t, published=published, final=final)))
+        self._clock = codec.encode(Clock(t=t, published=published, final=final))
+        self.transport.publish(self.topics.clock, self._clock)
         self._await_ack(t, wait_s=self.timeout_s)
+        self._step = []
         out = sorted(self.outputs, key=lambda x: (x[1].ts, _OUT_ORDER.get(x[0], 9), _id_of(x[1])))  # type: ignore[attr-defined]
         self.outputs = []
         return [m for _, m in out]
@@ -104,6 +121,8 @@ class _Barrier:
                         f"{self.last_ack.emitted if self.last_ack else '?'} engine messages)\n{self.engine.log_tail()}"
                     )
                 raise TimeoutError
+            if self.transport.connects != self._connects:
+                self._resend()
             try:
                 topic, payload = self.transport.inbox.get(timeout=min(remaining, 0.5))
             except queue.Empty:
@@ -118,6 +137,15 @@ class _Barrier:
             else:
                 self.outputs.append((kind, message))
                 self.received += 1
+
+    def _resend(self) -> None:
+        """The connection came back: send the open step and its clock again (the engine drops copies)."""
+        self._connects = self.transport.connects
+        for topic, payload in self._step:
+            self.transport.publish(topic, payload)
+        if self._clock:
+            self.transport.publish(self.topics.clock, self._clock)
+        self.resent += len(self._step)
 
     def _check_engine(self) -> None:
         if not self.engine.alive():
@@ -219,7 +247,7 @@ def _result(
     services: _Services,
     stats: dict[str, int],
     outputs_received: int,
-    timing: dict[str, float],
+    timing: dict[str, float | int],
     mode: dict[str, Any],
 ) -> dict[str, Any]:
     """The result document of a run: manifest, reconciled message counts, KPIs, engine counters."""
@@ -294,8 +322,7 @@ def run_scenario(
         steps = math.ceil(end / scenario.sync_interval_s)
         for k in range(1, steps + 1):
             t = min(k * scenario.sync_interval_s, end)
-            for topic, payload in world.advance(t):
-                transport.publish(topic, payload)
+            barrier.send(world.advance(t))
             for message in barrier.sync(t, world.published, final=k == steps):
                 world.deliver(message)
             if progress is not None:
@@ -303,7 +330,12 @@ def run_scenario(
         transport.flush()
         wall_s = time.monotonic() - started
         stats = dict(barrier.last_ack.stats) if barrier.last_ack else {}
-    timing = {"wall_s": round(wall_s, 3), "readings_per_s": round(world.readings / wall_s) if wall_s else 0}
+    timing = {
+        "wall_s": round(wall_s, 3),
+        "readings_per_s": round(world.readings / wall_s) if wall_s else 0,
+        "broker_reconnects": transport.connects - 1,  # what a broker restart cost: time, not data
+        "messages_resent": barrier.resent,
+    }
     result = _result(
         scenario,
         seed=seed,

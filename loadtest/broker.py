@@ -1,9 +1,8 @@
 """Mosquitto configured for load tests: thousands of connections, no disk in the message path.
 
-The harness broker (:func:`harness.broker.start_broker`) snapshots its persistence file on every
-change so that a killed broker loses nothing; that bounds QoS 1 traffic to a few thousand messages a
-second by the disk's fsync (docs/benchmarks.md). A load test measures the ingestion path, not the
-disk, so its broker keeps sessions in memory (``persistence false``), accepts as many connections as
+The harness broker (:func:`harness.broker.start_broker`) keeps persistence on, saved when it stops
+and every few minutes. A load test measures the ingestion path, not the disk, and runs devices that
+come and go by the thousand, so its broker keeps sessions in memory (``persistence false``), accepts as many connections as
 its file-descriptor limit allows, sends small packets at once (``set_tcp_nodelay``), holds up to
 ``max_queued_messages`` per client instead of silently dropping past 1,000, and publishes ``$SYS``
 counters every second for the reconciliation.
