@@ -12,6 +12,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any
 
+import msgspec
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -86,6 +87,26 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+def resized(s: Scenario, devices: int) -> Scenario:
+    """``s`` with its fleets scaled to ``devices`` in all, in proportion (largest remainders; each
+    fleet keeps at least one device)."""
+    from sim.scenario_file import with_overrides
+
+    counts = [f.count for f in s.fleets]
+    if devices < len(counts):
+        raise ValueError(f"must be at least {len(counts)} (one device per fleet), not {devices}")
+    total = sum(counts)
+    shares = [devices * c / total for c in counts]
+    new = [max(1, int(x)) for x in shares]
+    by_remainder = sorted(range(len(counts)), key=lambda i: (-(shares[i] - int(shares[i])), i))
+    for i in by_remainder[: max(0, devices - sum(new))]:
+        new[i] += 1
+    while sum(new) > devices:  # the one-device floor of small fleets, taken from the largest
+        new[new.index(max(new))] -= 1
+    fleets = [{**msgspec.to_builtins(f), "count": n} for f, n in zip(s.fleets, new, strict=True)]
+    return with_overrides(s, fleets=fleets)
+
+
 @app.command()
 def run(
     scenario: Annotated[Path, typer.Argument(help="Scenario YAML file.")],
@@ -106,6 +127,13 @@ def run(
     warmup_days: Annotated[
         float | None,
         typer.Option(help="Override the scenario's warmup_days: KPIs count only what begins after the warm-up."),
+    ] = None,
+    devices: Annotated[
+        int | None,
+        typer.Option(
+            help="Resize the fleets to this many devices in all, in their proportions (for scale runs: "
+            "people, crews and depots stay as the scenario has them)."
+        ),
     ] = None,
     prefix: Annotated[str, typer.Option(help="Topic prefix (lets runs share a broker).")] = DEFAULT_PREFIX,
     quiet: Annotated[
@@ -134,6 +162,11 @@ def run(
         except ScenarioError as exc:
             hint = "--warmup-days" if exc.path == "warmup_days" else "--days"
             raise typer.BadParameter(str(exc), param_hint=hint) from exc
+    if devices is not None:
+        try:
+            s = resized(s, devices)
+        except (ValueError, ScenarioError) as exc:
+            raise typer.BadParameter(str(exc), param_hint="--devices") from exc
     if policy is not None and policy not in POLICIES:
         raise typer.BadParameter(f"{policy!r} is not one of {', '.join(POLICIES)}", param_hint="--policy")
     if broker_kind not in ("auto", "mosquitto", "amqtt"):
