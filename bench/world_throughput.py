@@ -12,8 +12,14 @@ payload they publish is taken from them:
 Each design runs ``--repeat`` times from scratch; the best wall time counts. A run's wall time
 covers building the world and advancing it; counting the published bytes is left out.
 
+``--memory`` adds the array world's memory: the peak resident set of a child process that builds
+it and drives it to the end (``--memory-days``), less that of the same child with a one-device
+fleet (the empty world), per device. It includes what one sync step publishes (the driver drops
+each step's payloads once counted, as the harness does once the engine has acknowledged them).
+
     python bench/world_throughput.py                       # 2,000 devices x 7 days, both designs
     python bench/world_throughput.py --devices 20000 --array-only --json out.json
+    python bench/world_throughput.py --devices 1000000 --days 0.25 --array-only --repeat 1 --memory
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ import gc
 import json
 import os
 import platform
+import resource
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -39,7 +47,7 @@ from sim import scenario_file
 from sim.scenario import Scenario
 from sim.world import World
 
-__all__ = ["Run", "drive", "machine", "main", "measure", "with_devices"]
+__all__ = ["Memory", "Run", "drive", "machine", "main", "measure", "memory", "with_devices"]
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SCENARIO = ROOT / "scenarios" / "freezers.yaml"
@@ -51,6 +59,20 @@ class Advancing(Protocol):
     readings: int
 
     def advance(self, until: float) -> list[tuple[str, bytes]]: ...
+
+
+@dataclass(frozen=True)
+class Memory:
+    """The array world's peak resident set, with ``devices`` and with one device (the empty world)."""
+
+    devices: int
+    days: float
+    peak_mib: float
+    empty_peak_mib: float
+
+    @property
+    def bytes_per_device(self) -> float:
+        return (self.peak_mib - self.empty_peak_mib) * 2**20 / max(self.devices - 1, 1)
 
 
 @dataclass(frozen=True)
@@ -100,6 +122,7 @@ def drive(make: Callable[[Scenario], Advancing], scenario: Scenario) -> tuple[fl
         wall += time.perf_counter() - started
         messages += len(out)
         payload_bytes += sum(len(payload) for _, payload in out)
+        del out  # not kept while the next step runs
     return wall, world.readings, messages, payload_bytes
 
 
@@ -120,6 +143,41 @@ def measure(design: str, make: Callable[[Scenario], Advancing], scenario: Scenar
         wall_s=min(r[0] for r in runs),
         runs_s=[round(r[0], 4) for r in runs],
     )
+
+
+def _peak_rss_mib() -> float:
+    """This process's peak resident set so far.
+
+    Linux's ``VmHWM``: its ``ru_maxrss`` starts a child at its parent's peak, whatever the child
+    uses (elsewhere ``ru_maxrss``, in bytes on macOS, in KiB otherwise)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 2**10
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
+
+
+def memory(scenario_path: Path, days: float, devices: int, seed: int | None) -> Memory:
+    """Peak resident set of a child driving the array world, with ``devices`` and with one device."""
+
+    def child(count: int) -> float:
+        command = [sys.executable, __file__, "--scenario", str(scenario_path), "--days", str(days)]
+        command += ["--peak-of", str(count)] + ([] if seed is None else ["--seed", str(seed)])
+        done = subprocess.run(command, check=True, capture_output=True, text=True)
+        return float(json.loads(done.stdout.splitlines()[-1])["peak_mib"])
+
+    return Memory(devices=devices, days=days, peak_mib=child(devices), empty_peak_mib=child(1))
+
+
+def _peak_of(scenario: Scenario) -> int:
+    """The child of :func:`memory`: drive the array world to the end, print the peak resident set."""
+    drive(World, scenario)
+    print(json.dumps({"devices": scenario.device_count, "peak_mib": _peak_rss_mib()}))
+    return 0
 
 
 def machine() -> dict[str, Any]:
@@ -154,12 +212,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=None, help="override the scenario's seed")
     parser.add_argument("--array-only", action="store_true", help="skip the per-device baseline (for large sizes)")
     parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the figures here")
+    parser.add_argument("--memory", action="store_true", help="also measure the array world's peak memory per device")
+    parser.add_argument(
+        "--memory-days", type=float, default=None, metavar="DAYS", help="horizon of the memory runs (default --days)"
+    )
+    parser.add_argument("--peak-of", type=int, default=None, help=argparse.SUPPRESS)  # a --memory child
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be >= 1")
 
     scenario = scenario_file.load(args.scenario)
     scenario = scenario_file.with_overrides(scenario, duration_days=args.days, seed=args.seed)
+    if args.peak_of is not None:
+        return _peak_of(with_devices(scenario, args.peak_of))
     scenario = with_devices(scenario, args.devices)
     info = machine()
     print(
@@ -181,6 +246,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise RuntimeError(f"designs disagree on readings: array {array.readings:,}, naive {naive.readings:,}")
         ratio = array.readings_per_s / naive.readings_per_s
         print(f"ratio array/naive: {ratio:.1f}x readings/s")
+    held = None
+    if args.memory:
+        days = args.days if args.memory_days is None else args.memory_days
+        held = memory(args.scenario, days, args.devices, args.seed)
+        ticks = scenario.sync_interval_s / scenario.fleets[0].telemetry_interval_s
+        print(
+            f"memory (array, {days:g} days): peak RSS {held.peak_mib:,.1f} MiB with {held.devices:,} devices, "
+            f"{held.empty_peak_mib:,.1f} MiB with one: {held.bytes_per_device:,.0f} bytes per device "
+            f"(with a sync step's payloads: {ticks:g} ticks)"
+        )
 
     if args.json is not None:
         document = {
@@ -193,6 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "machine": info,
             "runs": [asdict(r) | {"readings_per_s": r.readings_per_s} for r in runs],
             "ratio_array_over_naive": ratio,
+            "memory": None if held is None else asdict(held) | {"bytes_per_device": held.bytes_per_device},
         }
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")

@@ -219,7 +219,7 @@ def _start_services(
     """
     url, broker_version, protocol, _ = stack.enter_context(_broker_for(broker_url, broker_kind, workdir))
     devices = workdir / "devices.jsonl"  # the engine's device registry: what the support organisation knows
-    devices.write_bytes(b"".join(msgspec.json.encode(r) + b"\n" for r in world.registry()))
+    world.write_registry(devices)
     if on_broker is not None:
         on_broker(broker_version)
     engine = EngineProcess(

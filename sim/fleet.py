@@ -5,28 +5,43 @@ One object per fleet, no object per device. Each (device, failure mode) has a sa
 keyed stream of that mode, so the k-th life of a device draws its k-th number. Cohorts (batch,
 climate, ...) and usage intensity stretch or shrink lives as multipliers (accelerated life). A
 consumable is a mode whose "failure" is running empty: its time is the level over the drain rate,
-known in advance and scheduled the same way. Failure times wait in a heap and are scheduled as
-events; a telemetry tick computes the whole fleet's readings at once (matrix products add
-precursor drift and failure effects to the noisy baselines).
+known in advance and scheduled the same way. Failure times wait in a calendar (:mod:`sim.calendar`:
+the arrays, and a small heap of what falls due soon) and are scheduled as events; a telemetry tick
+computes the whole fleet's readings at once (matrix products add precursor drift and failure
+effects to the noisy baselines).
 """
 
 from __future__ import annotations
 
-import heapq
 import math
+import operator
+from collections.abc import Iterator, Sequence
+from typing import overload
 
 import numpy as np
 import numpy.typing as npt
 
+from contracts import codec
+from sim.calendar import Calendar
 from sim.scenario import Fleet
 from sim.streams import Stream, generator
 
-__all__ = ["DAY_S", "FleetState", "pick"]
+__all__ = ["DAY_S", "DeviceIds", "FleetState", "pick"]
 
 DAY_S = 86400.0
 Floats = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]
 Bools = npt.NDArray[np.bool_]
+Codes = npt.NDArray[np.int8] | npt.NDArray[np.int16] | npt.NDArray[np.int32]  # small category codes, -1: none
+
+
+def _codes(index: Ints, count: int) -> Codes:
+    """``index`` (codes ``-1 .. count - 1``) in the smallest integer type that holds them."""
+    if count <= np.iinfo(np.int8).max:
+        return index.astype(np.int8)
+    if count <= np.iinfo(np.int16).max:
+        return index.astype(np.int16)
+    return index.astype(np.int32)
 
 
 def pick(shares: dict[str, float], u: Floats) -> Ints:
@@ -36,8 +51,60 @@ def pick(shares: dict[str, float], u: Floats) -> Ints:
     return index.astype(np.int64)
 
 
+class DeviceIds(Sequence[str]):
+    """The ids of a fleet's devices, ``{fleet}-{index:06d}``, made when asked: no string kept per device.
+
+    :meth:`find` reads an id back strictly: only the exact form this sequence gives is one of its ids
+    (``freezer-1`` and ``freezer-0000001`` are not ``freezer-000001``).
+    """
+
+    def __init__(self, fleet: str, n: int) -> None:
+        self._prefix = f"{fleet}-"
+        self._n = n
+
+    def __len__(self) -> int:
+        return self._n
+
+    @overload
+    def __getitem__(self, i: int) -> str: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[str]: ...
+    def __getitem__(self, i: int | slice) -> str | list[str]:
+        if isinstance(i, slice):
+            return [f"{self._prefix}{k:06d}" for k in range(*i.indices(self._n))]
+        k = operator.index(i)
+        if k < 0:
+            k += self._n
+        if not 0 <= k < self._n:
+            raise IndexError(f"device {i} of {self._n}")
+        return f"{self._prefix}{k:06d}"
+
+    def __iter__(self) -> Iterator[str]:
+        prefix = self._prefix
+        return (f"{prefix}{k:06d}" for k in range(self._n))
+
+    def __contains__(self, device_id: object) -> bool:
+        return isinstance(device_id, str) and self.find(device_id) is not None
+
+    def find(self, device_id: str) -> int | None:
+        """The index of ``device_id``, or None if it is not one of these ids."""
+        if not device_id.startswith(self._prefix):
+            return None
+        digits = device_id[len(self._prefix) :]
+        if not (digits.isascii() and digits.isdigit()):
+            return None
+        k = int(digits)
+        return k if k < self._n and digits == f"{k:06d}" else None
+
+    def index(self, value: object, start: int = 0, stop: int | None = None) -> int:
+        k = self.find(value) if isinstance(value, str) else None
+        if k is None or not start <= k < (self._n if stop is None else stop):
+            raise ValueError(f"{value!r} is not one of these device ids")
+        return k
+
+
 class FleetState:
-    """The state of every device of one fleet, plus its failure heap.
+    """The state of every device of one fleet, plus its failure calendar.
 
     Modes are indexed ``0 .. M-1``: the fleet's failure modes first, then its consumables.
     """
@@ -47,7 +114,7 @@ class FleetState:
         self.seed = seed
         self.n = n = spec.count
         self.offset = offset  # index of the first device in the world's global numbering
-        self.ids = [f"{spec.name}-{i:06d}" for i in range(n)]
+        self.ids = DeviceIds(spec.name, n)
         self.modes = list(spec.failure_modes)
         self.consumables = list(spec.consumables)
         self.n_failure_modes = nf = len(self.modes)
@@ -75,44 +142,66 @@ class FleetState:
         severities = [mode.severity for mode in self.modes] + [c.severity for c in self.consumables]
         self.down_mode = np.array([sev == "down" for sev in severities], dtype=bool)
         self._has_precursor = bool(np.isfinite(self.lead_s).any())
+        self._span_s = max(DAY_S, spec.telemetry_interval_s)  # how far ahead the calendar and drift scans look
+        # Readings add drift and failure effects only to the devices that have any, column by column
+        # with the matrix product the whole fleet would get (BLAS gemm, hence at least two sensor
+        # rows and two devices; a fleet with fewer takes the whole-fleet product).
+        self._sparse = s >= 2 and n >= 2
+        self._drifting = np.zeros(0, dtype=np.int64)  # devices that may drift before _drift_until (sorted)
+        self._drift_until = -math.inf
+        self._drift_extra: set[int] = set()  # devices whose precursor lives were renewed since the scan
+        linear = [
+            j for j, mode in enumerate(self.modes) if mode.precursor is not None and mode.precursor.path != "wiener"
+        ]
+        self._linear = np.array(linear, dtype=np.int64)  # modes whose precursor drifts linearly
         self._bridge = np.zeros((len(self.wiener), n))
         self._bridge_t = np.full((len(self.wiener), n), math.nan)
 
         everyone = np.arange(n)
         # -- who each device is: usage, cohorts, region, firmware (keyed draws, policy-independent)
         self.usage = spec.usage.ppf(Stream(seed, spec.name, "usage").uniform(everyone, 0))
-        self.life_scale = np.ones((m, n))
-        self.cohort: dict[str, tuple[list[str], Ints]] = {}
+        self.cohort: dict[str, tuple[list[str], Codes]] = {}
+        # Life scale of (mode, device): the product of its cohorts' life factors (dimension by
+        # dimension), over its usage for a usage-driven mode; computed when needed, not stored.
+        self._scale_by: list[list[tuple[Codes, Floats]]] = [[] for _ in range(m)]
         for dim, values in spec.cohorts.items():
-            which = pick(
-                {k: v.share for k, v in values.items()}, Stream(seed, spec.name, "cohort", dim).uniform(everyone, 0)
+            which = _codes(
+                pick(
+                    {k: v.share for k, v in values.items()},
+                    Stream(seed, spec.name, "cohort", dim).uniform(everyone, 0),
+                ),
+                len(values),
             )
             names = list(values)
             self.cohort[dim] = (names, which)
             for c, cohort in enumerate(values.values()):
                 members = which == c
                 self.usage[members] *= cohort.usage_factor
-                for mode_name, factor in cohort.life_factor.items():
-                    self.life_scale[self.mode_names.index(mode_name), members] *= factor
-        for j, mode in enumerate(self.modes):
-            if mode.usage_driven:
-                self.life_scale[j] /= np.maximum(self.usage, 1e-9)
+            for j, mode_name in enumerate(self.mode_names):
+                if any(mode_name in cohort.life_factor for cohort in values.values()):
+                    factors = np.array([cohort.life_factor.get(mode_name, 1.0) for cohort in values.values()])
+                    self._scale_by[j].append((which, factors))
+        self._usage_driven = [mode.usage_driven for mode in self.modes] + [False] * len(self.consumables)
         self.regions = list(spec.regions)
-        self.region = (
+        self.region = _codes(
             pick(spec.regions, Stream(seed, spec.name, "region").uniform(everyone, 0))
             if self.regions
-            else np.full(n, -1, dtype=np.int64)
+            else np.full(n, -1),
+            len(self.regions),
         )
         self.versions = list(spec.firmware)
-        self.firmware = (
+        self.firmware = _codes(
             pick(spec.firmware, Stream(seed, spec.name, "firmware").uniform(everyone, 0))
             if self.versions
-            else np.full(n, -1, dtype=np.int64)
+            else np.full(n, -1),
+            len(self.versions),
         )
-        self.active = np.ones((m, n), dtype=bool)
-        for j, mode in enumerate(self.modes):
-            if mode.firmware:
-                self.active[j] = self._runs(mode.firmware, self.firmware)
+        bound = [j for j, mode in enumerate(self.modes) if mode.firmware]
+        # Whether each mode can strike each device (its firmware runs the bug); read-only all True
+        # when no mode is bound to firmware, as nothing then changes it.
+        self.active: Bools = np.ones((m, n), dtype=bool) if bound else np.broadcast_to(np.True_, (m, n))
+        for j in bound:
+            self.active[j] = self._runs(self.modes[j].firmware, self.firmware)
 
         # -- consumables: drain rate per second and the moment each runs empty
         nc = len(self.consumables)
@@ -124,7 +213,7 @@ class FleetState:
         self.low_reported = np.zeros((nc, n), dtype=bool)
 
         # -- lives
-        self.life_k = np.zeros((m, n), dtype=np.int64)
+        self.life_k = np.zeros((m, n), dtype=np.int32)
         self.next_fail = np.full((m, n), math.inf)
         self.failed = np.zeros((m, n), dtype=bool)
         self._life = [Stream(seed, spec.name, "life", name) for name in self.mode_names]
@@ -135,28 +224,43 @@ class FleetState:
         age = spec.age_days.ppf(Stream(seed, spec.name, "age").uniform(everyone, 0))
         for j in range(nf):
             u = self._life[j].uniform(everyone, 0)
-            scale = self.life_scale[j]
+            scale = self.life_scale(j)
             life = scale * self.modes[j].life_days.residual_ppf(u, age / scale) * DAY_S
             self.next_fail[j] = np.where(self.active[j], life, math.inf)
         self.life_k[:] = 1
         for c, item in enumerate(self.consumables):
             start = np.clip(item.start_fraction.ppf(self._life[nf + c].uniform(everyone, 0)), 0.0, 1.0)
             self.next_fail[nf + c] = start * item.capacity / self.rate[c]
-        self.heap: list[tuple[float, int, int, int]] = [
-            (t, j, d, 1) for j in range(m) for d, t in enumerate(self.next_fail[j].tolist()) if math.isfinite(t)
-        ]
-        heapq.heapify(self.heap)
+        self.calendar = Calendar(self.next_fail, self.life_k, self.failed, self._span_s)
 
         per = spec.devices_per_gateway
         self.gateways = [
             (f"{spec.name}-gw{g:03d}", slice(lo, min(lo + per, n))) for g, lo in enumerate(range(0, n, per))
         ]
-        self.rosters = [self.ids[sl] for _, sl in self.gateways]
+        self.rosters = [codec.encode_roster(self.ids[sl]) for _, sl in self.gateways]  # the same bytes every batch
 
     # -- attributes -----------------------------------------------------------------------------
-    def _runs(self, versions: list[str], firmware: Ints) -> Bools:
+    def _runs(self, versions: list[str], firmware: Codes) -> Bools:
         wanted = [i for i, v in enumerate(self.versions) if v in versions]
         return np.isin(firmware, wanted)
+
+    def life_scale(self, mode: int) -> Floats:
+        """How much longer than the distribution says ``mode`` lives on each device (cohorts, usage)."""
+        scale = np.ones(self.n)
+        for which, factors in self._scale_by[mode]:
+            scale *= factors[which]
+        if self._usage_driven[mode]:
+            scale /= np.maximum(self.usage, 1e-9)
+        return scale
+
+    def _scale_of(self, mode: int, device: int) -> float:
+        """:meth:`life_scale` of one device (the same arithmetic, on floats)."""
+        scale = 1.0
+        for which, factors in self._scale_by[mode]:
+            scale *= float(factors[which[device]])
+        if self._usage_driven[mode]:
+            scale /= max(float(self.usage[device]), 1e-9)
+        return scale
 
     def region_of(self, local: int) -> str | None:
         r = int(self.region[local])
@@ -170,11 +274,6 @@ class FleetState:
         return mode >= self.n_failure_modes
 
     # -- lives ----------------------------------------------------------------------------------
-    def _push(self, mode: int, device: int) -> None:
-        t = float(self.next_fail[mode, device])
-        if math.isfinite(t):
-            heapq.heappush(self.heap, (t, mode, device, int(self.life_k[mode, device])))
-
     def renew(self, mode: int, device: int, now: float) -> None:
         """Repair ``mode`` on one device (or refill a consumable): clear it, schedule its next failure.
 
@@ -190,7 +289,7 @@ class FleetState:
             self.low_reported[c, device] = False
         elif self.active[mode, device]:
             u = float(self._life[mode].uniform(np.array([device]), np.array([k]))[0])
-            life = float(self.modes[mode].life_days.ppf(u)) * self.life_scale[mode, device]
+            life = float(self.modes[mode].life_days.ppf(u)) * self._scale_of(mode, device)
             self.next_fail[mode, device] = now + life * DAY_S
         else:
             self.next_fail[mode, device] = math.inf
@@ -198,7 +297,9 @@ class FleetState:
             if j == mode:
                 self._bridge[w, device] = 0.0
                 self._bridge_t[w, device] = math.nan
-        self._push(mode, device)
+        if math.isfinite(self.lead_s[mode]):
+            self._drift_extra.add(device)
+        self.calendar.push(mode, device)
 
     def set_firmware(self, device: int, version: str, now: float) -> list[int]:
         """Install ``version`` on one device; return the modes that were failed and are now gone.
@@ -208,6 +309,8 @@ class FleetState:
         """
         if version not in self.versions:
             self.versions.append(version)
+            if len(self.versions) > np.iinfo(self.firmware.dtype).max:
+                self.firmware = self.firmware.astype(np.int32)
         self.firmware[device] = self.versions.index(version)
         cured = []
         for j, mode in enumerate(self.modes):
@@ -222,23 +325,13 @@ class FleetState:
             self.renew(j, device, now)  # inactive → no next failure; active → a fresh life from now
         return cured
 
-    def next_failure_time(self) -> float:
-        """Time of the earliest scheduled failure (stale heap entries are dropped here)."""
-        while self.heap:
-            t, j, d, k = self.heap[0]
-            if k == self.life_k[j, d] and not self.failed[j, d]:
-                return t
-            heapq.heappop(self.heap)
-        return math.inf
+    def next_failure_time(self, horizon: float = math.inf) -> float:
+        """Time of the earliest failure due at or before ``horizon`` (inf if none is)."""
+        return self.calendar.next_time(horizon)
 
     def pop_due(self, now: float) -> list[tuple[int, int]]:
         """Mark every failure due at or before ``now`` as failed; return their (mode, device) pairs."""
-        due = []
-        while self.next_failure_time() <= now:
-            _, j, d, _ = heapq.heappop(self.heap)
-            self.failed[j, d] = True
-            due.append((j, d))
-        return due
+        return self.calendar.pop_due(now)
 
     # -- state ----------------------------------------------------------------------------------
     def in_precursor(self, mode: int, device: int, now: float) -> bool:
@@ -269,45 +362,119 @@ class FleetState:
     # -- telemetry ------------------------------------------------------------------------------
     def readings(self, now: float) -> Floats:
         """Every sensor of every device at ``now``: an array of shape (sensors, devices)."""
-        values = self.baseline[:, None] + self.noise_sd[:, None] * self._noise.standard_normal(
-            (len(self.baseline), self.n)
-        )
+        values = self._noise.standard_normal((len(self.baseline), self.n))
+        values *= self.noise_sd[:, None]
+        values += self.baseline[:, None]
         if not self.mode_names:
             return values
+        if not self._sparse:
+            return self._whole_fleet(values, now)
+        if self._has_precursor:
+            drifting = self._drift_candidates(now)
+            if drifting.size and self._linear.size:
+                _add_product(values, drifting, self.precursor_delta[self._linear], self._linear_drift(now, drifting))
+            for w, (j, s, delta, vol) in enumerate(self.wiener):
+                idx, x = self._bridge_step(w, j, delta, vol, now, drifting)
+                values[s, idx] += x
+        failed = np.flatnonzero(self.failed.any(axis=0))
+        if failed.size:
+            _add_product(values, failed, self.effect_delta, self.failed[:, failed].astype(np.float64))
+        if self.consumables:
+            values[len(self.spec.sensors) :] += self.levels(now)
+        return values
+
+    def _whole_fleet(self, values: Floats, now: float) -> Floats:
+        """:meth:`readings` by whole-fleet matrix products (a fleet of one device or one sensor row)."""
         if self._has_precursor:
             with np.errstate(invalid="ignore"):
                 frac = np.clip((now - (self.next_fail - self.lead_s[:, None])) / self.lead_s[:, None], 0.0, 1.0)
             frac = np.where(self.failed | ~np.isfinite(frac), 0.0, frac)
             values += self.precursor_delta.T @ frac
             for w, (j, s, delta, vol) in enumerate(self.wiener):
-                values[s] += self._bridge_step(w, j, delta, vol, now)
+                idx, x = self._bridge_step(w, j, delta, vol, now, None)
+                values[s, idx] += x
         values += self.effect_delta.T @ self.failed.astype(np.float64)
         if self.consumables:
             values[len(self.spec.sensors) :] += self.levels(now)
         return values
 
-    def _bridge_step(self, w: int, j: int, delta: float, volatility: float, now: float) -> Floats:
-        """Advance the Brownian bridges of Wiener precursor ``w`` to ``now``; return their values.
+    def _linear_drift(self, now: float, devices: Ints) -> Floats:
+        """How far each linear precursor of ``devices`` is through its lead window (0 outside it),
+        shape (linear precursors, devices): the whole-fleet fraction's rows and columns that can be
+        non-zero, by the same arithmetic.
+        """
+        rows = self._linear[:, None]
+        lead = self.lead_s[rows]
+        frac: Floats = self.next_fail[rows, devices] - lead
+        np.subtract(now, frac, out=frac)
+        frac /= lead
+        np.maximum(frac, 0.0, out=frac)
+        np.minimum(frac, 1.0, out=frac)
+        frac[self.failed[rows, devices]] = 0.0
+        return frac
+
+    def _drift_candidates(self, now: float) -> Ints:
+        """Devices that may be inside a precursor's lead window at ``now`` (a sorted superset).
+
+        A scan finds those whose window opens before a span ahead; a renewed precursor life adds its
+        device until the next scan.
+        """
+        if now > self._drift_until:
+            until = now + self._span_s
+            found = [
+                np.flatnonzero((self.next_fail[j] - self.lead_s[j] <= until) & ~self.failed[j])
+                for j in np.flatnonzero(np.isfinite(self.lead_s)).tolist()
+            ]
+            self._drifting = np.unique(np.concatenate(found))
+            self._drift_until = until
+            self._drift_extra.clear()
+        elif self._drift_extra:
+            extra = np.fromiter(self._drift_extra, dtype=np.int64, count=len(self._drift_extra))
+            self._drifting = np.union1d(self._drifting, extra)
+            self._drift_extra.clear()
+        return self._drifting
+
+    def _bridge_step(
+        self, w: int, j: int, delta: float, volatility: float, now: float, devices: Ints | None
+    ) -> tuple[Ints, Floats]:
+        """Advance the Brownian bridges of Wiener precursor ``w`` to ``now``; return the devices
+        inside their window and their values (``devices``: the candidates, None: all).
 
         In the lead window the drift wanders from 0 to ``delta`` at the failure: given its value x
         at t0, at t it is normal with mean x + (delta - x)(t - t0)/(T - t0) and variance
         sigma^2 (t - t0)(T - t)/(T - t0), where T is the failure time.
         """
-        end = self.next_fail[j]
+        end = self.next_fail[j] if devices is None else self.next_fail[j, devices]
+        failed = self.failed[j] if devices is None else self.failed[j, devices]
         lead = self.lead_s[j]
-        inside = (now >= end - lead) & (now < end) & ~self.failed[j]
-        idx = np.flatnonzero(inside)
-        out = np.zeros(self.n)
-        if idx.size:
-            t0 = np.where(np.isnan(self._bridge_t[w, idx]), end[idx] - lead, self._bridge_t[w, idx])
-            x = self._bridge[w, idx]
-            span = np.maximum(end[idx] - t0, 1e-9)
-            dt = now - t0
-            sigma2 = (volatility * abs(delta)) ** 2 / lead
-            mean = x + (delta - x) * dt / span
-            sd = np.sqrt(np.maximum(sigma2 * dt * (end[idx] - now) / span, 0.0))
-            x = mean + sd * self._bridge_rng.standard_normal(idx.size)
-            self._bridge[w, idx] = x
-            self._bridge_t[w, idx] = now
-            out[idx] = x
-        return out
+        inside = (now >= end - lead) & (now < end) & ~failed
+        idx = np.flatnonzero(inside) if devices is None else devices[inside]
+        if not idx.size:
+            return idx, np.zeros(0)
+        end = end[inside]
+        t0 = np.where(np.isnan(self._bridge_t[w, idx]), end - lead, self._bridge_t[w, idx])
+        x = self._bridge[w, idx]
+        span = np.maximum(end - t0, 1e-9)
+        dt = now - t0
+        sigma2 = (volatility * abs(delta)) ** 2 / lead
+        mean = x + (delta - x) * dt / span
+        sd = np.sqrt(np.maximum(sigma2 * dt * (end - now) / span, 0.0))
+        x = mean + sd * self._bridge_rng.standard_normal(idx.size)
+        self._bridge[w, idx] = x
+        self._bridge_t[w, idx] = now
+        return idx, x
+
+
+def _add_product(values: Floats, devices: Ints | None, delta: Floats, weights: Floats) -> None:
+    """``values[:, devices] += delta.T @ weights`` (devices None: every column).
+
+    A matrix product of one column runs through BLAS's matrix-vector code, whose sums may round
+    otherwise than the matrix-matrix product of the whole fleet: a lone column is computed twice
+    side by side and taken once.
+    """
+    if devices is None:
+        values += delta.T @ weights
+    elif devices.size == 1:
+        values[:, devices] += (delta.T @ np.repeat(weights, 2, axis=1))[:, :1]
+    else:
+        values[:, devices] += delta.T @ weights

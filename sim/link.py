@@ -10,7 +10,6 @@ each is written to the ground-truth log.
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import numpy as np
@@ -58,10 +57,10 @@ class Link:
 
     def __init__(self, spec: Connectivity, fleet: str, n: int, seed: int, records: Records) -> None:
         self.spec, self.fleet, self.n, self.records = spec, fleet, n, records
-        everyone = np.arange(n)
-        self.skew = np.zeros(n)
+        # Per-device arrays exist only for the faults this link has (None: the fault never strikes).
+        self.skew: Floats | None = None
         if spec.clock_skew_s > 0:
-            u = Stream(seed, fleet, "skew").uniform(everyone, 0)
+            u = Stream(seed, fleet, "skew").uniform(np.arange(n), 0)
             self.skew = (2.0 * u - 1.0) * spec.clock_skew_s
             records.link += [(0.0, f"{fleet}-{d:06d}", "clock_skew", f"{s:+.3f} s") for d, s in enumerate(self.skew)]
         self._spell = Stream(seed, fleet, "offline", "length")
@@ -69,16 +68,18 @@ class Link:
         self._late_draw = Stream(seed, fleet, "late")
         self._late_delay = Stream(seed, fleet, "late", "delay")
         self._dup = Stream(seed, fleet, "duplicate")
-        self.spell_k = np.zeros(n, dtype=np.int64)
-        self.offline_until = np.zeros(n)
-        self.forced_until = np.zeros(n)
+        self.spell_k: npt.NDArray[np.int32] | None = None
+        self.offline_until: Floats | None = None
+        self.next_offline: Floats | None = None
         every = spec.offline_every_days
-        self.next_offline = (
-            every.ppf(self._gap.uniform(everyone, 0)) * DAY_S if every is not None else np.full(n, math.inf)
-        )
-        self._was_online = np.ones(n, dtype=bool)
+        if every is not None:
+            self.spell_k = np.zeros(n, dtype=np.int32)
+            self.offline_until = np.zeros(n)
+            self.next_offline = every.ppf(self._gap.uniform(np.arange(n), 0)) * DAY_S
+        self.forced_until: Floats | None = None  # set by the first outage
+        self._was_online: npt.NDArray[np.bool_] | None = None  # None: every device
         self._buffer: Rows | None = None  # what offline devices measured, one columnar pool
-        self._buffered = np.zeros(n, dtype=np.int64)
+        self._buffered: npt.NDArray[np.int32] | None = None  # readings in the buffer per device
         self._late: Rows | None = None  # readings held back, with their delivery times
         self._late_at = np.zeros(0)
         self.dropped = 0  # readings lost at the source (offline without buffer, or buffer full)
@@ -86,13 +87,21 @@ class Link:
 
     # -- state ----------------------------------------------------------------------------------
     def online(self, now: float) -> npt.NDArray[np.bool_]:
-        return (now >= self.offline_until) & (now >= self.forced_until)
+        online = np.ones(self.n, dtype=bool) if self.offline_until is None else now >= self.offline_until
+        if self.forced_until is not None:
+            online &= now >= self.forced_until
+        return online
 
     def is_online(self, local: int, now: float) -> bool:
-        return bool(now >= self.offline_until[local] and now >= self.forced_until[local])
+        return bool(
+            (self.offline_until is None or now >= self.offline_until[local])
+            and (self.forced_until is None or now >= self.forced_until[local])
+        )
 
     def force_offline(self, devices: Ints, until: float) -> None:
         """Cut ``devices`` off until ``until`` (an outage); they reconnect together."""
+        if self.forced_until is None:
+            self.forced_until = np.zeros(self.n)
         self.forced_until[devices] = np.maximum(self.forced_until[devices], until)
         self.active = True
 
@@ -108,14 +117,17 @@ class Link:
             return Rows(np.arange(n), np.full(n, now), np.full(n, tick, dtype=np.int64), values), np.zeros(0, np.int64)
         self._start_spells(now)
         online = self.online(now)
-        back = np.flatnonzero(online & ~self._was_online)
+        back = np.zeros(0, np.int64) if self._was_online is None else np.flatnonzero(online & ~self._was_online)
         self._was_online = online
         everyone = np.arange(n)
-        current = Rows(everyone, np.maximum(now + self.skew, 0.0), np.full(n, tick, dtype=np.int64), values)
+        ts = np.full(n, max(now + 0.0, 0.0)) if self.skew is None else np.maximum(now + self.skew, 0.0)
+        current = Rows(everyone, ts, np.full(n, tick, dtype=np.int64), values)
         offline = ~online
         if offline.any():
             held = current.take(offline)
             if self.spec.buffer:
+                if self._buffered is None:
+                    self._buffered = np.zeros(n, dtype=np.int32)
                 room = self._buffered[held.device] < self.spec.buffer_max_readings
                 self.dropped += int((~room).sum())
                 held = held.take(room)
@@ -139,6 +151,7 @@ class Link:
         every = self.spec.offline_every_days
         if every is None:
             return
+        assert self.next_offline is not None and self.spell_k is not None and self.offline_until is not None
         starting = np.flatnonzero(self.next_offline <= now)
         if not starting.size:
             return
@@ -160,7 +173,8 @@ class Link:
         mine = returning[self._buffer.device]
         sent = self._buffer.take(mine)
         self._buffer = self._buffer.take(~mine)
-        self._buffered[back] = 0
+        if self._buffered is not None:
+            self._buffered[back] = 0
         return sent
 
     def _hold_late(self, rows: Rows, now: float, tick: int) -> Rows:
@@ -177,4 +191,4 @@ class Link:
 
     @property
     def buffered(self) -> int:
-        return int(self._buffered.sum())
+        return 0 if self._buffered is None else int(self._buffered.sum())

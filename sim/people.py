@@ -61,7 +61,7 @@ class Owners:
         weights = np.cumsum([owners.channels[c] for c in channels])
         skill = w.scenario.contact_centre.routing.get(fleet.spec.product, "general")
         for attempt in range(MAX_CONTACTS):
-            if w.informed_case[device] is not None or not math.isnan(incident.restored_s):
+            if device in w.informed_case or not math.isnan(incident.restored_s):
                 return  # support already told the owner it is on it: they wait
             k = incident.number * MAX_CONTACTS + attempt
             channel = channels[int(np.searchsorted(weights, self._channel.one(device, k) * weights[-1], side="right"))]

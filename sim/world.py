@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import simpy
 
 from contracts import codec
@@ -25,6 +27,7 @@ from sim.fleet import FleetState
 from sim.link import Link, Rows
 from sim.people import Owners
 from sim.records import LEVELS, NO_POWER, POWER, Failure, Incident, Records
+from sim.registry import CHUNK, device_records, firmware_code, write_jsonl
 from sim.scenario import Outage, Scenario
 from sim.streams import Stream
 
@@ -61,18 +64,19 @@ class World:
             self.links.append(Link(spec.connectivity, spec.name, spec.count, self_seed, self.records))
             offset += spec.count
         self.device_count = offset
+        self._batch_topics = {f.spec.name: [self.topics.batch(g) for g, _ in f.gateways] for f in self.fleets}
+        self._counts: dict[int, npt.NDArray[np.uint32]] = {}
         self._offsets = [f.offset for f in self.fleets]
-        self._index = {device_id: f.offset + i for f in self.fleets for i, device_id in enumerate(f.ids)}
-        self.informed_case: list[str | None] = [None] * offset
+        self.informed_case: dict[int, str] = {}  # device -> the case support told its owner of, until resolved
         self._open: dict[int, Incident] = {}
         self._open_failures: dict[tuple[int, int], Failure] = {}
         self._told_drifting: dict[tuple[int, int], tuple[int, float]] = {}  # (device, mode) -> (life, first told)
         self._unconfirmed: dict[int, Incident] = {}  # each device's last restored incident, until it is confirmed
         self._unpowered: dict[int, Failure] = {}
-        self._incident_count = np.zeros(offset, dtype=np.int64)
-        self._event_seq = np.zeros(offset, dtype=np.int64)
-        self._orders = np.zeros(offset, dtype=np.int64)
-        self._commands = np.zeros(offset, dtype=np.int64)
+        self._incident_count = np.zeros(offset, dtype=np.int32)
+        self._event_seq = np.zeros(offset, dtype=np.int32)
+        self._orders: dict[int, int] = {}  # consumable orders per device (few devices get any)
+        self._commands: dict[int, int] = {}  # commands per device
         self._held: dict[int, list[Command | tuple[str, Message]]] = {}  # for devices that are offline
         self._outbox: list[tuple[str, bytes]] = []
         self._remote = Stream(self_seed, "remote")
@@ -91,29 +95,29 @@ class World:
 
     # -- lookup ---------------------------------------------------------------------------------
     def index_of(self, device_id: str) -> int:
-        return self._index[device_id]
+        """The world index of ``device_id``; KeyError if no fleet has it."""
+        device = self._find(device_id)
+        if device is None:
+            raise KeyError(device_id)
+        return device
 
-    def registry(self) -> list[DeviceRecord]:
-        """Every device as a support organisation knows it: product, owner, region, the firmware it
-        shipped with, its cohorts and its reporting interval (the engine's device registry)."""
-        records: list[DeviceRecord] = []
+    def _find(self, device_id: str) -> int | None:
         for fleet in self.fleets:
-            regions = [fleet.regions[r] if r >= 0 else None for r in fleet.region.tolist()]
-            versions = [_code(fleet.versions[v]) if v >= 0 else None for v in fleet.firmware.tolist()]
-            cohorts = {dim: [names[c] for c in which.tolist()] for dim, (names, which) in fleet.cohort.items()}
-            for i, device_id in enumerate(fleet.ids):
-                records.append(
-                    DeviceRecord(
-                        device_id=device_id,
-                        product=fleet.spec.product,
-                        owner_id=f"owner-{device_id}",
-                        region=regions[i],
-                        firmware=versions[i],
-                        cohorts={dim: values[i] for dim, values in cohorts.items()},
-                        interval_s=fleet.spec.telemetry_interval_s,
-                    )
-                )
-        return records
+            local = fleet.ids.find(device_id)
+            if local is not None:
+                return fleet.offset + local
+        return None
+
+    def registry(self, chunk: int = CHUNK) -> Iterator[DeviceRecord]:
+        """Every device as a support organisation knows it (the engine's device registry), made
+        ``chunk`` devices at a time as it is read (:func:`sim.registry.device_records`)."""
+        return device_records(self.fleets, chunk)
+
+    def write_registry(self, path: Path, chunk: int = CHUNK) -> int:
+        """Write :meth:`registry` to ``path`` as JSON lines, ``chunk`` records at a time; return how many.
+
+        The bytes are those of ``msgspec.json.encode(record) + b"\\n"`` for every record, in order."""
+        return write_jsonl(self.registry(chunk), path, chunk)
 
     def fleet_of(self, device: int) -> FleetState:
         return self._local(device)[0]
@@ -224,14 +228,14 @@ class World:
         """Act on one message from the engine, effective now (the barrier time)."""
         if isinstance(message, WorkOrder):
             self.records.log(self.now, "engine", "work_order", message.device_id, message.work_order_id, message.issue)
-            if message.device_id in self._index:
+            if self._find(message.device_id) is not None:
                 self.field.dispatch(message)
         elif isinstance(message, Notification):
             self.records.log(self.now, "engine", f"notify_{message.kind}", message.device_id, message.case_id or "")
             self._notified(message)
         elif isinstance(message, Command):
             self.records.log(self.now, "engine", f"command_{message.action}", message.device_id, message.command_id)
-            device = self._index.get(message.device_id)
+            device = self._find(message.device_id)
             if device is not None:
                 _, link, local = self._local(device)
                 if link.is_online(local, self.now):
@@ -240,7 +244,7 @@ class World:
                     self._held.setdefault(device, []).append(message)
         elif isinstance(message, ConsumableOrder):
             self.records.log(self.now, "engine", "order", message.device_id, message.order_id, message.consumable)
-            device = self._index.get(message.device_id)
+            device = self._find(message.device_id)
             if device is not None:
                 self.env.process(self._deliver_consumable(device, message))
 
@@ -276,7 +280,7 @@ class World:
         tick = 0
         while True:
             t_tick = tick * interval
-            t = min(t_tick, fleet.next_failure_time())
+            t = min(t_tick, fleet.next_failure_time(t_tick))
             if t > self.env.now:
                 yield self.env.timeout(t - self.env.now)
             for mode, local in fleet.pop_due(self.env.now):
@@ -289,37 +293,61 @@ class World:
 
     def _telemetry(self, fleet: FleetState, link: Link, tick: int) -> None:
         now = self.now
+        if not link.active:  # every device, in order: one slice of the readings per gateway
+            values = fleet.readings(now)
+            per = fleet.spec.devices_per_gateway
+            ts, seq = np.full(per, now), np.full(per, tick, dtype=np.uint32)
+            for g, (_, sl) in enumerate(fleet.gateways):
+                size = sl.stop - sl.start
+                self._batch(fleet, link, g, tick, self._counting(size), ts[:size], seq[:size], values[:, sl])
+            return
         rows, back = link.step(now, tick, fleet.readings(now))
         for local in back.tolist():
             self._reconnected(fleet.offset + local)
-        if not link.active:  # every device, in order: slice per gateway
-            parts = [
-                (g, sl.start, Rows(rows.device[sl], rows.ts[sl], rows.seq[sl], rows.values[:, sl]))
-                for g, (_, sl) in enumerate(fleet.gateways)
-            ]
-        else:
-            parts = _by_gateway(rows, fleet)
-        for g, lo, part in parts:
-            gateway_id = fleet.gateways[g][0]
-            payload = codec.encode_batch(
-                gateway_id=gateway_id,
-                ts=now,
-                boot_id=0,
-                seq=tick,
-                devices=fleet.rosters[g],
-                index=(part.device - lo).astype(np.uint32),
-                reading_ts=part.ts,
-                reading_seq=part.seq.astype(np.uint32),
-                values={name: part.values[s] for s, name in enumerate(fleet.sensor_names)},
-            )
-            topic = self.topics.batch(gateway_id)
+        for g, lo, part in _by_gateway(rows, fleet):
+            index = (part.device - lo).astype(np.uint32)
+            self._batch(fleet, link, g, tick, index, part.ts, part.seq.astype(np.uint32), part.values)
+
+    def _batch(
+        self,
+        fleet: FleetState,
+        link: Link,
+        g: int,
+        tick: int,
+        index: npt.NDArray[np.uint32],
+        ts: npt.NDArray[np.float64],
+        seq: npt.NDArray[np.uint32],
+        values: npt.NDArray[np.float64],
+    ) -> None:
+        """Publish gateway ``g``'s batch of this tick: readings of its roster's devices ``index``."""
+        now = self.now
+        gateway_id = fleet.gateways[g][0]
+        payload = codec.encode_batch(
+            gateway_id=gateway_id,
+            ts=now,
+            boot_id=0,
+            seq=tick,
+            devices=fleet.rosters[g],
+            index=index,
+            reading_ts=ts,
+            reading_seq=seq,
+            values={name: values[s] for s, name in enumerate(fleet.sensor_names)},
+        )
+        topic = self._batch_topics[fleet.spec.name][g]
+        self._outbox.append((topic, payload))
+        self.published += 1
+        if link.duplicate(g, tick):  # sent twice; counted once, as the engine counts unique messages
             self._outbox.append((topic, payload))
-            self.published += 1
-            if link.duplicate(g, tick):  # sent twice; counted once, as the engine counts unique messages
-                self._outbox.append((topic, payload))
-                self.duplicates_sent += 1
-                self.records.link.append((now, gateway_id, "duplicate", f"batch seq {tick}"))
-            self.readings += len(part.device)
+            self.duplicates_sent += 1
+            self.records.link.append((now, gateway_id, "duplicate", f"batch seq {tick}"))
+        self.readings += len(index)
+
+    def _counting(self, size: int) -> npt.NDArray[np.uint32]:
+        """``0 .. size - 1`` as roster indices (one array per gateway size, reused)."""
+        index = self._counts.get(size)
+        if index is None:
+            index = self._counts[size] = np.arange(size, dtype=np.uint32)
+        return index
 
     def _reconnected(self, device: int) -> None:
         for item in self._held.pop(device, []):
@@ -355,7 +383,7 @@ class World:
             self._incident_count[device] += 1
             local = device - fleet.offset
             incident = Incident(fleet.ids[local], fleet.spec.name, int(self._incident_count[device]), onset, severity)
-            if self.informed_case[device] is not None:
+            if device in self.informed_case:
                 incident.informed_s = onset
             self._open[device] = incident
             self.records.incidents.append(incident)
@@ -428,7 +456,7 @@ class World:
 
     # -- the engine's messages ------------------------------------------------------------------
     def _notified(self, message: Notification) -> None:
-        device = self._index.get(message.device_id)
+        device = self._find(message.device_id)
         if device is None:
             return
         if message.kind in ("case_opened", "visit_scheduled", "outreach", "outage"):
@@ -438,7 +466,7 @@ class World:
                 incident.informed_s = self.now
             self._told_of_trouble(device)
         elif message.kind == "resolved":
-            self.informed_case[device] = None
+            self.informed_case.pop(device, None)
             still_on = self._open.get(device)
             if still_on is not None:  # premature: it confirms nothing, least of all an earlier incident
                 still_on.premature_resolved += 1
@@ -471,8 +499,7 @@ class World:
         remote fix exists for), else ``fixed`` if the command fixed something, else ``no_fault``.
         """
         fleet, _, local = self._local(device)
-        self._commands[device] += 1
-        n = int(self._commands[device])
+        n = self._commands[device] = self._commands.get(device, 0) + 1
         if command.action == "diagnostic":
             failed = [fleet.mode_names[m] for m in self.failed_modes(device)]
             self._device_event(device, DIAGNOSIS, failed[0] if failed else "ok", command.command_id)
@@ -490,7 +517,7 @@ class World:
                 if not fleet.active[m, local]:  # the update removed a fault on its way: it never happens
                     self._prevented(device, m, *before[m], by="ota")
                     fixed += 1
-            self._device_event(device, "firmware", _code(command.version), command.command_id)
+            self._device_event(device, "firmware", firmware_code(command.version), command.command_id)
         for m in self._targets(fleet, local, command.action, now):
             fix = fleet.modes[m].remote_fix
             assert fix is not None
@@ -519,8 +546,8 @@ class World:
             self.records.log(self.now, "depot", "order_unknown_consumable", order.device_id, order.order_id)
             return
         c = names.index(order.consumable)
-        self._orders[device] += 1
-        draw = self._delivery.one(device, int(self._orders[device]))
+        n = self._orders[device] = self._orders.get(device, 0) + 1
+        draw = self._delivery.one(device, n)
         yield self.env.timeout(float(fleet.consumables[c].delivery_h.ppf(draw)) * HOUR_S)
         self.records.log(self.now, "courier", "delivered", order.device_id, order.order_id, order.consumable)
         self.repair(device, fleet.n_failure_modes + c, by="delivery")
@@ -563,10 +590,6 @@ class World:
                 failure.restored_s = self.now
                 failure.fixed_by = "self"
                 self._maybe_restored(device, "self")
-
-
-def _code(text: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "_.:-" else "_" for ch in text)[:64] or "unknown"
 
 
 def _by_gateway(rows: Rows, fleet: FleetState) -> list[tuple[int, int, Rows]]:
