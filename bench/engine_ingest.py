@@ -20,9 +20,14 @@ configuration with Mosquitto's default autosave (``--messages`` a run; ``--broke
 **In process** (no broker): the same readings (``--devices`` x ``--ticks``, three sensors, a reading
 every 900 s) as columnar gateway batches of ``--batch`` devices and as one JSON message each:
 
-- **decode** — :func:`contracts.codec.decode_batch` alone;
+- **decode** — :class:`contracts.codec.BatchDecoder` alone, as the engine decodes (a gateway's
+  roster checked once, then compared);
 - **twins** — :meth:`Twins.ingest` alone, on batches decoded beforehand;
-- **columnar** — ``decode_batch`` + :meth:`Engine.handle` (proactive, rules with persistence);
+- **columnar** — decode + :meth:`Engine.handle` (proactive, rules with persistence);
+- **service** — the engine service in event time, as the harness drives it: a sync step a tick
+  (every gateway's batch, then the clock), through an in-memory broker that hands out at most
+  ``--window`` un-acknowledged messages, into a SQLite file: intake, de-duplication, the hold,
+  handling, the step's commit, acknowledgements and the clock ack;
 - **per-message** — ``codec.decode`` + :meth:`Engine.handle`, one reading at a time (the baseline).
 
     python bench/engine_ingest.py                                   # both parts, about a minute
@@ -69,6 +74,8 @@ from harness.engine_process import EngineProcess
 from harness.mqtt_transport import WorldTransport
 from support_engine.core.engine import Engine
 from support_engine.core.twins import Twins
+from support_engine.service import EngineService
+from support_engine.storage import Storage
 
 __all__ = [
     "Measure",
@@ -79,6 +86,7 @@ __all__ = [
     "main",
     "make_readings",
     "measure_in_process",
+    "measure_service",
     "telemetry_payloads",
 ]
 
@@ -246,7 +254,8 @@ def measure_in_process(readings: Readings, batch: int, repeat: int, config: Engi
     n = len(readings)
 
     def decode() -> dict[str, int]:
-        return {"readings": sum(len(codec.decode_batch(p, key=g)) for g, p in batches)}
+        decoder = codec.BatchDecoder()  # as the engine decodes: a gateway's roster is checked once
+        return {"readings": sum(len(decoder.decode(p, key=g)) for g, p in batches)}
 
     def twins() -> dict[str, int]:
         state, raised = Twins(config.rules), 0
@@ -256,9 +265,9 @@ def measure_in_process(readings: Readings, batch: int, repeat: int, config: Engi
         return {"readings": n, "raised": raised}
 
     def columnar() -> dict[str, int]:
-        engine = Engine(config)
+        engine, decoder = Engine(config), codec.BatchDecoder()
         for g, p in batches:
-            view = codec.decode_batch(p, key=g)
+            view = decoder.decode(p, key=g)
             engine.handle(view, view.ts)
         return _outcome(engine.stats)
 
@@ -273,6 +282,85 @@ def measure_in_process(readings: Readings, batch: int, repeat: int, config: Engi
         _best("in-process", name, n, [_timed(run) for _ in range(repeat)])
         for name, run in (("decode", decode), ("twins", twins), ("columnar", columnar), ("per-message", per_message))
     ]
+
+
+class _Broker:
+    """The broker and the engine's connection to it, in memory: at most ``window`` un-acknowledged
+    deliveries; the engine is stopped once it has answered the last clock."""
+
+    def __init__(self, window: int, topics: Topics, last_t: float) -> None:
+        self.inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.version, self.session_present, self.receive_window = "5", False, window
+        self.window, self.topics, self.last_t = window, topics, last_t
+        self.service: EngineService | None = None
+        self.acks = 0
+        self._queued: list[tuple[str, bytes]] = []
+        self._next = 0
+        self._in_flight = 0
+        self._mid = 0
+
+    def offer(self, topic: str, payload: bytes) -> None:
+        self._queued.append((topic, payload))
+
+    def connect(self) -> None:
+        self._pump()
+
+    def subscribe(self, filters: list[str]) -> None:
+        pass
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1) -> None:
+        if topic == self.topics.clock_ack and self.service is not None:
+            ack = codec.decode(Kind.CLOCK_ACK, payload)
+            if isinstance(ack, ClockAck) and ack.t >= self.last_t:
+                self.service.stop()
+
+    def ack(self, mid: int, qos: int) -> None:
+        if qos > 0:
+            self._in_flight -= 1
+            self.acks += 1
+            self._pump()
+
+    def _pump(self) -> None:
+        from support_engine.service import Delivery
+
+        while self._next < len(self._queued) and self._in_flight < self.window:
+            topic, payload = self._queued[self._next]
+            self._next += 1
+            self._in_flight += 1
+            self._mid += 1
+            self.inbox.put(Delivery(topic, payload, self._mid, 1, False))
+
+
+def measure_service(readings: Readings, batch: int, repeat: int, config: EngineConfig, window: int) -> Measure:
+    """Time the engine service on ``readings`` in event time: a step a tick, through an in-memory broker."""
+    topics = Topics("bench/service")
+    steps: dict[int, list[tuple[str, bytes]]] = {}
+    for gateway, payload in batch_payloads(readings, batch):
+        steps.setdefault(round(codec.decode_batch(payload).ts / INTERVAL_S), []).append((gateway, payload))
+    n = len(readings)
+
+    def run() -> Run:
+        """One run; only :meth:`EngineService.run` is timed (not the database's creation)."""
+        with tempfile.TemporaryDirectory() as tmp:
+            broker = _Broker(window, topics, last_t=max(steps) * INTERVAL_S)
+            published = 0
+            for tick, batches in sorted(steps.items()):
+                for gateway, payload in batches:
+                    broker.offer(topics.batch(gateway), payload)
+                published += len(batches)
+                broker.offer(topics.clock, codec.encode(Clock(t=tick * INTERVAL_S, published=published)))
+            storage = Storage(Path(tmp) / "engine.sqlite")
+            service = EngineService(config, broker, storage, topics=topics, clock="event")  # type: ignore[arg-type]
+            broker.service = service
+            gc.collect()
+            started = time.perf_counter()
+            service.run()
+            wall_s = time.perf_counter() - started
+            counts = _outcome(service.core.stats) | {"acknowledged": broker.acks}
+            storage.close()
+            return Run(wall_s, counts)
+
+    return _best("in-process", "service", n, [run() for _ in range(repeat)])
 
 
 # -- broker: the child processes ------------------------------------------------------------------
@@ -539,24 +627,25 @@ def _sizes(messages: int, devices: int) -> list[str]:
 
 @contextlib.contextmanager
 def _mosquitto_default_autosave() -> Iterator[None]:
-    """Start brokers with the project's configuration, less the snapshot of the database on every change.
+    """Start brokers with the project's configuration, its autosave lines set to Mosquitto's defaults.
 
-    Mosquitto's defaults instead (``autosave_interval 1800``, ``autosave_on_changes false``): the
-    project's broker writes and fsyncs its whole persistence file about once per message, which
-    sets the rate of every QoS 1 consumer; this variant shows what the consumers themselves can do.
+    ``autosave_interval 1800``, ``autosave_on_changes false``: a broker that snapshots its database
+    on every change writes and fsyncs its whole persistence file about once per message, which sets
+    the rate of every QoS 1 consumer; this variant shows what the consumers themselves can do.
     """
+    import re
+
     from harness import broker
 
     original = broker._mosquitto_conf
-    project = ("autosave_interval 1\n", "autosave_on_changes true\n")
-    default = ("autosave_interval 1800\n", "autosave_on_changes false\n")
+    default = {"autosave_interval": "1800", "autosave_on_changes": "false"}
 
     def conf(host: str, port: int, workdir: Path, max_queued_messages: int) -> str:
         text = original(host, port, workdir, max_queued_messages)
-        if not all(line in text for line in project):
-            raise RuntimeError("the project's Mosquitto configuration changed: update this benchmark")
-        for old, new in zip(project, default, strict=True):
-            text = text.replace(old, new)
+        for name, value in default.items():
+            text, found = re.subn(rf"(?m)^{name} \S+$", f"{name} {value}", text)
+            if found != 1:
+                raise RuntimeError(f"the project's Mosquitto configuration has no {name} line: update this benchmark")
         return text
 
     broker._mosquitto_conf = conf
@@ -663,6 +752,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--devices", type=int, default=10000, help="in process: devices (default 10000)")
     parser.add_argument("--ticks", type=int, default=6, help="in process: readings a device (default 6)")
     parser.add_argument("--batch", type=int, default=1000, help="in process: devices a gateway batch (default 1000)")
+    parser.add_argument(
+        "--window", type=int, default=1000, help="in process: the broker's in-flight window, service (default 1000)"
+    )
     parser.add_argument("--repeat", type=int, default=3, help="runs a measure; the best counts (default 3)")
     parser.add_argument("--skip-broker", action="store_true", help="in-process part only (no Mosquitto needed)")
     parser.add_argument(
@@ -678,7 +770,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.role is not None:
         return _child_main(args)
-    for option in ("messages", "project_messages", "devices", "ticks", "batch", "repeat"):
+    for option in ("messages", "project_messages", "devices", "ticks", "batch", "window", "repeat"):
         if getattr(args, option) < 1:
             parser.error(f"--{option.replace('_', '-')} must be >= 1")
 
@@ -695,10 +787,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"numpy {info['numpy']}, msgspec {info['msgspec']}, paho-mqtt {info['paho_mqtt']}; "
         f"load average {info['load_average']}"
     )
-    measures = measure_in_process(make_readings(args.devices, args.ticks), args.batch, args.repeat, bench_config())
+    readings = make_readings(args.devices, args.ticks)
+    measures = measure_in_process(readings, args.batch, args.repeat, bench_config())
+    service = measure_service(readings, args.batch, args.repeat, bench_config(), args.window)
+    measures.insert(3, service)
     single, columnar = (next(m for m in measures if m.name == n) for n in ("per-message", "columnar"))
     if single.counts != columnar.counts:
         raise RuntimeError(f"the two paths disagree: columnar {columnar.counts}, per-message {single.counts}")
+    served = {k: v for k, v in service.counts.items() if k != "acknowledged"}
+    if served != columnar.counts:
+        raise RuntimeError(f"the service disagrees: columnar {columnar.counts}, service {served}")
     broker_version = None
     if broker_runs:
         broker_measures, broker_version = measure_broker(broker_runs, args.devices, args.repeat)
@@ -717,6 +815,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "devices": args.devices,
             "ticks": args.ticks,
             "batch": args.batch,
+            "window": args.window,
             "repeat": args.repeat,
             "broker": broker_version,
             "machine": info,

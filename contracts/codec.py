@@ -7,6 +7,7 @@ Decoding never raises anything but :class:`~contracts.errors.PayloadError` for b
 
 from __future__ import annotations
 
+import re
 from typing import Any, NamedTuple, TypeVar
 
 import msgspec
@@ -15,19 +16,24 @@ import numpy.typing as npt
 
 from contracts.errors import PayloadError
 from contracts.messages import (
+    ID_PATTERN,
     SCHEMA_VERSION,
     Clock,
     ClockAck,
     Command,
     ConsumableOrder,
     Contact,
+    Count,
     DeadLetter,
     DeviceEvent,
     DeviceRecord,
     GatewayBatch,
+    Id,
     IngestAck,
     Message,
+    Name,
     Notification,
+    Seconds,
     Telemetry,
     WorkOrder,
     WorkOrderStatus,
@@ -36,6 +42,7 @@ from contracts.topics import Kind
 
 __all__ = [
     "MAX_PAYLOAD_BYTES",
+    "BatchDecoder",
     "BatchView",
     "Roster",
     "encode_roster",
@@ -70,7 +77,6 @@ _TYPES: dict[Kind, type[Message]] = {
 _JSON_DECODERS: dict[type[Message], msgspec.json.Decoder[Any]] = {
     t: msgspec.json.Decoder(t) for t in _TYPES.values() if t is not GatewayBatch
 }
-_BATCH_DECODER = msgspec.msgpack.Decoder(GatewayBatch)
 _JSON_ENCODER = msgspec.json.Encoder()
 _MSGPACK_ENCODER = msgspec.msgpack.Encoder()
 
@@ -105,12 +111,16 @@ def decode(kind: Kind, payload: bytes, *, key: str | None = None) -> Message:
     ``json_depth``, ``msgpack``, ``schema``, ``batch_shape``, ``non_finite``,
     ``device_mismatch`` or ``topic_mismatch``; never anything else.
     """
+    return _decode(kind, payload, key, None)
+
+
+def _decode(kind: Kind, payload: bytes, key: str | None, rosters: BatchDecoder | None) -> Message:
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise PayloadError("too_large", f"{len(payload)} bytes > {MAX_PAYLOAD_BYTES}")
     cls = _TYPES[kind]
     try:
         if cls is GatewayBatch:
-            message: Message = _BATCH_DECODER.decode(payload)
+            message: Message = _gateway_batch(payload, rosters)
         else:
             message = _JSON_DECODERS[cls].decode(payload)
     except msgspec.ValidationError as exc:
@@ -131,6 +141,66 @@ def decode(kind: Kind, payload: bytes, *, key: str | None = None) -> Message:
     if isinstance(message, GatewayBatch) and not np.isfinite(message.ts):  # msgpack, unlike JSON, carries inf
         raise PayloadError("non_finite", "the batch timestamp is infinite")
     return message
+
+
+class _BatchIn(Message, frozen=True, kw_only=True):
+    """:class:`GatewayBatch` as it is read: the same fields and checks, but the roster left encoded."""
+
+    gateway_id: Id
+    ts: Seconds
+    boot_id: Count
+    seq: Count
+    devices: msgspec.Raw
+    index: bytes
+    reading_ts: bytes
+    reading_seq: bytes
+    values: dict[Name, bytes]
+
+
+_BATCH_IN = msgspec.msgpack.Decoder(_BatchIn)
+_BATCH_STRICT = msgspec.msgpack.Decoder(GatewayBatch)  # a regular expression per device id: for the error only
+_ROSTER = msgspec.msgpack.Decoder(list[str])
+_ROSTER_MATCH = re.compile(rf"{ID_PATTERN}(?:\n{ID_PATTERN})*").fullmatch
+_FAST_PATH_ERRORS = (msgspec.MsgspecError, RecursionError, ValueError, TypeError, OverflowError)
+
+
+def _gateway_batch(payload: bytes, rosters: BatchDecoder | None) -> GatewayBatch:
+    """Decode a batch, checking its roster in one pass; a batch refused is decoded again strictly, so
+    that it raises exactly what a field-by-field check raises (the first bad device id named)."""
+    try:
+        raw = _BATCH_IN.decode(payload)
+        devices = _roster(raw.devices) if rosters is None else rosters._roster(raw.gateway_id, raw.devices)
+    except _FAST_PATH_ERRORS:
+        devices = None
+    if devices is None:
+        return _BATCH_STRICT.decode(payload)
+    return GatewayBatch(
+        schema_version=raw.schema_version,
+        gateway_id=raw.gateway_id,
+        ts=raw.ts,
+        boot_id=raw.boot_id,
+        seq=raw.seq,
+        devices=devices,
+        index=raw.index,
+        reading_ts=raw.reading_ts,
+        reading_seq=raw.reading_seq,
+        values=raw.values,
+    )
+
+
+def _roster(raw: msgspec.Raw) -> list[str] | None:
+    """The roster's ids if every one is an :data:`~contracts.messages.Id`, else None.
+
+    One regular expression over the ids joined by newlines checks them all; an id cannot hold a
+    newline, so the joined string has exactly one fewer than there are ids, or one of them had one.
+    """
+    devices = _ROSTER.decode(raw)
+    if not devices:
+        return devices
+    joined = "\n".join(devices)
+    if joined.count("\n") != len(devices) - 1 or _ROSTER_MATCH(joined) is None:
+        return None
+    return devices
 
 
 def _json_reason(payload: bytes, default: str) -> str:
@@ -225,7 +295,52 @@ def encode_batch(
 
 def decode_batch(payload: bytes, *, key: str | None = None) -> BatchView:
     """Decode a gateway batch into numpy columns, checking shapes, indices and finiteness."""
-    msg = decode(Kind.BATCH, payload, key=key)
+    return _decode_batch(payload, key, None)
+
+
+class BatchDecoder:
+    """Decodes gateway batches as :func:`decode_batch` does, checking a gateway's roster once while it
+    sends the same one.
+
+    A gateway repeats its roster in every batch: while the roster's encoded bytes equal the last ones
+    seen from that gateway, the list decoded and checked then is handed out again (so a view's
+    ``devices`` may be an earlier view's list: read-only). At most ``max_bytes`` of encoded rosters
+    are kept, the gateway heard from longest ago dropped first.
+    """
+
+    def __init__(self, max_bytes: int = 64 * 2**20) -> None:
+        self._last: dict[str, tuple[msgspec.Raw, list[str]]] = {}
+        self._bytes = 0
+        self._max_bytes = max_bytes
+
+    def __len__(self) -> int:
+        """Gateways whose roster is kept."""
+        return len(self._last)
+
+    def decode(self, payload: bytes, *, key: str | None = None) -> BatchView:
+        """Decode ``payload`` (see :func:`decode_batch`)."""
+        return _decode_batch(payload, key, self)
+
+    def _roster(self, gateway_id: str, raw: msgspec.Raw) -> list[str] | None:
+        last = self._last.pop(gateway_id, None)  # re-inserted below: the dict stays in order of last use
+        if last is not None and last[0] == raw:
+            self._last[gateway_id] = last
+            return last[1]
+        if last is not None:
+            self._bytes -= len(last[0])
+        devices = _roster(raw)
+        if devices is not None and len(raw) <= self._max_bytes:
+            kept = raw.copy()  # not a view that would keep the whole payload alive
+            self._last[gateway_id] = (kept, devices)
+            self._bytes += len(kept)
+            while self._bytes > self._max_bytes:
+                oldest = next(iter(self._last))
+                self._bytes -= len(self._last.pop(oldest)[0])
+        return devices
+
+
+def _decode_batch(payload: bytes, key: str | None, rosters: BatchDecoder | None) -> BatchView:
+    msg = _decode(Kind.BATCH, payload, key, rosters)
     assert isinstance(msg, GatewayBatch)
     n, rem = divmod(len(msg.index), 4)
     if rem:

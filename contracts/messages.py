@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 import msgspec
 
 __all__ = [
+    "ID_PATTERN",
     "SCHEMA_VERSION",
     "Channel",
     "Clock",
@@ -33,9 +34,11 @@ __all__ = [
 
 SCHEMA_VERSION = 1
 
+ID_PATTERN = r"[A-Za-z0-9_.:-]{1,64}"
+"""What an id or a name is, whole (for ``re.fullmatch``): 1 to 64 letters, digits, ``_ . : -``."""
 # `(?!\n)`: msgspec applies the pattern with re.search, whose `$` also matches before a final newline.
-Id = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:-]{1,64}(?!\n)$")]
-Name = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:-]{1,64}(?!\n)$")]
+Id = Annotated[str, msgspec.Meta(pattern=rf"^{ID_PATTERN}(?!\n)$")]
+Name = Annotated[str, msgspec.Meta(pattern=rf"^{ID_PATTERN}(?!\n)$")]
 Text = Annotated[str, msgspec.Meta(max_length=1000)]
 Seconds = Annotated[float, msgspec.Meta(ge=0.0)]
 Count = Annotated[int, msgspec.Meta(ge=0)]

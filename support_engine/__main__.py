@@ -22,7 +22,7 @@ from contracts.topics import DEFAULT_PREFIX, Topics
 from support_engine.errors import EngineError
 from support_engine.metrics import EngineMetrics
 from support_engine.mqtt_transport import MqttTransport, Protocol
-from support_engine.registry import load_devices
+from support_engine.registry import iter_devices
 from support_engine.service import ClockMode, EngineService
 from support_engine.storage import Storage
 
@@ -178,8 +178,8 @@ def main(
             metrics=metrics,
             ack_every=ack_every,
         )
-        if devices is not None:
-            service.provision(load_devices(devices))
+        if devices is not None:  # read and applied a chunk at a time, committed once
+            service.provision_chunks(iter_devices(devices))
         metrics.start(service.core, service.counters)
 
         def _stop(signum: int, frame: FrameType | None) -> None:

@@ -137,6 +137,10 @@ class Connection:
             cursor.fetchall()
             return names
 
+    def tables(self) -> set[str]:
+        """The names of the tables there are (in the database's current schema)."""
+        raise NotImplementedError
+
     def commit(self) -> None:
         """Commit the open transaction and open the next one."""
         with self._guard("commit"):
@@ -158,6 +162,9 @@ class _SqliteConnection(Connection):
         self._transaction = transaction
         if transaction:
             self.execute("BEGIN")
+
+    def tables(self) -> set[str]:
+        return {str(name) for (name,) in self.rows("SELECT name FROM sqlite_master WHERE type = 'table'")}
 
     def commit(self) -> None:
         if not self._transaction:
@@ -183,6 +190,10 @@ class _PostgresConnection(Connection):
         import psycopg
 
         super().__init__(raw, location, to_postgres, psycopg.Error)
+
+    def tables(self) -> set[str]:
+        rows = self.rows("SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()")
+        return {str(name) for (name,) in rows}
 
     def commit(self) -> None:
         from psycopg.pq import TransactionStatus

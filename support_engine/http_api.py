@@ -264,7 +264,7 @@ def create_app(where: str | Path, metrics: EngineMetrics, *, connected: Callable
         """Devices the engine has heard from (readings, events, cases), by id."""
         snap = metrics.snapshot
         with store.connect() as db:
-            events = dict(db.rows("SELECT source, max(ts) FROM ingest WHERE kind = 'event' GROUP BY source"))
+            events = dict(db.rows("SELECT source, max(ts) FROM ingest_ledger WHERE kind = 'event' GROUP BY source"))
             with_cases = {row[0] for row in db.rows("SELECT DISTINCT device_id FROM cases")}
         ids = sorted(set(snap.devices) | set(events) | with_cases | set(snap.open_case_of))[:limit]
         out = []
@@ -282,7 +282,9 @@ def create_app(where: str | Path, metrics: EngineMetrics, *, connected: Callable
         """A device's twin: latest readings, its alerts and cases."""
         snap = metrics.snapshot
         with store.connect() as db:
-            last_event = db.rows("SELECT max(ts) FROM ingest WHERE kind = 'event' AND source = ?", (device_id,))[0][0]
+            last_event = db.rows("SELECT max(ts) FROM ingest_ledger WHERE kind = 'event' AND source = ?", (device_id,))[
+                0
+            ][0]
             alerts = db.dicts("SELECT * FROM alerts WHERE device_id = ? ORDER BY raised_s, alert_id", (device_id,))
             cases = db.dicts(
                 f"SELECT {_CASE_COLUMNS} FROM cases WHERE device_id = ? ORDER BY opened_s, case_id", (device_id,)

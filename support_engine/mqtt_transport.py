@@ -2,7 +2,9 @@
 
 paho callbacks only enqueue; all engine work happens on the caller's thread. MQTT 5 with a fixed
 client id, ``clean_start=False`` and a session expiry, so that messages queued while the engine is
-down are delivered when it returns; MQTT 3.1.1 brokers get ``clean_session=False``.
+down are delivered when it returns; MQTT 3.1.1 brokers get ``clean_session=False``. MQTT 5 also
+sends a Receive Maximum, so that the engine knows how many un-acknowledged messages the broker may
+hand it (:attr:`MqttTransport.receive_window`; unknown on 3.1.1, where the broker's own setting rules).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import queue
 import socket
 import threading
 import time
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
@@ -20,18 +22,14 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from support_engine.errors import TransportError
+from support_engine.transport import Delivery
 
-__all__ = ["Delivery", "MqttTransport", "Protocol"]
+__all__ = ["RECEIVE_MAXIMUM", "Delivery", "MqttTransport", "Protocol"]
 
 Protocol = Literal["auto", "5", "3.1.1"]
-
-
-class Delivery(NamedTuple):
-    topic: str
-    payload: bytes
-    mid: int
-    qos: int
-    dup: bool
+RECEIVE_MAXIMUM = 1000
+"""MQTT 5 Receive Maximum the engine asks for: the broker hands it at most this many un-acknowledged
+QoS 1 messages (Mosquitto takes it in place of its ``max_inflight_messages``)."""
 
 
 class MqttTransport:
@@ -46,11 +44,16 @@ class MqttTransport:
         protocol: Protocol = "auto",
         session_expiry_s: int = 3600,
         keepalive_s: int = 30,
+        receive_maximum: int = RECEIVE_MAXIMUM,
     ) -> None:
+        if not 1 <= receive_maximum <= 65535:
+            raise ValueError(f"receive_maximum must be 1-65535, not {receive_maximum}")
         self.host, self.port, self.client_id = host, port, client_id
         self.protocol = protocol
         self.session_expiry_s = session_expiry_s
         self.keepalive_s = keepalive_s
+        self.receive_maximum = receive_maximum
+        self.receive_window: int | None = None  # once connected: at most this many un-acknowledged deliveries
         self.inbox: queue.SimpleQueue[Delivery] = queue.SimpleQueue()
         self.session_present = False
         self.connected = threading.Event()
@@ -68,6 +71,7 @@ class MqttTransport:
             try:
                 self._connect(version, timeout_s)
                 self.version = version
+                self.receive_window = self.receive_maximum if version == "5" else None
                 return
             except TransportError as exc:
                 last = str(exc)
@@ -94,6 +98,7 @@ class MqttTransport:
         if v5:
             properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             properties.SessionExpiryInterval = self.session_expiry_s
+            properties.ReceiveMaximum = self.receive_maximum  # the broker delivers at most this many un-acknowledged
         try:
             if v5:
                 client.connect(self.host, self.port, self.keepalive_s, clean_start=False, properties=properties)

@@ -3,13 +3,22 @@
 Event clock (the harness): messages wait until the world's ``clock(t, published)`` says every
 message stamped ≤ t is out and all of them are here; then they are handled in a deterministic order
 (timestamp, kind, source, seq), committed, and the engine's outputs are published before
-``ack(t)``. While they wait, received messages are written to the database's inbox in groups and
-acknowledged once committed, so a step may hold any number of messages (the broker's in-flight
-window does not bound it) and a restarted engine finds them there. Wall clock (production, live runs): messages are handled as they come, committed
-in groups every few milliseconds, then acknowledged; the timers run at least every
-``_TIMER_TICK_S`` even when nothing arrives, and a ``clock`` message is answered at once with the
-counters (nothing is held back for it). Wall-clock ``now`` is ``(time.time() - time_origin) * speed``:
-Unix time by default, a world's simulated seconds when a live run sets the origin and the speed.
+``ack(t)``. While they wait, received messages are held in memory, un-acknowledged, and
+acknowledged once the step that handled them is committed; the broker redelivers them if the engine
+dies first. A step may hold more messages than the broker hands out un-acknowledged (its in-flight
+window: the MQTT 5 Receive Maximum the transport asked for): before the window fills, or when
+nothing more comes while messages are held, the held messages are *spilled*: written to the
+database's inbox, committed and acknowledged, so that no step can stall the broker and a restarted
+engine finds them there. When the window is unknown (MQTT 3.1.1) every group of received messages
+is spilled so. Wall clock (production, live runs): messages are handled as they come and committed
+in groups, then acknowledged; a group is committed as soon as nothing else is waiting, when its
+first message has waited ``_GROUP_COMMIT_S``, or when it holds ``_GROUP_MAX`` messages (fewer than
+the broker's window); the timers run at least every ``_TIMER_TICK_S`` even when nothing arrives, and
+a ``clock`` message is answered at once with the counters (nothing is held back for it). Wall-clock
+``now`` is ``(time.time() - time_origin) * speed``: Unix time by default, a world's simulated seconds
+when a live run sets the origin and the speed.
+
+Either way an acknowledged message is a committed one: its effects, or its copy in the inbox.
 """
 
 from __future__ import annotations
@@ -20,25 +29,26 @@ import queue
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
 import msgspec
 
 from contracts import codec
-from contracts.codec import BatchView
+from contracts.codec import BatchDecoder, BatchView
 from contracts.engine_config import EngineConfig
 from contracts.errors import PayloadError, TopicError
 from contracts.messages import Clock, ClockAck, DeadLetter, DeviceRecord, IngestAck, Message, Telemetry
 from contracts.topics import Kind, Topics
-from support_engine.core.actions import Action, CreateWorkOrder, Notify, OrderConsumable, SendCommand
+from support_engine.core.actions import Action, CreateWorkOrder, Notify, OrderConsumable, Provisioned, SendCommand
 from support_engine.core.engine import Engine, Snapshot
 from support_engine.core.ledger import Key, Ledger, key_of
 from support_engine.errors import ConfigError
 from support_engine.metrics import EngineMetrics
-from support_engine.mqtt_transport import Delivery, MqttTransport
 from support_engine.ratelimit import RateLimiter
 from support_engine.storage import Storage
+from support_engine.transport import Delivery, Transport
 
 __all__ = ["EngineService"]
 
@@ -46,9 +56,12 @@ log = logging.getLogger("sot.engine")
 
 ClockMode = Literal["event", "wall"]
 _KIND_ORDER = {Kind.BATCH: 0, Kind.TELEMETRY: 1, Kind.EVENT: 2, Kind.CONTACT: 3, Kind.FIELD_STATUS: 4}
-_GROUP_COMMIT_S = 0.02
-_HOLD_GROUP = 500  # event time: write and acknowledge received messages at least this often
+_GROUP_COMMIT_S = 0.02  # wall clock: the longest a message waits for its group's commit under load
+_GROUP_MAX = 1000  # wall clock: the most messages in one commit group (and fewer than the broker's window)
+_IDLE_S = 0.05  # nothing came for this long: commit or spill what is waiting
+_SPILL_GROUP = 500  # event time, broker window unknown: spill received messages at least this often
 _TIMER_TICK_S = 0.1
+_SERVICE_COUNTERS = frozenset({"registry_received", "broker_session_lost"})  # counted here, not by the core
 _RECEIPT_KINDS: dict[str, Literal["telemetry", "batch", "event"]] = {
     "telemetry": "telemetry",
     "batch": "batch",
@@ -66,11 +79,23 @@ class _Pending:
 @dataclass
 class _Step:
     pending: list[_Pending] = field(default_factory=list)
-    acks: list[Delivery] = field(default_factory=list)
-    keys: set[Key] = field(default_factory=set)
-    unheld: list[Delivery] = field(default_factory=list)  # received, to be written to the inbox
+    acks: list[Delivery] = field(default_factory=list)  # acknowledged at the next commit
+    held: list[Delivery] = field(default_factory=list)  # event time: counted, acknowledged at the step's commit
     clocks: list[Delivery] = field(default_factory=list)  # acknowledged once the step is handled
     records: list[DeviceRecord] = field(default_factory=list)  # registry entries, applied first
+    opened: float | None = None  # wall clock: when the group's first message came (time.monotonic)
+
+    @property
+    def unacked(self) -> int:
+        return len(self.acks) + len(self.held) + len(self.clocks)
+
+
+def _limit_for(window: int | None) -> int:
+    """Un-acknowledged messages the engine keeps at most, for a broker window of ``window`` (0: unknown).
+
+    A tenth of the window (at least one) is left free, so that the step's clock can still come.
+    """
+    return 0 if window is None else max(window - max(window // 10, 1), 1)
 
 
 class EngineService:
@@ -79,7 +104,7 @@ class EngineService:
     def __init__(
         self,
         config: EngineConfig,
-        transport: MqttTransport,
+        transport: Transport,
         storage: Storage,
         *,
         topics: Topics | None = None,
@@ -103,23 +128,31 @@ class EngineService:
         self.ack_every = ack_every
         limit = config.rate_limit
         self.limiter = RateLimiter(limit.per_s, limit.burst) if limit is not None else None
-        self.ledger = Ledger(storage.ledger_keys())
+        self._batches = BatchDecoder()  # a gateway's roster is checked when it changes, not in every batch
+        self.ledger = Ledger()
+        self.ledger.restore(storage.ledger())
         saved = storage.counters()
-        self.counters: Counter[str] = Counter({k: v for k, v in saved.items() if k.startswith("msg_")})
+        ours = {k: v for k, v in saved.items() if k.startswith("msg_") or k in _SERVICE_COUNTERS}
+        self.counters: Counter[str] = Counter(ours)
         for device, record, reported, desired, offline in storage.devices():  # the registry and the twins' state
             if record is not None:
                 self.core.provision([record])
             self.core.restore_twins(device, reported, desired, offline)
         state = storage.state()
         if state is not None:  # a restart: open cases, alerts and pending commands as they were committed
-            core_stats = {k: v for k, v in saved.items() if not k.startswith("msg_")}
+            core_stats = {k: v for k, v in saved.items() if k not in ours}
             self.core.restore(msgspec.json.decode(state, type=Snapshot), core_stats)
             log.info("resumed %d open cases from the database", len(self.core.open_case_of))
         self._step = _Step()
         self._clock: Clock | None = None
         self._stop = threading.Event()
         self._arrival = 0
+        self._hold_limit = 0  # set on connecting, from the broker's window
+        self._group_max = _GROUP_MAX
+        self._last_commit = time.monotonic()
+        self.spills = 0  # event time: times held messages went to the inbox
         held = storage.inbox() if clock == "event" else []
+        self._spilled = bool(held)  # the inbox has rows that the next step's commit must delete
         for topic, payload in held:  # received and acknowledged before a restart, not yet handled
             self._receive(Delivery(topic, payload, 0, 0, False), recovered=True)
         if held:
@@ -132,8 +165,18 @@ class EngineService:
 
     def provision(self, records: list[DeviceRecord]) -> None:
         """Register devices now (a registry file at start): applied, stored and committed."""
-        actions = self.core.provision(records, ts=self.wall_now() if self.clock == "wall" else 0.0)
-        self.storage.apply(actions)
+        self.provision_chunks([records])
+
+    def provision_chunks(self, chunks: Iterable[list[DeviceRecord]]) -> None:
+        """Register devices a list at a time (:func:`~support_engine.registry.iter_devices`): each
+        applied and stored as it comes, all committed once at the end, as one :meth:`provision` of
+        them all would (an exception before the end leaves nothing committed)."""
+        ts = self.wall_now() if self.clock == "wall" else 0.0
+        for chunk in chunks:
+            actions = self.core.provision(chunk, ts=ts)
+            # Registry rows, then twin rows: two runs of one statement each. The rows come out the
+            # same: the two statements set different columns, and a device's row is made by its first.
+            self.storage.apply(sorted(actions, key=lambda a: not isinstance(a, Provisioned)))
         self.storage.set_counters(self._all_counters())
         self.storage.commit()
 
@@ -146,56 +189,99 @@ class EngineService:
 
     def run(self) -> None:
         """Connect, subscribe, and serve until stopped."""
+        self.start()
+        try:
+            while not self._stop.is_set():
+                self.poll()
+        finally:
+            self.finish()
+
+    def start(self) -> None:
+        """Connect and subscribe; learn the broker's window (what :meth:`run` does first)."""
         self.transport.connect()
         if self.transport.version == "5" and not self.transport.session_present and self.ledger:
             self.counters["broker_session_lost"] += 1
             log.error("broker has no session for us although we ingested before: queued messages may be lost")
         self.transport.subscribe(self.topics.engine_subscriptions())
+        window = self.transport.receive_window
+        self._hold_limit = _limit_for(window)
+        self._group_max = min(_GROUP_MAX, self._hold_limit) if self._hold_limit else _GROUP_MAX
+        self._last_commit = time.monotonic()
         log.info(
-            "engine connected (MQTT %s, session_present=%s)", self.transport.version, self.transport.session_present
+            "engine connected (MQTT %s, session_present=%s, window %s)",
+            self.transport.version,
+            self.transport.session_present,
+            "unknown" if window is None else window,
         )
-        last_commit = time.monotonic()
+
+    def poll(self, timeout_s: float = _IDLE_S) -> None:
+        """Take the next delivery (waiting up to ``timeout_s``), then do what is due: a step, a spill, a commit."""
+        inbox = self.transport.inbox
         try:
-            while not self._stop.is_set():
-                try:
-                    delivery = self.transport.inbox.get(timeout=0.05)
-                except queue.Empty:
-                    delivery = None
-                if delivery is not None:
-                    self._receive(delivery)
-                if self.clock == "event":
-                    self._maybe_step()
-                    step = self._step
-                    if step.unheld and (self.transport.inbox.empty() or len(step.unheld) >= _HOLD_GROUP):
-                        self._hold()
-                    continue
-                since = time.monotonic() - last_commit
-                # Commit as soon as nothing else is waiting; under load, group commits.
-                batch_due = self._step.acks and (
-                    self.transport.inbox.empty() or since > _GROUP_COMMIT_S or len(self._step.acks) > 1000
-                )
-                if self._clock is not None:
-                    self._answer_clock(self._clock)
-                    last_commit = time.monotonic()
-                elif batch_due or since > _TIMER_TICK_S:
-                    self._flush(now=self.wall_now())
-                    last_commit = time.monotonic()
-        finally:
+            delivery: Delivery | None = inbox.get(timeout=timeout_s) if timeout_s > 0 else inbox.get_nowait()
+        except queue.Empty:
+            delivery = None
+        if delivery is not None:
+            self._receive(delivery)
+        if self.clock == "event":
+            self._maybe_step()
+            if (self._step.held or self._step.acks) and self._spill_due(idle=delivery is None):
+                self._spill()
+            return
+        if self._clock is not None:
+            self._answer_clock(self._clock)
+            self._last_commit = time.monotonic()
+        elif self._group_due() or time.monotonic() - self._last_commit > _TIMER_TICK_S:
+            self._flush(now=self.wall_now())
+            self._last_commit = time.monotonic()
+
+    def finish(self) -> None:
+        """Commit what is counted (what :meth:`run` does last); event time, held messages go to the
+        inbox and are acknowledged (a restart finds them there)."""
+        if self.clock == "event" and (self._step.held or self._step.acks):
+            self._spill()
+        else:
             self.storage.set_counters(self._all_counters())
             self.storage.commit()
 
     # -- intake ---------------------------------------------------------------------------------
-    def _hold(self) -> None:
-        """Write received messages to the inbox, commit, and acknowledge them (a group commit)."""
+    def _spill_due(self, *, idle: bool) -> bool:
+        """Event time: whether the held messages must go to the inbox now.
+
+        With a known window: when the un-acknowledged messages reach the hold limit, or when nothing
+        came for ``_IDLE_S`` (a broker whose window is smaller than asked for has stopped sending).
+        With an unknown one: whenever nothing else is waiting, and every ``_SPILL_GROUP`` messages.
+        """
         step = self._step
-        self.storage.hold((d.topic, d.payload) for d in step.unheld)
+        if self._hold_limit:
+            return idle or step.unacked >= self._hold_limit
+        return self.transport.inbox.empty() or len(step.held) >= _SPILL_GROUP
+
+    def _spill(self) -> None:
+        """Write the held messages to the inbox, commit, and acknowledge them, and the duplicates and
+        rejects waiting (their counts and dead letters are in this commit)."""
+        step = self._step
+        self.storage.hold((d.topic, d.payload) for d in step.held)
         self.storage.set_counters(self._all_counters())
         self.storage.commit()
-        for d in [*step.unheld, *step.acks]:
+        self._spilled = True
+        self.spills += 1
+        for d in [*step.held, *step.acks]:
             self.transport.ack(d.mid, d.qos)
-        step.unheld, step.acks = [], []
+        step.held, step.acks = [], []
         if self.metrics is not None:
             self.metrics.counted(self._all_counters())
+
+    def _group_due(self) -> bool:
+        """Wall clock: whether the open commit group must be committed now."""
+        step = self._step
+        if step.opened is None:
+            return False
+        return (
+            self.transport.inbox.empty()
+            or len(step.acks) >= self._group_max
+            or time.monotonic() - step.opened >= _GROUP_COMMIT_S
+        )
 
     def _receive(self, d: Delivery, recovered: bool = False) -> None:
         try:
@@ -210,9 +296,10 @@ class EngineService:
                 self._reject(d, exc.reason, exc.detail)
                 return
             assert isinstance(record, DeviceRecord)
-            self.counters["registry_received"] += 1
             self._step.records.append(record)
-            self._step.acks.append(d)
+            if not recovered:
+                self.counters["registry_received"] += 1
+                self._take(d)
             return
         if kind is Kind.CLOCK:
             try:
@@ -226,7 +313,9 @@ class EngineService:
             return
         try:
             message: Message | BatchView = (
-                codec.decode_batch(d.payload, key=key) if kind is Kind.BATCH else codec.decode(kind, d.payload, key=key)
+                self._batches.decode(d.payload, key=key)
+                if kind is Kind.BATCH
+                else codec.decode(kind, d.payload, key=key)
             )
         except PayloadError as exc:
             self._reject(d, exc.reason, exc.detail)
@@ -238,24 +327,38 @@ class EngineService:
             if not self.limiter.allow(dedup[1], now):
                 self._reject(d, "rate_limited", f"{dedup[1]} sent more than {self.limiter.per_s:g}/s")
                 return
-        if dedup is not None and (dedup in self.ledger or dedup in self._step.keys):
-            self.counters["msg_duplicates"] += 1
-            self._step.acks.append(d)
-            return
+        ts = float(message.ts)  # type: ignore[union-attr]  # every ingested kind carries ts
         if dedup is not None:
-            self._step.keys.add(dedup)
+            verdict = self.ledger.take(dedup, ts)
+            if verdict != "new":
+                self.counters["msg_duplicates"] += 1
+                if verdict == "stale":  # older than the ledger's window: taken for a duplicate
+                    self.counters["msg_duplicates_stale"] += 1
+                self._acknowledge_later(d)
+                return
         if not recovered:  # a recovered message was counted before the restart
             self.counters["msg_ingested"] += 1
         self._arrival += 1
         source = dedup[1] if dedup else ""
         seq = dedup[3] if dedup else 0
-        ts = float(message.ts)  # type: ignore[union-attr]  # every ingested kind carries ts
         order = (ts, _KIND_ORDER.get(kind, 9), source, seq, self._arrival if self.clock == "wall" else 0)
         self._step.pending.append(_Pending(order, message, dedup))
-        if self.clock == "event" and not recovered:
-            self._step.unheld.append(d)
-        elif not recovered:
-            self._step.acks.append(d)
+        if not recovered:
+            self._take(d)
+
+    def _take(self, d: Delivery) -> None:
+        """``d`` will have an effect: event time, hold it until its step's commit; wall clock, its group's."""
+        if self.clock == "event":
+            self._step.held.append(d)
+        else:
+            self._acknowledge_later(d)
+
+    def _acknowledge_later(self, d: Delivery) -> None:
+        """Acknowledge ``d`` at the next commit (wall clock: it opens a commit group if none is open)."""
+        step = self._step
+        if step.opened is None and self.clock == "wall":
+            step.opened = time.monotonic()
+        step.acks.append(d)
 
     def _reject(self, d: Delivery, reason: str, detail: str) -> None:
         self.counters["msg_rejected"] += 1
@@ -266,7 +369,7 @@ class EngineService:
             topic=d.topic[:1000], reason=reason, detail=detail[:1000], payload_hex=d.payload[:200].hex()
         )
         self.transport.publish(self.topics.dead_letter, codec.encode(letter), qos=0)
-        self._step.acks.append(d)
+        self._acknowledge_later(d)
 
     # -- processing -----------------------------------------------------------------------------
     def _maybe_step(self) -> None:
@@ -306,20 +409,18 @@ class EngineService:
         actions += self.core.advance(now)
         if not (step.pending or step.acks or step.clocks or actions or step.records):
             return  # an idle timer tick: nothing to commit
-        self.storage.record_ingest((p.key, p.order[0]) for p in step.pending if p.key is not None)
-        for p in step.pending:
-            if p.key is not None:
-                self.ledger.add(p.key)
+        self.storage.record_ledger(self.ledger.drain())  # the streams this step's messages moved
         self.storage.apply(actions)
         if actions:
             self.storage.save_state(msgspec.json.encode(self.core.snapshot()))
         outbound = [a for a in actions if isinstance(a, (CreateWorkOrder, Notify, SendCommand, OrderConsumable))]
         self.counters["msg_emitted"] += len(outbound)
         self.storage.set_counters(self._all_counters())
-        if self.clock == "event":
+        if self._spilled:
             self.storage.release()  # what the inbox held is handled in this very transaction
+            self._spilled = False
         self.storage.commit()
-        for d in [*step.unheld, *step.acks, *step.clocks]:
+        for d in [*step.held, *step.acks, *step.clocks]:
             self.transport.ack(d.mid, d.qos)
         for a in outbound:
             self.transport.publish(self._topic_of(a), codec.encode(a.message))

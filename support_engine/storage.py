@@ -1,4 +1,4 @@
-"""Storage of the engine: the ingest ledger, cases, work orders, alerts, the outbox, counters.
+"""Storage of the engine: the de-duplication ledger, cases, work orders, alerts, the outbox, counters.
 
 One SQLite database (WAL) or one PostgreSQL database, through the same class: the SQL below is
 SQLite's, written once; :mod:`support_engine.database` runs it on either backend (translating it
@@ -11,8 +11,10 @@ then acknowledges them to the broker, so an acknowledged message is always a com
 
 from __future__ import annotations
 
+import itertools
 import json
-from collections.abc import Iterable, Mapping
+import operator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 import msgspec
@@ -37,15 +39,15 @@ from support_engine.core.actions import (
     SlaWarned,
     WorkOrderChanged,
 )
-from support_engine.core.ledger import Key
+from support_engine.core.ledger import Ledger, StreamRow
 from support_engine.sql_dialect import statements
 
 __all__ = ["Storage"]
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS ingest (
-    kind TEXT NOT NULL, source TEXT NOT NULL, boot_id INTEGER NOT NULL, seq INTEGER NOT NULL,
-    ts REAL NOT NULL, PRIMARY KEY (kind, source, boot_id, seq)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS ingest_ledger (
+    kind TEXT NOT NULL, source TEXT NOT NULL, boot_id INTEGER NOT NULL, high INTEGER NOT NULL,
+    missing BLOB NOT NULL, ts REAL NOT NULL, PRIMARY KEY (kind, source, boot_id)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS cases (
     case_id TEXT PRIMARY KEY, device_id TEXT NOT NULL, issue TEXT NOT NULL, state TEXT NOT NULL,
     priority INTEGER NOT NULL, origin TEXT NOT NULL, opened_s REAL NOT NULL, updated_s REAL NOT NULL,
@@ -113,16 +115,32 @@ class Storage:
             for table, column, kind in _ADDED_COLUMNS:
                 if column not in self._db.columns(table):
                     self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+            if "ingest" in self._db.tables():
+                self._fold_ingest()
             self._db.commit()
         except BaseException:
             self._db.close()
             raise
         self.path = location.shown
 
+    def _fold_ingest(self) -> None:
+        """Fold an earlier version's ledger, one ``ingest`` row per message, into one row per stream."""
+        ledger = Ledger()
+        for kind, source, boot_id, seq, ts in self._db.rows(
+            "SELECT kind, source, boot_id, seq, ts FROM ingest ORDER BY kind, source, boot_id, seq"
+        ):
+            ledger.take((str(kind), str(source), int(boot_id), int(seq)), float(ts))
+        self.record_ledger(ledger.drain())
+        self._db.execute("DROP TABLE ingest")
+
     # -- reads ----------------------------------------------------------------------------------
-    def ledger_keys(self) -> Iterable[Key]:
-        """Every ingested message's de-duplication key."""
-        return self._db.rows("SELECT kind, source, boot_id, seq FROM ingest")
+    def ledger(self) -> list[StreamRow]:
+        """The de-duplication ledger: per stream, its highest seq and the seqs below it not seen yet."""
+        rows = self._db.rows("SELECT kind, source, boot_id, high, missing FROM ingest_ledger")
+        return [
+            (str(kind), str(source), int(boot), int(high), int.from_bytes(bytes(missing), "little"))
+            for kind, source, boot, high, missing in rows
+        ]
 
     def counters(self) -> dict[str, int]:
         return {str(name): int(value) for name, value in self._db.rows("SELECT name, value FROM counters")}
@@ -153,7 +171,7 @@ class Storage:
 
     def count(self, table: str) -> int:
         if table not in {
-            "ingest",
+            "ingest_ledger",
             "cases",
             "work_orders",
             "alerts",
@@ -170,9 +188,16 @@ class Storage:
         return int(self._db.rows(f"SELECT count(*) FROM {table}")[0][0])
 
     # -- writes (inside the open transaction) ---------------------------------------------------
-    def record_ingest(self, rows: Iterable[tuple[Key, float]]) -> None:
+    def record_ledger(self, rows: Iterable[tuple[str, str, int, int, int, float]]) -> None:
+        """Write streams of the ledger (:meth:`Ledger.drain`'s rows): highest seq, missing seqs, latest ts."""
         self._db.executemany(
-            "INSERT INTO ingest VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING", [(*key, ts) for key, ts in rows]
+            "INSERT INTO ingest_ledger VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(kind, source, boot_id) DO UPDATE SET"
+            " high=excluded.high, missing=excluded.missing,"
+            " ts=CASE WHEN excluded.ts > ingest_ledger.ts THEN excluded.ts ELSE ingest_ledger.ts END",
+            [
+                (kind, source, boot_id, high, missing.to_bytes((missing.bit_length() + 7) // 8, "little"), ts)
+                for kind, source, boot_id, high, missing, ts in rows
+            ],
         )
 
     def hold(self, rows: Iterable[tuple[str, bytes]]) -> None:
@@ -196,118 +221,9 @@ class Storage:
         )
 
     def apply(self, actions: Iterable[Action]) -> None:
-        """Write what ``actions`` changed."""
-        db = self._db
-        for a in actions:
-            if isinstance(a, CaseChanged):
-                db.execute(
-                    "INSERT INTO cases VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(case_id) DO UPDATE SET"
-                    " state=excluded.state, priority=excluded.priority, updated_s=excluded.updated_s,"
-                    " escalation=excluded.escalation, first_response_s=excluded.first_response_s",
-                    (
-                        a.case_id,
-                        a.device_id,
-                        a.issue,
-                        a.state,
-                        a.priority,
-                        a.origin,
-                        a.opened_s,
-                        a.ts,
-                        a.escalation,
-                        a.first_response_s,
-                    ),
-                )
-            elif isinstance(a, WorkOrderChanged):
-                db.execute(
-                    "INSERT INTO work_orders VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(work_order_id) DO UPDATE SET"
-                    " state=excluded.state, visit=excluded.visit, updated_s=excluded.updated_s",
-                    (a.work_order_id, a.case_id, a.device_id, a.state, a.visit, a.ts, a.technician_id),
-                )
-            elif isinstance(a, RaiseAlert):
-                db.execute(
-                    "INSERT INTO alerts VALUES (?, ?, ?, ?, ?, ?, NULL, 0)",
-                    (a.alert_id, a.device_id, a.rule, a.case_id, a.value, a.ts),
-                )
-            elif isinstance(a, AlertFlapping):
-                db.execute("UPDATE alerts SET flapping = ? WHERE alert_id = ?", (int(a.flapping), a.alert_id))
-            elif isinstance(a, SlaWarned):
-                db.execute(
-                    "INSERT INTO sla_warnings VALUES (?, ?, ?) ON CONFLICT DO NOTHING", (a.case_id, a.clock, a.ts)
-                )
-            elif isinstance(a, Provisioned):
-                r = a.record
-                db.execute(
-                    "INSERT INTO devices (device_id, product, owner_id, region, contract, warranty_until_s, record)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(device_id) DO UPDATE SET product=excluded.product,"
-                    " owner_id=excluded.owner_id, region=excluded.region, contract=excluded.contract,"
-                    " warranty_until_s=excluded.warranty_until_s, record=excluded.record",
-                    (
-                        r.device_id,
-                        r.product,
-                        r.owner_id,
-                        r.region,
-                        r.contract,
-                        r.warranty_until_s,
-                        msgspec.json.encode(r).decode(),
-                    ),
-                )
-            elif isinstance(a, DeviceChanged):
-                db.execute(
-                    "INSERT INTO devices (device_id, reported, desired, offline, updated_s) VALUES (?, ?, ?, ?, ?)"
-                    " ON CONFLICT(device_id) DO UPDATE SET reported=excluded.reported, desired=excluded.desired,"
-                    " offline=excluded.offline, updated_s=excluded.updated_s",
-                    (
-                        a.device_id,
-                        msgspec.json.encode(a.reported).decode(),
-                        msgspec.json.encode(a.desired).decode(),
-                        int(a.offline),
-                        a.ts,
-                    ),
-                )
-            elif isinstance(a, Quarantined):
-                db.execute(
-                    "INSERT INTO quarantine VALUES (?, ?, ?, 1) ON CONFLICT(device_id) DO UPDATE SET"
-                    " last_s=excluded.last_s, messages=quarantine.messages + 1",
-                    (a.device_id, a.ts, a.ts),
-                )
-            elif isinstance(a, CampaignChanged):
-                db.execute(
-                    "INSERT INTO campaigns VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(campaign_id) DO UPDATE"
-                    " SET state=excluded.state, stage=excluded.stage, sent=excluded.sent, failed=excluded.failed,"
-                    " updated_s=excluded.updated_s, reason=excluded.reason",
-                    (
-                        a.campaign_id,
-                        a.rule,
-                        a.action,
-                        a.cohort,
-                        a.state,
-                        a.stage,
-                        a.targets,
-                        a.sent,
-                        a.failed,
-                        a.opened_s,
-                        a.ts,
-                        a.reason,
-                    ),
-                )
-            elif isinstance(a, ClearAlert):
-                db.execute("UPDATE alerts SET cleared_s = ? WHERE alert_id = ?", (a.ts, a.alert_id))
-            elif isinstance(a, SlaBreached):
-                db.execute(
-                    "INSERT INTO sla_breaches VALUES (?, ?, ?) ON CONFLICT DO NOTHING", (a.case_id, a.clock, a.ts)
-                )
-            elif isinstance(a, (CreateWorkOrder, Notify, SendCommand, OrderConsumable)):
-                m = a.message
-                ref = (
-                    getattr(m, "work_order_id", None)
-                    or getattr(m, "notification_id", None)
-                    or getattr(m, "command_id", None)
-                    or getattr(m, "order_id", "")
-                )
-                db.execute(
-                    "INSERT INTO outbox (ts, kind, device_id, ref, payload) VALUES (?, ?, ?, ?, ?)",
-                    (m.ts, type(a).__name__, m.device_id, ref, msgspec.json.encode(m).decode()),
-                )
+        """Write what ``actions`` changed (in order; a run of writes by the same statement as one ``executemany``)."""
+        for sql, rows in itertools.groupby(_writes(actions), key=operator.itemgetter(0)):
+            self._db.executemany(sql, [args for _, args in rows])
 
     def set_counters(self, counters: Mapping[str, int]) -> None:
         self._db.executemany(
@@ -323,5 +239,121 @@ class Storage:
         self._db.close()
 
     def dump_json(self, table: str) -> str:
-        """A table as JSON rows (for inspection and tests)."""
-        return json.dumps(self._db.dicts(f"SELECT * FROM {table}"))
+        """A table as JSON rows (for inspection and tests); binary values as hex."""
+        return json.dumps(self._db.dicts(f"SELECT * FROM {table}"), default=_hex)
+
+
+def _hex(value: object) -> str:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).hex()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _writes(actions: Iterable[Action]) -> Iterator[tuple[str, tuple[object, ...]]]:
+    """The (statement, arguments) that write what ``actions`` changed, in order."""
+    for a in actions:
+        if isinstance(a, CaseChanged):
+            yield (
+                "INSERT INTO cases VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(case_id) DO UPDATE SET"
+                " state=excluded.state, priority=excluded.priority, updated_s=excluded.updated_s,"
+                " escalation=excluded.escalation, first_response_s=excluded.first_response_s",
+                (
+                    a.case_id,
+                    a.device_id,
+                    a.issue,
+                    a.state,
+                    a.priority,
+                    a.origin,
+                    a.opened_s,
+                    a.ts,
+                    a.escalation,
+                    a.first_response_s,
+                ),
+            )
+        elif isinstance(a, WorkOrderChanged):
+            yield (
+                "INSERT INTO work_orders VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(work_order_id) DO UPDATE SET"
+                " state=excluded.state, visit=excluded.visit, updated_s=excluded.updated_s",
+                (a.work_order_id, a.case_id, a.device_id, a.state, a.visit, a.ts, a.technician_id),
+            )
+        elif isinstance(a, RaiseAlert):
+            yield (
+                "INSERT INTO alerts VALUES (?, ?, ?, ?, ?, ?, NULL, 0)",
+                (a.alert_id, a.device_id, a.rule, a.case_id, a.value, a.ts),
+            )
+        elif isinstance(a, AlertFlapping):
+            yield ("UPDATE alerts SET flapping = ? WHERE alert_id = ?", (int(a.flapping), a.alert_id))
+        elif isinstance(a, SlaWarned):
+            yield ("INSERT INTO sla_warnings VALUES (?, ?, ?) ON CONFLICT DO NOTHING", (a.case_id, a.clock, a.ts))
+        elif isinstance(a, Provisioned):
+            r = a.record
+            yield (
+                "INSERT INTO devices (device_id, product, owner_id, region, contract, warranty_until_s, record)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(device_id) DO UPDATE SET product=excluded.product,"
+                " owner_id=excluded.owner_id, region=excluded.region, contract=excluded.contract,"
+                " warranty_until_s=excluded.warranty_until_s, record=excluded.record",
+                (
+                    r.device_id,
+                    r.product,
+                    r.owner_id,
+                    r.region,
+                    r.contract,
+                    r.warranty_until_s,
+                    msgspec.json.encode(r).decode(),
+                ),
+            )
+        elif isinstance(a, DeviceChanged):
+            yield (
+                "INSERT INTO devices (device_id, reported, desired, offline, updated_s) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT(device_id) DO UPDATE SET reported=excluded.reported, desired=excluded.desired,"
+                " offline=excluded.offline, updated_s=excluded.updated_s",
+                (
+                    a.device_id,
+                    msgspec.json.encode(a.reported).decode(),
+                    msgspec.json.encode(a.desired).decode(),
+                    int(a.offline),
+                    a.ts,
+                ),
+            )
+        elif isinstance(a, Quarantined):
+            yield (
+                "INSERT INTO quarantine VALUES (?, ?, ?, 1) ON CONFLICT(device_id) DO UPDATE SET"
+                " last_s=excluded.last_s, messages=quarantine.messages + 1",
+                (a.device_id, a.ts, a.ts),
+            )
+        elif isinstance(a, CampaignChanged):
+            yield (
+                "INSERT INTO campaigns VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(campaign_id) DO UPDATE"
+                " SET state=excluded.state, stage=excluded.stage, sent=excluded.sent, failed=excluded.failed,"
+                " updated_s=excluded.updated_s, reason=excluded.reason",
+                (
+                    a.campaign_id,
+                    a.rule,
+                    a.action,
+                    a.cohort,
+                    a.state,
+                    a.stage,
+                    a.targets,
+                    a.sent,
+                    a.failed,
+                    a.opened_s,
+                    a.ts,
+                    a.reason,
+                ),
+            )
+        elif isinstance(a, ClearAlert):
+            yield ("UPDATE alerts SET cleared_s = ? WHERE alert_id = ?", (a.ts, a.alert_id))
+        elif isinstance(a, SlaBreached):
+            yield ("INSERT INTO sla_breaches VALUES (?, ?, ?) ON CONFLICT DO NOTHING", (a.case_id, a.clock, a.ts))
+        elif isinstance(a, (CreateWorkOrder, Notify, SendCommand, OrderConsumable)):
+            m = a.message
+            ref = (
+                getattr(m, "work_order_id", None)
+                or getattr(m, "notification_id", None)
+                or getattr(m, "command_id", None)
+                or getattr(m, "order_id", "")
+            )
+            yield (
+                "INSERT INTO outbox (ts, kind, device_id, ref, payload) VALUES (?, ?, ?, ?, ?)",
+                (m.ts, type(a).__name__, m.device_id, ref, msgspec.json.encode(m).decode()),
+            )

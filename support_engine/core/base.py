@@ -74,10 +74,12 @@ class EngineBase:
         self.stats: Counter[str] = Counter()
         self._ids: Counter[str] = Counter()
         self._rule_index = {rule.name: r for r, rule in enumerate(self.twins.rules)}
-        # The registry and the twins' reported/desired state (firmware, settings).
+        # The registry and the twins' reported/desired state (firmware, settings). A device's state
+        # dict is never changed in place but replaced, so devices in the same state share one.
         self.devices: dict[str, DeviceRecord] = {}
         self.reported: dict[str, dict[str, str]] = {}
         self.desired: dict[str, dict[str, str]] = {}
+        self._states: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
         self.twin_commands: dict[str, str] = {}  # configure command id -> device, until it answers
         self.pending_diagnoses: dict[str, tuple[str, float]] = {}  # diagnostic command id -> (case, waiting since)
         self._asked: set[str] = set()  # diagnostics whose wait has started

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -12,6 +12,8 @@ from support_engine.core.base import EngineBase
 
 __all__ = ["Devices"]
 
+_SHARED_STATES = 4096  # distinct reported/desired states kept for sharing; past them, each device has its own
+
 
 class Devices(EngineBase):
     """Registry entries, what devices report and should run, and whether they are heard from."""
@@ -20,25 +22,39 @@ class Devices(EngineBase):
         """Register devices (or update their entries): product, owner, region, firmware, cohorts,
         contract, warranty, reporting interval. Their twins take the product's desired settings."""
         actions: list[Action] = []
+        self.twins.reserve(len(records))
         for record in records:
             self.devices[record.device_id] = record
             slot = self.twins.slot(record.device_id)
             self.twins.set_product(slot, record.product)
             self.twins.expected_interval[slot] = np.nan if record.interval_s is None else record.interval_s
-            reported = self.reported.setdefault(record.device_id, {})
-            if record.firmware is not None:
-                reported.setdefault("firmware", record.firmware)
-            desired = self.desired.setdefault(record.device_id, {})
-            desired.update(self.config.settings.get(record.product or "", {}))
+            if record.firmware is not None and "firmware" not in self.reported.get(record.device_id, {}):
+                self._set(self.reported, record.device_id, {"firmware": record.firmware})
+            settings = self.config.settings.get(record.product or "")
+            if settings:
+                self._set(self.desired, record.device_id, settings)
             self.stats["devices_provisioned"] += 1
             actions += [Provisioned(record), self._twin_changed(record.device_id, ts)]
         return actions
 
     def restore_twins(self, device: str, reported: dict[str, str], desired: dict[str, str], offline: bool) -> None:
         """Take up a twin's reported/desired state and connectivity as stored before a restart."""
-        self.reported[device] = dict(reported)
-        self.desired[device] = dict(desired)
+        for state, stored in ((self.reported, reported), (self.desired, desired)):
+            state.pop(device, None)
+            if stored:
+                self._set(state, device, stored)
         self.twins.offline[self.twins.slot(device)] = offline
+
+    def _set(self, state: dict[str, dict[str, str]], device: str, changes: Mapping[str, str]) -> None:
+        """Set ``changes`` in a device's reported or desired state: a new dict, as the old one may be
+        other devices' too; the one devices in that same state already have, among the first
+        ``_SHARED_STATES`` states seen (a device without state has no entry)."""
+        new = {**state.get(device, {}), **changes}
+        key = tuple(new.items())
+        shared = self._states.get(key)
+        if shared is None and len(self._states) < _SHARED_STATES:
+            shared = self._states[key] = new
+        state[device] = new if shared is None else shared
 
     def _twin_changed(self, device: str, ts: float) -> DeviceChanged:
         slot = self.twins.slot_of.get(device)
@@ -56,7 +72,7 @@ class Devices(EngineBase):
         the desired one gets a ``configure`` command (one at a time per device)."""
         device = event.device_id
         name, value = ("firmware", event.code) if event.kind == "firmware" else (event.code, event.detail)
-        self.reported.setdefault(device, {})[name] = value
+        self._set(self.reported, device, {name: value})
         actions: list[Action] = [self._twin_changed(device, event.ts)]
         want = self.desired.get(device, {}).get(name)
         if event.kind == "config" and want is not None and want != value and device not in self.twin_commands.values():
@@ -75,7 +91,7 @@ class Devices(EngineBase):
     def _want_firmware(self, device: str, version: str | None, t: float) -> DeviceChanged:
         """An update is on its way: the twin's desired firmware is its version."""
         if version is not None:
-            self.desired.setdefault(device, {})["firmware"] = version
+            self._set(self.desired, device, {"firmware": version})
         return self._twin_changed(device, t)
 
     def _silent(self, now: float) -> list[Action]:

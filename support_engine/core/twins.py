@@ -10,7 +10,7 @@ scores). Python code runs per *fired* alert, never per reading.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -49,9 +49,13 @@ class Twins:
         self.values: dict[str, Floats] = {}
         self.breach_since = np.full((len(self.rules), capacity), np.nan)
         self.alerting = np.zeros((len(self.rules), capacity), dtype=bool)
-        self.trend = np.zeros((len(self.rules), _TREND, capacity))  # used by trend rules only
+        # Running state of trend and anomaly rules: a block of rows for each such rule only. A trend
+        # rule counts its readings in an anomaly block's last row, so it has one of those too.
+        self._trend_row = _rows(isinstance(rule, TrendRule) for rule in self.rules)
+        self._anomaly_row = _rows(isinstance(rule, (TrendRule, AnomalyRule)) for rule in self.rules)
+        self.trend = np.zeros((sum(r >= 0 for r in self._trend_row), _TREND, capacity))
         self.trend[:, 5] = np.nan
-        self.anomaly = np.zeros((len(self.rules), _ANOMALY, capacity))  # used by anomaly rules only
+        self.anomaly = np.zeros((sum(r >= 0 for r in self._anomaly_row), _ANOMALY, capacity))
         self._rosters: dict[str, tuple[list[str], Ints]] = {}
         # Products: a rule with `products` applies to devices of those products only.
         self.product_code: dict[str, int] = {}
@@ -79,10 +83,16 @@ class Twins:
         if slot is None:
             slot = len(self.ids)
             if slot == self._capacity:
-                self._grow()
+                self.reserve(1)
             self.ids.append(device_id)
             self.slot_of[device_id] = slot
         return slot
+
+    def reserve(self, more: int) -> None:
+        """Make room for ``more`` devices beyond those there are (columns grow by half, or to fit)."""
+        needed = len(self.ids) + more
+        if needed > self._capacity:
+            self._grow(max(needed, self._capacity + self._capacity // 2))
 
     def _code(self, product: str) -> int:
         return self.product_code.setdefault(product, len(self.product_code))
@@ -93,14 +103,14 @@ class Twins:
     def slots(self, source: str, roster: list[str]) -> Ints:
         """Slots of a gateway's roster; cached while the gateway sends the same roster."""
         cached = self._rosters.get(source)
-        if cached is not None and cached[0] == roster:
+        if cached is not None and (cached[0] is roster or cached[0] == roster):
             return cached[1]
         result = np.array([self.slot(d) for d in roster], dtype=np.int64)
         self._rosters[source] = (roster, result)
         return result
 
-    def _grow(self) -> None:
-        new = self._capacity * 2
+    def _grow(self, new: int) -> None:
+        """Widen every column to ``new`` slots, one column at a time (the old one is freed as the next is made)."""
 
         def widen(a: npt.NDArray[np.generic], fill: object) -> npt.NDArray[np.generic]:
             out = np.full((*a.shape[:-1], new), fill, dtype=a.dtype)
@@ -109,7 +119,8 @@ class Twins:
 
         self.last_seen = widen(self.last_seen, -np.inf)  # type: ignore[assignment]
         self.last_seq = widen(self.last_seq, 0)  # type: ignore[assignment]
-        self.values = {k: widen(v, np.nan) for k, v in self.values.items()}  # type: ignore[misc]
+        for name, column in self.values.items():
+            self.values[name] = widen(column, np.nan)  # type: ignore[assignment]
         self.breach_since = widen(self.breach_since, np.nan)  # type: ignore[assignment]
         self.alerting = widen(self.alerting, False)  # type: ignore[assignment]
         trend = widen(self.trend, 0.0)
@@ -124,13 +135,18 @@ class Twins:
         self.late = widen(self.late, 0)  # type: ignore[assignment]
         self._capacity = new
 
-    def forget(self, slot: int, rule: int | slice = slice(None)) -> None:
+    def forget(self, slot: int, rule: int | None = None) -> None:
         """Re-arm one device's rules (all, or one) after a repair: persistence, trend fit, anomaly baseline."""
-        self.alerting[rule, slot] = False
-        self.breach_since[rule, slot] = np.nan
-        self.trend[rule, :, slot] = 0.0
-        self.trend[rule, 5, slot] = np.nan
-        self.anomaly[rule, :, slot] = 0.0
+        every = slice(None)
+        self.alerting[every if rule is None else rule, slot] = False
+        self.breach_since[every if rule is None else rule, slot] = np.nan
+        trend = every if rule is None else self._trend_row[rule]
+        anomaly = every if rule is None else self._anomaly_row[rule]
+        if trend != -1:
+            self.trend[trend, :, slot] = 0.0
+            self.trend[trend, 5, slot] = np.nan
+        if anomaly != -1:
+            self.anomaly[anomaly, :, slot] = 0.0
 
     # -- readings -------------------------------------------------------------------------------
     def ingest(self, slots: Ints, ts: Floats, seq: npt.NDArray[np.integer], values: dict[str, Floats]) -> Fired:
@@ -179,7 +195,9 @@ class Twins:
             heard_before = np.isfinite(self.last_seen[devices])
             missing = np.where(heard_before, np.maximum(top - self.last_seq[devices] - received, 0), 0)
             _, last = np.unique(slots[::-1], return_index=True)  # a device's last reading wins for its rules too
-            fresh &= np.isin(np.arange(len(slots)), len(slots) - 1 - last)
+            wins = np.zeros(len(slots), dtype=bool)
+            wins[len(slots) - 1 - last] = True
+            fresh &= wins
         else:
             devices = slots[fresh]
             jump = np.where(np.isfinite(previous[fresh]), seq[fresh].astype(np.int64) - self.last_seq[devices], 1)
@@ -218,7 +236,7 @@ class Twins:
             ok = np.isfinite(v)  # a missing reading (NaN) leaves the rule's state as it was
             scope = self._rule_products[r]
             if scope is not None:  # a rule for some products only leaves the others' state alone
-                ok &= np.isin(self.product[slots], scope)
+                ok &= _among(self.product[slots], scope)
             firing = was.copy()
             if isinstance(rule, ThresholdRule):
                 firing[ok] = self._threshold(r, rule, slots[ok], t, v[ok])
@@ -243,6 +261,7 @@ class Twins:
         return firing
 
     def _trend(self, r: int, rule: TrendRule, slots: Ints, t: float, v: Floats) -> npt.NDArray[np.bool_]:
+        r, counter = self._trend_row[r], self._anomaly_row[r]
         s0, s1, s2, sy, s1y, last = (self.trend[r, i, slots] for i in range(_TREND))
         dt = np.where(np.isnan(last), 0.0, t - last)
         d = np.exp(-dt / rule.window_s)
@@ -252,8 +271,8 @@ class Twins:
         s1y = d * (s1y - dt * sy)
         s0, sy = d * s0 + 1.0, d * sy + v
         self.trend[r, :, slots] = np.stack([s0, s1, s2, sy, s1y, np.full(len(slots), t)], axis=1)
-        seen = self.anomaly[r, 4, slots] + 1.0  # the readings counter lives in the anomaly block's last row
-        self.anomaly[r, 4, slots] = seen
+        seen = self.anomaly[counter, 4, slots] + 1.0  # the readings counter lives in the anomaly block's last row
+        self.anomaly[counter, 4, slots] = seen
         denominator = s0 * s2 - s1 * s1
         with np.errstate(divide="ignore", invalid="ignore"):
             slope = np.where(denominator > 1e-12, (s0 * s1y - s1 * sy) / denominator, 0.0)  # per second
@@ -272,6 +291,7 @@ class Twins:
         return result
 
     def _anomaly(self, r: int, rule: AnomalyRule, slots: Ints, v: Floats) -> npt.NDArray[np.bool_]:
+        r = self._anomaly_row[r]
         mean, var, up, down, seen = (self.anomaly[r, i, slots] for i in range(_ANOMALY))
         warm = seen >= rule.warm_up
         z = np.where(warm, (v - mean) / np.sqrt(var + 1e-12), 0.0)
@@ -285,3 +305,20 @@ class Twins:
         self.anomaly[r, :, slots] = np.stack([mean, var, up, down, seen + 1.0], axis=1)
         firing: npt.NDArray[np.bool_] = warm & (np.maximum(up, down) > rule.h)
         return firing
+
+
+def _among(codes: Ints, scope: Ints) -> npt.NDArray[np.bool_]:
+    """``np.isin(codes, scope)`` for the few products a rule names: one comparison each, no sort."""
+    found: npt.NDArray[np.bool_] = codes == scope[0]
+    for code in scope[1:]:
+        found |= codes == code
+    return found
+
+
+def _rows(uses: Iterable[bool]) -> list[int]:
+    """For each rule, its row in a block that only some rules use (numbered in rule order), or -1."""
+    rows, n = [], 0
+    for used in uses:
+        rows.append(n if used else -1)
+        n += used
+    return rows

@@ -59,6 +59,9 @@ def messages() -> list[tuple[str, bytes]]:
     return out
 
 
+INGESTED = "SELECT coalesce(max(value), 0) FROM counters WHERE name = 'msg_ingested'"  # committed, unique
+
+
 def db_count(db: str, sql: str) -> int:
     """One number from the engine's database (SQLite or PostgreSQL), through a read-only connection."""
     with database.ReadOnly(database.locate(db)).connect() as conn:
@@ -95,7 +98,7 @@ def test_sigkill_mid_stream_loses_no_acknowledged_message_and_opens_no_case_twic
             for n, (topic, payload) in enumerate(stream):
                 publisher.publish(topic, payload, qos=1)
                 if n == cut:
-                    while db_count(db, "SELECT count(*) FROM ingest") < cut // 2:  # the engine is busy ingesting
+                    while db_count(db, INGESTED) < cut // 2:  # the engine is busy ingesting
                         time.sleep(0.01)
                     engine.kill()  # SIGKILL: no goodbye, no last commit
                     second = EngineProcess(engine_args(str(broker.url), db, config_path), tmp_path / "engine-2.log")
@@ -103,12 +106,17 @@ def test_sigkill_mid_stream_loses_no_acknowledged_message_and_opens_no_case_twic
                 assert acked.acquire(timeout=30), "the broker did not acknowledge every message"
             deadline = time.monotonic() + 60
             assert second is not None
-            while db_count(db, "SELECT count(*) FROM ingest") < len(stream):
+            while db_count(db, INGESTED) < len(stream):
                 assert second.alive(), second.log_tail()
-                assert time.monotonic() < deadline, f"ingested {db_count(db, 'SELECT count(*) FROM ingest')}"
+                assert time.monotonic() < deadline, f"ingested {db_count(db, INGESTED)}"
                 time.sleep(0.2)
             time.sleep(1.0)  # let the last group commit land
-            assert db_count(db, "SELECT count(*) FROM ingest") == len(stream)  # every message, exactly once
+            assert db_count(db, INGESTED) == len(stream)  # every message, exactly once
+            # ... and the ledger has every device's readings up to the last one, none missing in between.
+            complete = "SELECT count(*) FROM ingest_ledger WHERE kind = 'telemetry' AND high = ? AND missing = ?"
+            with database.ReadOnly(database.locate(db)).connect() as conn:
+                never = (1 << READINGS_PER_DEVICE).to_bytes(2, "little")  # seq 0, READINGS_PER_DEVICE below the last
+                assert conn.rows(complete, (READINGS_PER_DEVICE, never))[0][0] == DEVICES
             # Each case dispatches one work order (nothing is resolved here): a second one for a device would
             # be a second case, even one that reused an id and overwrote the first row.
             doubles = db_count(

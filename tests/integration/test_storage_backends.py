@@ -34,6 +34,7 @@ from support_engine.core.actions import (
     SlaWarned,
     WorkOrderChanged,
 )
+from support_engine.core.ledger import Ledger
 from support_engine.errors import StorageError
 from support_engine.http_api import HttpApi, create_app
 from support_engine.metrics import EngineMetrics
@@ -112,10 +113,11 @@ def rows(storage: Storage, table: str, columns: str) -> list[tuple[Any, ...]]:
 
 def test_every_storage_method_round_trips(db_location: str) -> None:
     storage = Storage(db_location)
-    assert (list(storage.ledger_keys()), storage.counters(), storage.state(), storage.inbox()) == ([], {}, None, [])
-    keys = [(("telemetry", "fridge-1", HUGE, BIG), EPOCH_MS), (("contact", "c-1", 0, 0), THIRD)]
-    storage.record_ingest(keys)
-    storage.record_ingest([(("telemetry", "fridge-1", HUGE, BIG), 0.0)])  # a duplicate: ignored
+    assert (storage.ledger(), storage.counters(), storage.state(), storage.inbox()) == ([], {}, None, [])
+    gaps = (1 << 1023) | 0b1010  # a window's worth of missing seqs: 128 bytes
+    streams = [("telemetry", "fridge-1", HUGE, BIG, gaps, EPOCH_MS), ("contact", "c-1", 0, 0, 0, THIRD)]
+    storage.record_ledger(streams)
+    storage.record_ledger([("telemetry", "fridge-1", HUGE, BIG, gaps, 0.0)])  # an older ts: the latest is kept
     storage.hold(("t/raw", p) for p in PAYLOADS)
     storage.save_state(b"\x00first")
     storage.save_state(b'{"state": 2}\xff')  # replaces the first
@@ -128,19 +130,19 @@ def test_every_storage_method_round_trips(db_location: str) -> None:
 
     storage = Storage(db_location)  # what was committed is there after a reopen
     try:
-        assert sorted(storage.ledger_keys()) == sorted(k for k, _ in keys)
-        assert [type(v) for k in storage.ledger_keys() for v in k] == [str, str, int, int] * 2
+        assert sorted(storage.ledger()) == sorted(row[:5] for row in streams)
+        assert [type(v) for row in storage.ledger() for v in row] == [str, str, int, int, int] * 2
         assert storage.counters() == {"msg_ingested": 2, "big": HUGE, "small": -1}
         assert storage.state() == b'{"state": 2}\xff'
         held = storage.inbox()
         assert held == [("t/raw", p) for p in PAYLOADS] and all(type(p) is bytes for _, p in held)
-        ingest = dict(rows(storage, "ingest", "source ts"))
+        ingest = dict(rows(storage, "ingest_ledger", "source ts"))
         assert ingest == {"fridge-1": EPOCH_MS, "c-1": THIRD}  # float64 on both
-        counts = {t: storage.count(t) for t in ("ingest", "cases", "work_orders", "alerts", "outbox")}
+        counts = {t: storage.count(t) for t in ("ingest_ledger", "cases", "work_orders", "alerts", "outbox")}
         counts |= {t: storage.count(t) for t in ("dead_letters", "sla_breaches", "sla_warnings", "inbox")}
         counts |= {t: storage.count(t) for t in ("devices", "quarantine", "campaigns")}
         assert counts == {
-            "ingest": 2, "cases": 2, "work_orders": 1, "alerts": 1, "outbox": 4, "dead_letters": 1,
+            "ingest_ledger": 2, "cases": 2, "work_orders": 1, "alerts": 1, "outbox": 4, "dead_letters": 1,
             "sla_breaches": 1, "sla_warnings": 1, "inbox": 3, "devices": 2, "quarantine": 1, "campaigns": 1,
         }  # fmt: skip
         with pytest.raises(ValueError, match="no table"):
@@ -235,7 +237,7 @@ def get(base: str, path: str) -> tuple[int, Any]:
 
 def test_the_http_api_reads_what_storage_wrote(db_location: str) -> None:
     storage = Storage(db_location)
-    storage.record_ingest([(("event", "fridge-3", 1, 1), EPOCH_MS - 60)])
+    storage.record_ledger([("event", "fridge-3", 1, 1, 0, EPOCH_MS - 60)])
     storage.apply(ACTIONS)
     storage.commit()
     storage.close()
@@ -349,3 +351,42 @@ def test_a_database_of_an_earlier_version_gets_the_new_columns(db_location: str)
     storage.close()
     assert (rows["case-0"]["escalation"], rows["case-0"]["first_response_s"]) == (0, None)
     assert rows["case-1"]["state"] == "open"
+
+
+def test_an_earlier_versions_ledger_of_keys_is_folded_into_one_row_a_stream(db_location: str) -> None:
+    old = database.connect(database.locate(db_location))
+    old.execute(
+        "CREATE TABLE ingest (kind TEXT NOT NULL, source TEXT NOT NULL, boot_id INTEGER NOT NULL,"
+        " seq INTEGER NOT NULL, ts REAL NOT NULL, PRIMARY KEY (kind, source, boot_id, seq)) WITHOUT ROWID"
+    )
+    keys = [("telemetry", "fridge-1", 1, seq, 60.0 * seq) for seq in (5, 1, 2, 4)]  # seq 3 never came
+    keys += [("contact", "c-1", 0, 0, THIRD), ("event", "fridge-3", BIG, 7, EPOCH_MS)]
+    old.executemany("INSERT INTO ingest VALUES (?, ?, ?, ?, ?)", keys)
+    old.commit()
+    old.close()
+    storage = Storage(db_location)
+    try:
+        assert sorted(storage.ledger()) == [
+            ("contact", "c-1", 0, 0, 0),
+            ("event", "fridge-3", BIG, 7, 0b11111110),  # seqs 0-6 may still come
+            ("telemetry", "fridge-1", 1, 5, 0b100100),  # seqs 3 and 0
+        ]
+        assert dict(rows(storage, "ingest_ledger", "source ts"))["fridge-1"] == 300.0  # the latest
+        with pytest.raises(ValueError, match="no table"):
+            storage.count("ingest")
+        ledger = Ledger()
+        ledger.restore(storage.ledger())
+        assert [ledger.take(("telemetry", "fridge-1", 1, seq)) for seq in (4, 3, 3)] == [
+            "duplicate",
+            "new",
+            "duplicate",
+        ]
+    finally:
+        storage.close()
+    storage = Storage(db_location)  # folded once: the old table is gone
+    try:
+        with database.ReadOnly(database.locate(db_location)).connect() as db:
+            assert "ingest" not in db.tables()
+        assert storage.count("ingest_ledger") == 3
+    finally:
+        storage.close()

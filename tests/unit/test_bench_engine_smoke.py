@@ -68,12 +68,8 @@ def test_the_default_autosave_variant_changes_only_the_autosave(bench: ModuleTyp
     assert broker._mosquitto_conf("127.0.0.1", 1883, tmp_path, 1000) == project  # restored
 
     changed = set(project.splitlines()) ^ set(variant.splitlines())
-    assert changed == {
-        "autosave_interval 1",
-        "autosave_on_changes true",
-        "autosave_interval 1800",
-        "autosave_on_changes false",
-    }
+    assert all(line.startswith("autosave_") for line in changed)  # whatever the project's autosave is
+    assert {"autosave_interval 1800", "autosave_on_changes false"} <= set(variant.splitlines())
 
 
 def test_the_script_writes_its_figures(bench: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -81,7 +77,9 @@ def test_the_script_writes_its_figures(bench: ModuleType, tmp_path: Path, capsys
     argv = ["--skip-broker", "--devices", "100", "--ticks", "5", "--batch", "30", "--repeat", "1", "--json", str(out)]
     assert bench.main(argv) == 0
     figures = json.loads(out.read_text())
-    assert [m["name"] for m in figures["measures"]] == ["decode", "twins", "columnar", "per-message"]
+    assert [m["name"] for m in figures["measures"]] == ["decode", "twins", "columnar", "service", "per-message"]
+    service = next(m for m in figures["measures"] if m["name"] == "service")
+    assert service["counts"]["readings"] == 100 * 5 and service["counts"]["acknowledged"] == 4 * 5 + 5
     assert figures["broker_messages"] == {}
     assert figures["machine"]["cpu_count"] is not None
     assert "ratio columnar/per-message" in capsys.readouterr().out
