@@ -17,7 +17,6 @@ import numpy.typing as npt
 from contracts.errors import PayloadError
 from contracts.messages import (
     ID_PATTERN,
-    SCHEMA_VERSION,
     Clock,
     ClockAck,
     Command,
@@ -144,7 +143,8 @@ def _decode(kind: Kind, payload: bytes, key: str | None, rosters: BatchDecoder |
 
 
 class _BatchIn(Message, frozen=True, kw_only=True):
-    """:class:`GatewayBatch` as it is read: the same fields and checks, but the roster left encoded."""
+    """:class:`GatewayBatch` with its roster left encoded: read with the same field checks, and
+    written (same bytes) with a roster encoded once."""
 
     gateway_id: Id
     ts: Seconds
@@ -247,21 +247,6 @@ def encode_roster(devices: list[str]) -> Roster:
     return Roster(msgspec.Raw(_MSGPACK_ENCODER.encode(devices)), len(devices))
 
 
-class _BatchOut(msgspec.Struct, frozen=True, kw_only=True):
-    """:class:`GatewayBatch` as it is written, with a roster that may be pre-encoded (same bytes)."""
-
-    schema_version: int = SCHEMA_VERSION
-    gateway_id: str
-    ts: float
-    boot_id: int
-    seq: int
-    devices: list[str] | msgspec.Raw
-    index: bytes
-    reading_ts: bytes
-    reading_seq: bytes
-    values: dict[str, bytes]
-
-
 def encode_batch(
     *,
     gateway_id: str,
@@ -279,12 +264,12 @@ def encode_batch(
     ``devices`` is the roster, as a list or encoded once with :func:`encode_roster` (the bytes
     are the same either way).
     """
-    msg = _BatchOut(
+    msg = _BatchIn(
         gateway_id=gateway_id,
         ts=ts,
         boot_id=boot_id,
         seq=seq,
-        devices=devices.devices if isinstance(devices, Roster) else devices,
+        devices=(devices if isinstance(devices, Roster) else encode_roster(devices)).devices,
         index=np.ascontiguousarray(index, dtype="<u4").tobytes(),
         reading_ts=np.ascontiguousarray(reading_ts, dtype="<f8").tobytes(),
         reading_seq=np.ascontiguousarray(reading_seq, dtype="<u4").tobytes(),
