@@ -76,7 +76,7 @@ def bare(port: int, prefix: str, ack_every: int, http: int) -> None:
 
     def on_message(c: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
         try:
-            kind, key = topics.parse(message.topic)
+            kind, key, _ = topics.parse(message.topic)
             decoded = codec.decode(kind, bytes(message.payload), key=key)
         except (TopicError, PayloadError) as exc:
             rejected.labels(reason=getattr(exc, "reason", "topic")).inc()

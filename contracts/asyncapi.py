@@ -50,7 +50,14 @@ and dead letters.
 Addresses are shown under the default prefix `{DEFAULT_PREFIX}`; a run may choose another prefix
 so that several runs can share one broker. Identity comes from the topic: a payload whose id
 disagrees with its topic is rejected. Every payload carries `schema_version`; device messages
-carry `(boot_id, seq)` for de-duplication and gap detection. Times are event-time seconds."""
+carry `(boot_id, seq)` for de-duplication and gap detection. Times are event-time seconds.
+
+A deployment whose engine runs in partitions splits the device topics into shards: every topic a
+device's messages travel on to the engine (telemetry, events, batches, contacts, field statuses,
+registry entries) then carries its shard as two more levels after the prefix, `{DEFAULT_PREFIX}/s/{{shard}}/...`,
+where the shard is CRC-32 of the device's gateway id (or its own id, without a gateway) modulo the
+number of shards. Commands, the engine's topics and the clock carry none. The addresses below are
+those of a deployment with one shard, which has no shard level."""
 
 
 def channel_address(kind: Kind, topics: Topics | None = None) -> tuple[str, str | None]:
@@ -63,7 +70,7 @@ def channel_address(kind: Kind, topics: Topics | None = None) -> tuple[str, str 
     param = _TOPIC_KEY_FIELD.get(kind)
     placeholder = f"__{param}__"
     address: str = builder(placeholder) if param else builder
-    if topics.parse(address) != (kind, placeholder if param else ""):
+    if topics.parse(address)[:2] != (kind, placeholder if param else ""):
         raise LookupError(f"Topics.{builder_name} builds {address!r}, which does not parse back as {kind}")
     return address.replace(placeholder, "{" + param + "}") if param else address, param
 

@@ -109,7 +109,8 @@ class DeviceRecord(Message, frozen=True, kw_only=True):
     ``cohorts`` names the device's groups (``batch: B-2024-07``) that fleet-pattern campaigns compare;
     ``firmware`` is the version it shipped with (its own firmware events update it); ``interval_s``
     its reporting interval, if known (offline detection learns it otherwise); ``warranty_until_s``
-    the engine time its warranty ends.
+    the engine time its warranty ends; ``gateway_id`` the gateway it reports through, if any (its
+    shard is the gateway's: :func:`contracts.topics.shard_of`).
     """
 
     device_id: Id
@@ -121,6 +122,7 @@ class DeviceRecord(Message, frozen=True, kw_only=True):
     contract: Name | None = None
     warranty_until_s: float | None = None
     interval_s: Annotated[float, msgspec.Meta(gt=0.0)] | None = None
+    gateway_id: Id | None = None
 
 
 class Command(Message, frozen=True, kw_only=True):
@@ -198,24 +200,30 @@ class ConsumableOrder(Message, frozen=True, kw_only=True):
 
 
 class Clock(Message, frozen=True, kw_only=True):
-    """Event-time barrier from the world (`clock`): all ``published`` messages stamped ≤ t are out."""
+    """Event-time barrier from the world (`clock`): all ``published`` messages stamped ≤ t are out.
+
+    With sharded topics ``shards`` counts them per shard (``published`` is their sum plus any
+    unsharded ones), so that an engine partition knows how many of them are its own."""
 
     t: Seconds
     published: Count
     final: bool = False
+    shards: Annotated[list[Count], msgspec.Meta(max_length=4096)] = []
 
 
 class ClockAck(Message, frozen=True, kw_only=True):
     """The engine's answer to a :class:`Clock` (`clock/ack`).
 
     ``emitted`` counts every message the engine has published to the world so far; ``stats`` are
-    the engine's cumulative counters (ingested, duplicates, rejected, ...).
+    the engine's cumulative counters (ingested, duplicates, rejected, ...); ``partition`` is the
+    answering engine partition's number (0 for an engine alone).
     """
 
     t: Seconds
     received: Count
     emitted: Count
     stats: dict[Name, int] = {}
+    partition: Annotated[int, msgspec.Meta(ge=0, le=4095)] = 0
 
 
 class DeadLetter(Message, frozen=True, kw_only=True):

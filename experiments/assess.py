@@ -11,7 +11,7 @@ from typing import Any
 
 from experiments.checklist import evaluate
 from experiments.ledger import cost_ledger
-from experiments.rundata import RunData, read_engine_log
+from experiments.rundata import RunData, engine_databases, read_engine_logs
 from experiments.scorecard import score
 from sim.records import Records
 from sim.scenario import Scenario
@@ -25,12 +25,12 @@ def assess(run: RunData) -> dict[str, Any]:
 
 
 def assess_outcome(scenario: Scenario, result: dict[str, Any], records: Records, workdir: Path) -> dict[str, Any]:
-    """Score a finished harness run whose engine database is in ``workdir``."""
+    """Score a finished harness run whose engine database (or partitions' databases) is in ``workdir``."""
     run = RunData(
         scenario=scenario,
         policy=str(result["policy"]),
         records=records,
-        engine=read_engine_log(workdir / "engine.sqlite"),
+        engine=read_engine_logs(engine_databases(workdir)),
         stats=result.get("engine", {}),
         end_s=scenario.duration_s,
         start_s=scenario.warmup_s,

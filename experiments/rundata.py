@@ -21,6 +21,8 @@ __all__ = [
     "CaseRow",
     "EngineLog",
     "OutboxRow",
+    "engine_databases",
+    "read_engine_logs",
     "RunData",
     "SlaBreachRow",
     "WorkOrderRow",
@@ -100,6 +102,38 @@ class EngineLog:
     outbox: list[OutboxRow] = field(default_factory=list)
     counters: dict[str, int] = field(default_factory=dict)
     sla_breaches: list[SlaBreachRow] = field(default_factory=list)
+
+
+def engine_databases(workdir: Path) -> list[Path]:
+    """A run's engine databases: ``engine.sqlite``, or one ``engine-pK.sqlite`` per partition."""
+    single = workdir / "engine.sqlite"
+    if single.exists():
+        return [single]
+    return sorted(workdir.glob("engine-p*.sqlite"), key=lambda p: int(p.stem.removeprefix("engine-p") or 0))
+
+
+def read_engine_logs(paths: list[Path]) -> EngineLog:
+    """The engine's records of one run, from one database or from each partition's.
+
+    Partitions own disjoint devices, so their records merge by concatenation: rows in each table's
+    order (time, then device, then id, so that ties do not hang on a partition's ids), counters summed."""
+    if len(paths) == 1:
+        return read_engine_log(paths[0])
+    if not paths:
+        raise FileNotFoundError("no engine database (engine.sqlite or engine-pK.sqlite) in the run's directory")
+    logs = [read_engine_log(path) for path in paths]
+    counters: dict[str, int] = {}
+    for log in logs:
+        for name, value in log.counters.items():
+            counters[name] = counters.get(name, 0) + value
+    return EngineLog(
+        alerts=sorted((r for log in logs for r in log.alerts), key=lambda r: (r.raised_s, r.device_id, r.alert_id)),
+        cases=sorted((r for log in logs for r in log.cases), key=lambda r: (r.opened_s, r.device_id, r.case_id)),
+        work_orders=sorted((r for log in logs for r in log.work_orders), key=lambda r: (r.device_id, r.work_order_id)),
+        outbox=sorted((r for log in logs for r in log.outbox), key=lambda r: (r.ts, r.device_id)),
+        counters=counters,
+        sla_breaches=sorted((r for log in logs for r in log.sla_breaches), key=lambda r: (r.ts, r.case_id, r.clock)),
+    )
 
 
 def read_engine_log(db_path: Path) -> EngineLog:

@@ -136,6 +136,16 @@ def run(
         ),
     ] = None,
     prefix: Annotated[str, typer.Option(help="Topic prefix (lets runs share a broker).")] = DEFAULT_PREFIX,
+    engines: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Engine partitions: the device topics are split into this many shards, one engine process "
+            "(own session, own database engine-pK.sqlite) per shard, and the clock waits for them all. "
+            "Decisions stay device by device, as one engine makes them.",
+        ),
+    ] = 1,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress bar and no table; still writes the files.")
     ] = False,
@@ -177,6 +187,10 @@ def run(
         raise typer.BadParameter(str(exc), param_hint="--broker") from exc
     if live is not None and not (math.isfinite(live) and live > 0):
         raise typer.BadParameter("must be a number > 0 (simulated seconds per wall second)", param_hint="--live")
+    if live is not None and engines > 1:
+        raise typer.BadParameter(
+            "engine partitions run in event time: drop --live or --engines", param_hint="--engines"
+        )
     if live is not None:
         console.print(
             f"live: {live:g} simulated s per wall second; expected wall time "
@@ -212,11 +226,11 @@ def run(
                 "broker_url": url,
                 "broker_kind": broker_kind,
                 "workdir": out_dir,
-                "topics": Topics(prefix),
+                "topics": Topics(prefix, shards=engines),
                 "progress": lambda t, end: bar.update(task, completed=t / 86400.0),
                 "on_broker": on_broker,
             }
-            outcome = run_scenario(s, **common) if live is None else run_live(s, factor=live, **common)
+            outcome = run_scenario(s, engines=engines, **common) if live is None else run_live(s, factor=live, **common)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]: broker and engine stopped; no result written.")
         raise typer.Exit(130) from None
@@ -237,9 +251,29 @@ def run(
         )
     if not quiet:
         _print_kpis(outcome.result)
+        _print_partitions(outcome.result)
         console.print(
             f"wrote {out_dir}/result.json, events.csv, ground_truth.csv, connectivity.csv, timeseries.csv"
-            f" (engine database: {out_dir}/engine.sqlite)"
+            + (
+                f" (engine database: {out_dir}/engine.sqlite)"
+                if engines == 1
+                else f" (engine databases: {out_dir}/engine-p*.sqlite)"
+            )
+        )
+
+
+def _print_partitions(result: dict[str, Any]) -> None:
+    """How the readings split between engine partitions, and what to do when one got none."""
+    parts = result.get("engine_partitions")
+    if not parts:
+        return
+    total = sum(p["readings"] for p in parts) or 1
+    shares = " / ".join(f"{p['readings'] / total:.0%}" for p in parts)
+    console.print(f"engine partitions: readings {shares} (partitions 0-{len(parts) - 1})")
+    if any(p["devices_provisioned"] == 0 for p in parts):
+        console.print(
+            "[yellow]a partition owns no device[/]: a gateway's devices share its shard, so spread needs "
+            "more gateways than partitions (set the fleets' devices_per_gateway lower)"
         )
 
 
@@ -370,8 +404,18 @@ def engine(
     policy: Annotated[str | None, typer.Option(help="Override the configured policy.")] = None,
     prefix: Annotated[str, typer.Option(help="Topic prefix.")] = DEFAULT_PREFIX,
     client_id: Annotated[
-        str, typer.Option(help="Fixed MQTT client id (names the persistent session).")
-    ] = "sot-engine-0",
+        str | None, typer.Option(help="Fixed MQTT client id (names the persistent session). Default: sot-engine-K.")
+    ] = None,
+    partition: Annotated[
+        str,
+        typer.Option(
+            help="Partition K/N (from 0): own the device topics of shards s with s % N == K; "
+            "each partition needs its own --db. Default 0/1: everything."
+        ),
+    ] = "0/1",
+    shards: Annotated[
+        int | None, typer.Option(help="Shards the device topics are split into (default: N of --partition).")
+    ] = None,
     protocol: Annotated[str, typer.Option(help="MQTT protocol: auto, 5 or 3.1.1.")] = "auto",
     log_level: Annotated[str, typer.Option(help="Log level.")] = "INFO",
     time_origin: Annotated[
@@ -394,8 +438,12 @@ def engine(
     ] = 0,
 ) -> None:
     """Run the support engine alone against a broker, until Ctrl-C."""
-    args = ["--broker", broker, "--db", str(db), "--clock", clock, "--prefix", prefix, "--client-id", client_id]
+    args = ["--broker", broker, "--db", str(db), "--clock", clock, "--prefix", prefix, "--partition", partition]
     args += ["--protocol", protocol, "--log-level", log_level, "--log-format", log_format]
+    if client_id is not None:
+        args += ["--client-id", client_id]
+    if shards is not None:
+        args += ["--shards", str(shards)]
     if http is not None:
         args += ["--http", str(http), "--http-host", http_host]
     if time_origin is not None:

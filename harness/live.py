@@ -95,7 +95,7 @@ class _EngineLink:
 
     def _take(self, topic: str, payload: bytes, into: list[tuple[Kind, Message]]) -> None:
         try:
-            kind, _ = self.topics.parse(topic)
+            kind = self.topics.parse(topic).kind
             message = codec.decode(kind, payload)
         except (TopicError, PayloadError) as exc:
             raise HarnessError(f"the engine sent an undecodable message on {topic}: {exc}") from exc

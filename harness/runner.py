@@ -9,6 +9,10 @@ The world keeps the step's messages until the ack: the engine has committed ever
 (it acknowledges only what it has committed), so the open step is all a broker that lost its
 state can have lost. After a reconnect the barrier sends the step and its clock again; the engine
 counts the copies it already holds as duplicates and drops them.
+
+With ``engines=N`` the device topics are split into N shards and N engine processes run, partition
+K owning shard K (:mod:`support_engine.partition`); the clock counts the step's messages per shard,
+the barrier waits for every partition's ack, and the run's engine counters are their sums.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import platform
 import queue
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib import metadata
@@ -40,10 +45,13 @@ from sim.kpis import compute_kpis
 from sim.records import Records
 from sim.scenario import Scenario
 from sim.world import World
+from support_engine.errors import ConfigError
+from support_engine.partition import Partition, check_partitionable
 
 __all__ = ["RunOutcome", "run_scenario"]
 
 Progress = Callable[[float, float], None]
+_PARTITION_COUNTS = ("msg_ingested", "readings", "devices_provisioned", "cases_opened", "msg_emitted")
 _OUT_ORDER = {Kind.WORK_ORDER: 0, Kind.NOTIFY: 1, Kind.COMMAND: 2, Kind.ORDER: 3}
 
 
@@ -67,13 +75,16 @@ def _versions() -> dict[str, str]:
 
 
 class _Barrier:
-    """The world's side of the clock/ack protocol."""
+    """The world's side of the clock/ack protocol, with one engine or several partitions."""
 
-    def __init__(self, transport: WorldTransport, topics: Topics, engine: EngineProcess, timeout_s: float) -> None:
-        self.transport, self.topics, self.engine, self.timeout_s = transport, topics, engine, timeout_s
+    def __init__(
+        self, transport: WorldTransport, topics: Topics, engines: EngineProcess | list[EngineProcess], timeout_s: float
+    ) -> None:
+        self.transport, self.topics, self.timeout_s = transport, topics, timeout_s
+        self.engines = engines if isinstance(engines, list) else [engines]
         self.outputs: list[tuple[Kind, Message]] = []
         self.received = 0
-        self.last_ack: ClockAck | None = None
+        self.acks: dict[int, ClockAck] = {}  # each partition's latest answer
         self.resent = 0  # messages sent again after a reconnect
         self._step: list[tuple[str, bytes]] = []
         self._clock = b""
@@ -84,11 +95,38 @@ class _Barrier:
         deadline = time.monotonic() + self.timeout_s
         while time.monotonic() < deadline:
             self._check_engine()
-            self.transport.publish(self.topics.clock, codec.encode(Clock(t=0.0, published=0)))
+            self.transport.publish(self.topics.clock, self._encode_clock(0.0, 0, [0] * self.shards))
             with contextlib.suppress(TimeoutError):
                 self._await_ack(0.0, wait_s=0.3)
                 return
-        raise HarnessError(f"the engine did not answer within {self.timeout_s} s\n{self.engine.log_tail()}")
+        silent = [k for k in range(len(self.engines)) if k not in self.acks]
+        raise HarnessError(
+            f"the engine{'' if len(self.engines) == 1 else f' partitions {silent}'} did not answer within "
+            f"{self.timeout_s} s\n{self._log_tails(silent)}"
+        )
+
+    @property
+    def shards(self) -> int:
+        return self.topics.shards
+
+    @property
+    def last_ack(self) -> ClockAck | None:
+        """The partitions' latest answers as one: counters summed (None before every partition answered)."""
+        if len(self.acks) < len(self.engines):
+            return None
+        acks = list(self.acks.values())
+        stats: Counter[str] = Counter()
+        for ack in acks:
+            stats.update(ack.stats)
+        return ClockAck(
+            t=min(a.t for a in acks),
+            received=sum(a.received for a in acks),
+            emitted=sum(a.emitted for a in acks),
+            stats=dict(sorted(stats.items())),
+        )
+
+    def _encode_clock(self, t: float, published: int, shards: list[int], final: bool = False) -> bytes:
+        return codec.encode(Clock(t=t, published=published, final=final, shards=shards if self.shards > 1 else []))
 
     def send(self, messages: list[tuple[str, bytes]]) -> None:
         """Publish the world's messages of the open step (kept until its ack, to send again if need be)."""
@@ -96,29 +134,40 @@ class _Barrier:
             self.transport.publish(topic, payload)
         self._step = messages
 
-    def sync(self, t: float, published: int, final: bool = False) -> list[Message]:
-        """Publish clock(t), wait for ack(t) and every output it counts; return them in a fixed order."""
-        self._clock = codec.encode(Clock(t=t, published=published, final=final))
+    def sync(self, t: float, published: int, final: bool = False, shards: list[int] | None = None) -> list[Message]:
+        """Publish clock(t), wait for ack(t) and every output it counts; return them in a fixed order.
+
+        The order is (time, kind, device, id): the same whichever partition made a message."""
+        self._clock = self._encode_clock(t, published, shards or [], final)
         self.transport.publish(self.topics.clock, self._clock)
         self._await_ack(t, wait_s=self.timeout_s)
         self._step = []
-        out = sorted(self.outputs, key=lambda x: (x[1].ts, _OUT_ORDER.get(x[0], 9), _id_of(x[1])))  # type: ignore[attr-defined]
+        out = sorted(self.outputs, key=_output_order)
         self.outputs = []
         return [m for _, m in out]
 
+    def _complete(self, t: float) -> bool:
+        """Every partition has answered clock(t), and every output their answers count is here."""
+        acks = self.acks.values()
+        if len(self.acks) < len(self.engines) or any(a.t < t for a in acks):
+            return False
+        return self.received >= sum(a.emitted for a in acks)
+
     def _await_ack(self, t: float, wait_s: float) -> None:
         deadline = time.monotonic() + wait_s
-        acked = False
         while True:
-            if acked and self.last_ack is not None and self.received >= self.last_ack.emitted:
+            if self._complete(t):
                 return
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 if wait_s >= self.timeout_s:
                     self._check_engine()
+                    late = [k for k in range(len(self.engines)) if k not in self.acks or self.acks[k].t < t]
+                    emitted = sum(a.emitted for a in self.acks.values())
+                    who = f" from partitions {late}" if len(self.engines) > 1 and late else ""
                     raise HarnessError(
-                        f"no complete ack for t={t} within {wait_s} s (received {self.received} of "
-                        f"{self.last_ack.emitted if self.last_ack else '?'} engine messages)\n{self.engine.log_tail()}"
+                        f"no complete ack for t={t}{who} within {wait_s} s (received {self.received} of "
+                        f"{emitted if self.acks else '?'} engine messages)\n{self._log_tails(late or None)}"
                     )
                 raise TimeoutError
             if self.transport.connects != self._connects:
@@ -128,12 +177,11 @@ class _Barrier:
             except queue.Empty:
                 self._check_engine()
                 continue
-            kind, _ = self.topics.parse(topic)
+            kind = self.topics.parse(topic).kind
             message = codec.decode(kind, payload)
             if isinstance(message, ClockAck):
-                if message.t >= t:
-                    self.last_ack = message
-                    acked = True
+                if message.partition < len(self.engines) and message.t >= t:
+                    self.acks[message.partition] = message
             else:
                 self.outputs.append((kind, message))
                 self.received += 1
@@ -148,8 +196,21 @@ class _Barrier:
         self.resent += len(self._step)
 
     def _check_engine(self) -> None:
-        if not self.engine.alive():
-            raise HarnessError(f"the engine process exited unexpectedly; its log ends with:\n{self.engine.log_tail()}")
+        for k, engine in enumerate(self.engines):
+            if not engine.alive():
+                which = "the engine process" if len(self.engines) == 1 else f"engine partition {k}"
+                raise HarnessError(f"{which} exited unexpectedly; its log ends with:\n{engine.log_tail()}")
+
+    def _log_tails(self, which: list[int] | None = None) -> str:
+        if len(self.engines) == 1:
+            return self.engines[0].log_tail()
+        chosen = range(len(self.engines)) if which is None else which
+        return "\n".join(f"[partition {k}] {self.engines[k].log_tail(8)}" for k in chosen)
+
+
+def _output_order(item: tuple[Kind, Message]) -> tuple[float, int, str, str]:
+    kind, message = item
+    return (message.ts, _OUT_ORDER.get(kind, 9), getattr(message, "device_id", ""), _id_of(message))  # type: ignore[attr-defined]
 
 
 def _id_of(message: Message) -> str:
@@ -181,8 +242,13 @@ class _Services:
 
     broker_version: str
     protocol: int
-    engine: EngineProcess
+    engines: list[EngineProcess]
     transport: WorldTransport
+
+    @property
+    def engine(self) -> EngineProcess:
+        """The engine (the first partition's, when there are several)."""
+        return self.engines[0]
 
 
 def _prepare(
@@ -196,7 +262,7 @@ def _prepare(
     workdir.mkdir(parents=True, exist_ok=True)
     config = msgspec.structs.replace(scenario.engine, policy=policy)
     (workdir / "engine-config.json").write_bytes(msgspec.json.encode(config))
-    for stale in workdir.glob("engine.sqlite*"):
+    for stale in [*workdir.glob("engine.sqlite*"), *workdir.glob("engine-p*.sqlite*")]:
         stale.unlink()
     return seed, policy, topics, workdir
 
@@ -211,6 +277,7 @@ def _start_services(
     on_broker: Callable[[str], None] | None,
     clock_args: Callable[[], list[str]],
     world: World,
+    engines: int = 1,
 ) -> _Services:
     """Start (or reach) the broker, start the engine with ``clock_args()``, connect the world.
 
@@ -222,20 +289,26 @@ def _start_services(
     world.write_registry(devices)
     if on_broker is not None:
         on_broker(broker_version)
-    engine = EngineProcess(
-        [
-            "--broker", str(url), "--db", str(workdir / "engine.sqlite"), *clock_args(),
-            "--config", str(workdir / "engine-config.json"), "--devices", str(devices),
-            "--prefix", topics.prefix, "--client-id", f"sot-engine-{workdir.name}"[:64],
-            "--protocol", "5" if protocol == 5 else "3.1.1", "--log-level", "WARNING",
-        ],
-        workdir / "engine.log",
-    )  # fmt: skip
-    stack.callback(engine.stop)
+    clock = clock_args()
+    processes = []
+    for k in range(engines):
+        name = "engine" if engines == 1 else f"engine-p{k}"
+        client = f"sot-engine-{workdir.name}"[: 64 - 4] + ("" if engines == 1 else f"-p{k}")
+        process = EngineProcess(
+            [
+                "--broker", str(url), "--db", str(workdir / f"{name}.sqlite"), *clock,
+                "--config", str(workdir / "engine-config.json"), "--devices", str(devices),
+                "--prefix", topics.prefix, "--client-id", client, "--partition", f"{k}/{engines}",
+                "--protocol", "5" if protocol == 5 else "3.1.1", "--log-level", "WARNING",
+            ],
+            workdir / f"{name}.log",
+        )  # fmt: skip
+        stack.callback(process.stop)
+        processes.append(process)
     transport = WorldTransport(url.host, url.port, protocol=protocol)
     transport.connect(topics.world_subscriptions())
     stack.callback(transport.close)
-    return _Services(broker_version, protocol, engine, transport)
+    return _Services(broker_version, protocol, processes, transport)
 
 
 def _result(
@@ -299,8 +372,20 @@ def run_scenario(
     progress: Progress | None = None,
     on_broker: Callable[[str], None] | None = None,
     step_timeout_s: float = 120.0,
+    engines: int = 1,
 ) -> RunOutcome:
-    """Run ``scenario`` through a broker and the engine process; stop everything started, always."""
+    """Run ``scenario`` through a broker and the engine process (``engines`` partitions of it);
+    stop everything started, always."""
+    topics = topics or Topics(shards=engines)
+    if topics.shards != engines:
+        raise HarnessError(f"{engines} engine partitions need topics in {engines} shards, not {topics.shards}")
+    try:
+        check_partitionable(
+            msgspec.structs.replace(scenario.engine, policy=policy or scenario.engine.policy),
+            Partition(0, engines, engines),
+        )
+    except ConfigError as exc:
+        raise HarnessError(f"--engines {engines}: {exc}") from exc
     seed, policy, topics, workdir = _prepare(scenario, seed, policy, topics, workdir)
     world = World(scenario, seed=seed, topics=topics)
     with contextlib.ExitStack() as stack:
@@ -313,9 +398,10 @@ def run_scenario(
             on_broker=on_broker,
             clock_args=lambda: ["--clock", "event"],
             world=world,
+            engines=engines,
         )
         transport = services.transport
-        barrier = _Barrier(transport, topics, services.engine, step_timeout_s)
+        barrier = _Barrier(transport, topics, services.engines, step_timeout_s)
         barrier.handshake()
         started = time.monotonic()
         end = scenario.duration_s
@@ -323,7 +409,7 @@ def run_scenario(
         for k in range(1, steps + 1):
             t = min(k * scenario.sync_interval_s, end)
             barrier.send(world.advance(t))
-            for message in barrier.sync(t, world.published, final=k == steps):
+            for message in barrier.sync(t, world.published, final=k == steps, shards=world.published_by_shard.tolist()):
                 world.deliver(message)
             if progress is not None:
                 progress(t, end)
@@ -345,6 +431,11 @@ def run_scenario(
         stats=stats,
         outputs_received=barrier.received,
         timing=timing,
-        mode={"mode": "event"},
+        mode={"mode": "event", "engines": engines},
     )
+    if engines > 1:  # how the work split: each partition's own counts
+        result["engine_partitions"] = [
+            {"partition": k, **{name: ack.stats.get(name, 0) for name in _PARTITION_COUNTS}}
+            for k, ack in sorted(barrier.acks.items())
+        ]
     return RunOutcome(result, world.records, workdir)

@@ -1,6 +1,6 @@
 """Field service: technicians in crews with skills, regions, shifts and vans, fed by parts depots.
 
-Work orders wait in one queue ranked by (priority, created, id); a technician who is on shift, idle
+Work orders wait in one queue ranked by (priority, created, device, id); a technician who is on shift, idle
 and has a skill the visit needs takes the best order it can, preferring the device's region. The
 technician picks the predicted parts the van lacks from a depot *only if they are on hand*, drives,
 diagnoses what :meth:`FieldWorld.faults` reports, fixes what its skills and parts allow and reports
@@ -161,7 +161,7 @@ def _crews(spec: Technicians) -> list[Crew]:
 
 @dataclass
 class _Request:
-    rank: tuple[int, float, str]
+    rank: tuple[int, float, str, str]  # ties go by device, not by how an engine numbers its orders
     skills: frozenset[str]
     region: str | None
     since_s: float
@@ -280,7 +280,11 @@ class FieldService:
     def _wait_for_technician(self, o: _Order, skills: frozenset[str]) -> Generator[simpy.Event, Any, Technician]:
         created = o.job.created_s
         request = _Request(
-            (o.order.priority, created, o.order.work_order_id), skills, o.region, float(self.env.now), self.env.event()
+            (o.order.priority, created, o.order.device_id, o.order.work_order_id),
+            skills,
+            o.region,
+            float(self.env.now),
+            self.env.event(),
         )
         self._level()
         bisect.insort(self._queue, request, key=lambda r: r.rank)
@@ -458,8 +462,9 @@ class FieldService:
     def _status(self, o: _Order, status: str, visit: int, note: str = "") -> None:
         w = self.world
         o.seq += 1
+        shard = w.shard(o.device)
         w.emit(
-            w.topics.field_status(o.order.work_order_id),
+            w.topics.field_status(o.order.work_order_id, shard),
             WorkOrderStatus(
                 work_order_id=o.order.work_order_id,
                 device_id=o.order.device_id,
@@ -470,6 +475,7 @@ class FieldService:
                 visit=max(visit, 1),
                 note=note,
             ),
+            shard,
         )
         w.records.log(float(self.env.now), "technician", status, o.order.device_id, o.order.work_order_id, note)
 

@@ -93,8 +93,9 @@ class Owners:
         symptom = w.symptom_of(device)
         if resolved:
             w.remote_fix_all(device, by="agent")
+        shard = w.shard(device)
         w.emit(
-            w.topics.contact(channel),
+            w.topics.contact(channel, shard),
             Contact(
                 contact_id=contact_id,
                 owner_id=f"owner-{incident.device_id}",
@@ -104,6 +105,7 @@ class Owners:
                 symptom=symptom,
                 resolved=resolved,
             ),
+            shard,
         )
         detail = f"{channel}: {symptom}" + (" (fixed on the call)" if resolved else "")
         w.records.log(w.env.now, "owner", "contact", incident.device_id, contact_id, detail)

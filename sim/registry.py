@@ -34,6 +34,8 @@ def device_records(fleets: Iterable[FleetState], chunk: int = CHUNK) -> Iterator
     for fleet in fleets:
         product, interval_s = fleet.spec.product, fleet.spec.telemetry_interval_s
         region_of = [*fleet.regions, None]  # code -1 (none) picks the last
+        per = fleet.spec.devices_per_gateway
+        gateway_of = [gateway for gateway, _ in fleet.gateways]
         version_of = [*(firmware_code(v) for v in fleet.versions), None]
         for lo in range(0, fleet.n, chunk):
             hi = min(lo + chunk, fleet.n)
@@ -49,6 +51,7 @@ def device_records(fleets: Iterable[FleetState], chunk: int = CHUNK) -> Iterator
                     firmware=versions[i],
                     cohorts={dim: names[codes[i]] for dim, names, codes in cohorts},
                     interval_s=interval_s,
+                    gateway_id=gateway_of[(lo + i) // per],
                 )
 
 

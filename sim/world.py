@@ -65,6 +65,11 @@ class World:
             offset += spec.count
         self.device_count = offset
         self._batch_topics = {f.spec.name: [self.topics.batch(g) for g, _ in f.gateways] for f in self.fleets}
+        # A device's shard is its gateway's (contracts.topics.shard_of); per fleet, one per gateway.
+        self._gateway_shards = [
+            np.array([self.topics.shard_of(g) for g, _ in f.gateways], dtype=np.int32) for f in self.fleets
+        ]
+        self.published_by_shard = np.zeros(self.topics.shards, dtype=np.int64)  # of ``published``
         self._counts: dict[int, npt.NDArray[np.uint32]] = {}
         self._offsets = [f.offset for f in self.fleets]
         self.informed_case: dict[int, str] = {}  # device -> the case support told its owner of, until resolved
@@ -77,7 +82,7 @@ class World:
         self._event_seq = np.zeros(offset, dtype=np.int32)
         self._orders: dict[int, int] = {}  # consumable orders per device (few devices get any)
         self._commands: dict[int, int] = {}  # commands per device
-        self._held: dict[int, list[Command | tuple[str, Message]]] = {}  # for devices that are offline
+        self._held: dict[int, list[Command | tuple[str, Message]]] = {}  # for devices that are offline (by index)
         self._outbox: list[tuple[str, bytes]] = []
         self._remote = Stream(self_seed, "remote")
         self._delivery = Stream(self_seed, "delivery")
@@ -126,6 +131,14 @@ class World:
         k = bisect.bisect_right(self._offsets, device) - 1
         fleet = self.fleets[k]
         return fleet, self.links[k], device - fleet.offset
+
+    def shard(self, device: int) -> int:
+        """The shard of ``device``'s topics: its gateway's (0 without shards)."""
+        if self.topics.shards == 1:
+            return 0
+        k = bisect.bisect_right(self._offsets, device) - 1
+        local = device - self.fleets[k].offset
+        return int(self._gateway_shards[k][local // self.fleets[k].spec.devices_per_gateway])
 
     def region_of(self, device: int) -> str | None:
         fleet, _, local = self._local(device)
@@ -248,10 +261,11 @@ class World:
             if device is not None:
                 self.env.process(self._deliver_consumable(device, message))
 
-    def emit(self, topic: str, message: Message) -> None:
-        """Publish ``message`` (stamped now) through the harness at the next barrier."""
+    def emit(self, topic: str, message: Message, shard: int = 0) -> None:
+        """Publish ``message`` (stamped now) on ``topic`` of ``shard`` through the harness at the next barrier."""
         self._outbox.append((topic, codec.encode(message)))
         self.published += 1
+        self.published_by_shard[shard] += 1
 
     def _device_event(self, device: int, kind: str, code: str, command_id: str | None = None, detail: str = "") -> None:
         """A device reports on its own; an offline device keeps it until it is back."""
@@ -268,9 +282,10 @@ class World:
             detail=detail,
             command_id=command_id,
         )
-        topic = self.topics.event(device_id)
+        shard = self.shard(device)
+        topic = self.topics.event(device_id, shard)
         if link.is_online(local, self.now):
-            self.emit(topic, event)
+            self.emit(topic, event, shard)
         else:
             self._held.setdefault(device, []).append((topic, event))
 
@@ -336,6 +351,7 @@ class World:
         topic = self._batch_topics[fleet.spec.name][g]
         self._outbox.append((topic, payload))
         self.published += 1
+        self.published_by_shard[self.topics.shard_of(gateway_id)] += 1
         if link.duplicate(g, tick):  # sent twice; counted once, as the engine counts unique messages
             self._outbox.append((topic, payload))
             self.duplicates_sent += 1
@@ -356,6 +372,7 @@ class World:
             else:
                 self._outbox.append((item[0], codec.encode(item[1])))
                 self.published += 1
+                self.published_by_shard[self.shard(device)] += 1
 
     def _fail(self, fleet: FleetState, mode: int, local: int) -> None:
         device = fleet.offset + local

@@ -22,6 +22,7 @@ from contracts.topics import DEFAULT_PREFIX, Topics
 from support_engine.errors import EngineError
 from support_engine.metrics import EngineMetrics
 from support_engine.mqtt_transport import MqttTransport, Protocol
+from support_engine.partition import Partition
 from support_engine.registry import iter_devices
 from support_engine.service import ClockMode, EngineService
 from support_engine.storage import Storage
@@ -113,8 +114,23 @@ def main(
     policy: Annotated[str | None, typer.Option(help="Override the configured policy: reactive or proactive.")] = None,
     prefix: Annotated[str, typer.Option(help="Topic prefix.")] = DEFAULT_PREFIX,
     client_id: Annotated[
-        str, typer.Option(help="Fixed MQTT client id (the persistent session's name).")
-    ] = "sot-engine-0",
+        str | None,
+        typer.Option(
+            help="Fixed MQTT client id (the persistent session's name). Default: sot-engine-K, K the partition."
+        ),
+    ] = None,
+    partition: Annotated[
+        str,
+        typer.Option(
+            help="This engine's partition K/N, counting from 0: it owns the device topics of the shards s "
+            "with s % N == K, in its own session and database (give each partition its own --db). "
+            "Default 0/1: one engine for everything."
+        ),
+    ] = "0/1",
+    shards: Annotated[
+        int | None,
+        typer.Option(help="Shards the device topics are split into (as the devices publish them). Default: N.", min=1),
+    ] = None,
     protocol: Annotated[str, typer.Option(help="MQTT protocol: auto, 5 or 3.1.1.")] = "auto",
     log_level: Annotated[str, typer.Option(help="Log level.")] = "INFO",
     log_format: Annotated[
@@ -160,7 +176,12 @@ def main(
         raise typer.BadParameter("--time-origin must be finite and --speed a finite number > 0")
     host, port = _broker(broker)
     engine_config = load_config(config, policy)
-    transport = MqttTransport(host, port, client_id=client_id, protocol=protocol)  # type: ignore[arg-type]
+    try:
+        part = Partition.parse(partition, shards)
+    except EngineError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    client = f"sot-engine-{part.index}" if client_id is None else client_id
+    transport = MqttTransport(host, port, client_id=client, protocol=protocol)  # type: ignore[arg-type]
     api: HttpApi | None = None
     try:
         storage = Storage(db)
@@ -171,12 +192,13 @@ def main(
             engine_config,
             transport,
             storage,
-            topics=Topics(prefix),
+            topics=Topics(prefix, shards=part.shards),
             clock=clock_mode,
             time_origin=origin,
             speed=factor,
             metrics=metrics,
             ack_every=ack_every,
+            partition=part,
         )
         if devices is not None:  # read and applied a chunk at a time, committed once
             service.provision_chunks(iter_devices(devices))

@@ -46,6 +46,7 @@ from support_engine.core.engine import Engine, Snapshot
 from support_engine.core.ledger import Key, Ledger, key_of
 from support_engine.errors import ConfigError
 from support_engine.metrics import EngineMetrics
+from support_engine.partition import Partition, check_partitionable
 from support_engine.ratelimit import RateLimiter
 from support_engine.storage import Storage
 from support_engine.transport import Delivery, Transport
@@ -62,6 +63,7 @@ _IDLE_S = 0.05  # nothing came for this long: commit or spill what is waiting
 _SPILL_GROUP = 500  # event time, broker window unknown: spill received messages at least this often
 _TIMER_TICK_S = 0.1
 _SERVICE_COUNTERS = frozenset({"registry_received", "broker_session_lost"})  # counted here, not by the core
+_SHARDED = frozenset({Kind.TELEMETRY, Kind.BATCH, Kind.EVENT, Kind.CONTACT, Kind.FIELD_STATUS, Kind.REGISTRY})
 _RECEIPT_KINDS: dict[str, Literal["telemetry", "batch", "event"]] = {
     "telemetry": "telemetry",
     "batch": "batch",
@@ -113,13 +115,18 @@ class EngineService:
         speed: float = 1.0,
         metrics: EngineMetrics | None = None,
         ack_every: int = 0,
+        partition: Partition | None = None,
     ) -> None:
         if not (math.isfinite(time_origin) and math.isfinite(speed) and speed > 0):
             raise ConfigError(f"wall clock needs a finite origin and a speed > 0, not {time_origin!r} and {speed!r}")
-        self.core = Engine(config)
+        self.partition = partition or Partition()
+        check_partitionable(config, self.partition)
+        self.topics = topics or Topics(shards=self.partition.shards)
+        if self.topics.shards != self.partition.shards:
+            raise ConfigError(f"the topics have {self.topics.shards} shards and the partition {self.partition.shards}")
+        self.core = Engine(config, id_scope=self.partition.id_scope)
         self.transport = transport
         self.storage = storage
-        self.topics = topics or Topics()
         self.clock = clock
         self.time_origin, self.speed = time_origin, speed
         self.metrics = metrics
@@ -172,8 +179,9 @@ class EngineService:
         applied and stored as it comes, all committed once at the end, as one :meth:`provision` of
         them all would (an exception before the end leaves nothing committed)."""
         ts = self.wall_now() if self.clock == "wall" else 0.0
+        part = self.partition
         for chunk in chunks:
-            actions = self.core.provision(chunk, ts=ts)
+            actions = self.core.provision(chunk if part.alone else [r for r in chunk if part.owns_record(r)], ts=ts)
             # Registry rows, then twin rows: two runs of one statement each. The rows come out the
             # same: the two statements set different columns, and a device's row is made by its first.
             self.storage.apply(sorted(actions, key=lambda a: not isinstance(a, Provisioned)))
@@ -202,16 +210,19 @@ class EngineService:
         if self.transport.version == "5" and not self.transport.session_present and self.ledger:
             self.counters["broker_session_lost"] += 1
             log.error("broker has no session for us although we ingested before: queued messages may be lost")
-        self.transport.subscribe(self.topics.engine_subscriptions())
+        self.transport.subscribe(self.topics.engine_subscriptions(self.partition.owned))
         window = self.transport.receive_window
         self._hold_limit = _limit_for(window)
         self._group_max = min(_GROUP_MAX, self._hold_limit) if self._hold_limit else _GROUP_MAX
         self._last_commit = time.monotonic()
         log.info(
-            "engine connected (MQTT %s, session_present=%s, window %s)",
+            "engine connected (MQTT %s, session_present=%s, window %s, partition %d/%d of %d shards)",
             self.transport.version,
             self.transport.session_present,
             "unknown" if window is None else window,
+            self.partition.index,
+            self.partition.count,
+            self.partition.shards,
         )
 
     def poll(self, timeout_s: float = _IDLE_S) -> None:
@@ -285,9 +296,14 @@ class EngineService:
 
     def _receive(self, d: Delivery, recovered: bool = False) -> None:
         try:
-            kind, key = self.topics.parse(d.topic)
+            kind, key, shard = self.topics.parse(d.topic)
         except TopicError as exc:
             self._reject(d, "topic", str(exc))
+            return
+        if self.topics.shards > 1 and kind in _SHARDED and not self._ours(kind, key, shard):
+            self._reject(
+                d, "topic", f"topic {d.topic!r} is not on one of this partition's shards {self.partition.owned}"
+            )
             return
         if kind is Kind.REGISTRY:  # the operator's, not the fleet's: not counted among device messages
             try:
@@ -308,6 +324,10 @@ class EngineService:
                 self._reject(d, exc.reason, exc.detail)
                 return
             assert isinstance(clock, Clock)
+            if clock.shards and len(clock.shards) != self.partition.shards:
+                detail = f"the world counts {len(clock.shards)} shards, this engine {self.partition.shards}"
+                self._reject(d, "shards", f"{detail}: start the engine with the world's number of shards")
+                return
             self._clock = clock
             self._step.clocks.append(d)
             return
@@ -346,6 +366,10 @@ class EngineService:
         if not recovered:
             self._take(d)
 
+    def _ours(self, kind: Kind, key: str, shard: int) -> bool:
+        """Whether a device topic is this partition's: its shard is, and a gateway publishes on its own."""
+        return self.partition.owns(shard) and (kind is not Kind.BATCH or self.topics.shard_of(key) == shard)
+
     def _take(self, d: Delivery) -> None:
         """``d`` will have an effect: event time, hold it until its step's commit; wall clock, its group's."""
         if self.clock == "event":
@@ -374,7 +398,7 @@ class EngineService:
     # -- processing -----------------------------------------------------------------------------
     def _maybe_step(self) -> None:
         clock = self._clock
-        if clock is None or self.received < clock.published:
+        if clock is None or self.received < self.partition.expected(clock):
             return
         self._answer_clock(clock)
 
@@ -387,7 +411,11 @@ class EngineService:
         self._clock = None
         self._flush(now=clock.t if self.clock == "event" else self.wall_now())
         ack = ClockAck(
-            t=clock.t, received=self.received, emitted=self.counters["msg_emitted"], stats=self._all_counters()
+            t=clock.t,
+            received=self.received,
+            emitted=self.counters["msg_emitted"],
+            stats=self._all_counters(),
+            partition=self.partition.index,
         )
         self.transport.publish(self.topics.clock_ack, codec.encode(ack))
 

@@ -57,8 +57,9 @@ class WorkOrderState:
 class EngineBase:
     """The state of one deployment's engine, and the case helpers its parts share."""
 
-    def __init__(self, config: EngineConfig) -> None:
+    def __init__(self, config: EngineConfig, *, id_scope: str = "") -> None:
         self.config = config
+        self.id_scope = id_scope  # in every id this engine makes (a partition's, so that ids never collide)
         self.proactive = config.policy == "proactive"
         self.twins = Twins(config.all_rules if self.proactive else [])
         self.cases: dict[str, Case] = {}
@@ -96,7 +97,7 @@ class EngineBase:
 
     def _next_id(self, prefix: str) -> str:
         self._ids[prefix] += 1
-        return f"{prefix}-{self._ids[prefix]:07d}"
+        return f"{prefix}-{self.id_scope}{self._ids[prefix]:07d}"
 
     def _issue(self, name: str) -> IssueType:
         return self.config.issues.get(name, _FALLBACK_ISSUE)

@@ -115,7 +115,7 @@ class Outputs:
 
     def _on_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
         try:
-            kind, _ = TOPICS.parse(msg.topic)
+            kind = TOPICS.parse(msg.topic).kind
             message = codec.decode(kind, msg.payload)
         except ContractError as exc:
             self.garbage.append((msg.topic, msg.payload, str(exc)))

@@ -47,8 +47,11 @@ class FakeWorld:
         self.visits: Counter[int] = Counter()
         self.sent: list[WorkOrderStatus] = []
 
-    def emit(self, topic: str, message: Any) -> None:
-        assert topic == self.topics.field_status(message.work_order_id)
+    def shard(self, device: int) -> int:
+        return 0
+
+    def emit(self, topic: str, message: Any, shard: int = 0) -> None:
+        assert topic == self.topics.field_status(message.work_order_id, shard)
         # through the wire format, so that a status the contract does not know fails here
         self.sent.append(msgspec.json.decode(msgspec.json.encode(message), type=WorkOrderStatus))
 

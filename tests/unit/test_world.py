@@ -51,7 +51,7 @@ def freezers(count: int = 200, days: float = 40.0, seed: int = 7) -> Scenario:
 
 def decoded(out: list[tuple[str, bytes]]) -> Iterator[Message | BatchView]:
     for topic, payload in out:
-        kind, key = TOPICS.parse(topic)
+        kind, key, _ = TOPICS.parse(topic)
         yield decode_batch(payload, key=key) if kind is Kind.BATCH else decode(kind, payload, key=key)
 
 

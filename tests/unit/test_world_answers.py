@@ -64,7 +64,7 @@ def reset_all(world: World, at: float) -> dict[str, str]:
         world.deliver(Command(command_id=f"cmd-{i}", device_id=device_id, ts=at, action="reset"))
     answers: dict[str, str] = {}
     for topic, payload in world.advance(at + 1.0):
-        kind, _ = TOPICS.parse(topic)
+        kind = TOPICS.parse(topic).kind
         if kind is Kind.EVENT:
             event = decode(kind, payload)
             assert isinstance(event, DeviceEvent)

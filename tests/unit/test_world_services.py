@@ -55,7 +55,7 @@ def scenario(fleet: dict[str, Any], **top: Any) -> Scenario:
 def decoded(out: list[tuple[str, bytes]]) -> list[Message | BatchView]:
     messages: list[Message | BatchView] = []
     for topic, payload in out:
-        kind, key = TOPICS.parse(topic)
+        kind, key, _ = TOPICS.parse(topic)
         messages.append(decode_batch(payload, key=key) if kind is Kind.BATCH else decode(kind, payload, key=key))
     return messages
 
