@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ContractError", "PayloadError", "TopicError"]
+__all__ = ["ContractError", "PartitionError", "PayloadError", "TopicError"]
 
 
 class ContractError(Exception):
@@ -20,3 +20,8 @@ class PayloadError(ContractError, ValueError):
 
 class TopicError(ContractError, ValueError):
     """A topic does not have one of the shapes the contracts define, or an id cannot form a topic."""
+
+
+class PartitionError(ContractError, ValueError):
+    """An engine partition that cannot be: a bad K/N, too few shards, a world counting other shards,
+    or a configuration that decides for the whole fleet at once."""

@@ -11,7 +11,7 @@ state can have lost. After a reconnect the barrier sends the step and its clock 
 counts the copies it already holds as duplicates and drops them.
 
 With ``engines=N`` the device topics are split into N shards and N engine processes run, partition
-K owning shard K (:mod:`support_engine.partition`); the clock counts the step's messages per shard,
+K owning shard K (:mod:`contracts.partitions`); the clock counts the step's messages per shard,
 the barrier waits for every partition's ack, and the run's engine counters are their sums.
 """
 
@@ -35,7 +35,9 @@ import msgspec
 from contracts import codec
 from contracts.counters import engine_counters
 from contracts.engine_config import Policy
+from contracts.errors import ContractError, PartitionError
 from contracts.messages import Clock, ClockAck, Message
+from contracts.partitions import Partition, check_partitionable
 from contracts.topics import Kind, Topics
 from harness.broker import BrokerUrl, RunningBroker, probe, start_broker
 from harness.engine_process import EngineProcess
@@ -45,8 +47,6 @@ from sim.kpis import compute_kpis
 from sim.records import Records
 from sim.scenario import Scenario
 from sim.world import World
-from support_engine.errors import ConfigError
-from support_engine.partition import Partition, check_partitionable
 
 __all__ = ["RunOutcome", "run_scenario"]
 
@@ -86,6 +86,11 @@ class _Barrier:
         self.received = 0
         self.acks: dict[int, ClockAck] = {}  # each partition's latest answer
         self.resent = 0  # messages sent again after a reconnect
+        self.foreign: Counter[str] = Counter()  # messages on the engine's topics that it did not send, by why
+        self.repeated = 0  # outputs delivered again (a redelivery after a reconnect): dropped
+        self._clocks: set[float] = set()  # the times of every clock sent
+        self._answers: dict[tuple[int, float], tuple[int, int]] = {}  # (partition, t) -> (received, emitted)
+        self._ids: set[tuple[Kind, str]] = set()  # every output taken, by kind and id
         self._step: list[tuple[str, bytes]] = []
         self._clock = b""
         self._connects = transport.connects
@@ -126,6 +131,7 @@ class _Barrier:
         )
 
     def _encode_clock(self, t: float, published: int, shards: list[int], final: bool = False) -> bytes:
+        self._clocks.add(t)
         return codec.encode(Clock(t=t, published=published, final=final, shards=shards if self.shards > 1 else []))
 
     def send(self, messages: list[tuple[str, bytes]]) -> None:
@@ -151,7 +157,10 @@ class _Barrier:
         acks = self.acks.values()
         if len(self.acks) < len(self.engines) or any(a.t < t for a in acks):
             return False
-        return self.received >= sum(a.emitted for a in acks)
+        emitted = sum(a.emitted for a in acks)
+        if self.received > emitted:
+            self._forged("outputs", self.received - emitted)
+        return self.received >= emitted
 
     def _await_ack(self, t: float, wait_s: float) -> None:
         deadline = time.monotonic() + wait_s
@@ -177,14 +186,46 @@ class _Barrier:
             except queue.Empty:
                 self._check_engine()
                 continue
+            self._take(topic, payload, t)
+
+    def _take(self, topic: str, payload: bytes, t: float) -> None:
+        """One message from the engine's topics: an ack, an output, a copy, or something foreign."""
+        try:
             kind = self.topics.parse(topic).kind
             message = codec.decode(kind, payload)
-            if isinstance(message, ClockAck):
-                if message.partition < len(self.engines) and message.t >= t:
-                    self.acks[message.partition] = message
-            else:
-                self.outputs.append((kind, message))
-                self.received += 1
+        except ContractError:
+            self.foreign["undecodable"] += 1  # cannot be acted on: dropped, and reported in the result
+            return
+        if isinstance(message, ClockAck):
+            self._answer(message, t)
+            return
+        key = (kind, _id_of(message))
+        if key in self._ids:
+            self.repeated += 1
+            return
+        self._ids.add(key)
+        self.outputs.append((kind, message))
+        self.received += 1
+
+    def _answer(self, ack: ClockAck, t: float) -> None:
+        """An ack: it must answer a clock this run sent, from a partition of this run, and agree with
+        any other answer of that partition to that clock."""
+        if ack.partition >= len(self.engines) or ack.t not in self._clocks:
+            self._forged("clock acks", 1)
+        seen = self._answers.setdefault((ack.partition, ack.t), (ack.received, ack.emitted))
+        if seen != (ack.received, ack.emitted):
+            self._forged("clock acks", 1)
+        if ack.t >= t:
+            self.acks[ack.partition] = ack
+
+    def _forged(self, what: str, n: int) -> None:
+        """Messages the engine did not send change what the world is told: the run cannot be trusted."""
+        self.foreign[what] += n
+        raise HarnessError(
+            f"{n} {what} on the engine's topics ({self.topics.prefix}/engine/..., {self.topics.prefix}/clock/ack) "
+            "that this run's engine did not send: another client publishes on this broker. "
+            "Run with a topic prefix of your own (--prefix), or on a broker that only this run can use."
+        )
 
     def _resend(self) -> None:
         """The connection came back: send the open step and its clock again (the engine drops copies)."""
@@ -384,7 +425,7 @@ def run_scenario(
             msgspec.structs.replace(scenario.engine, policy=policy or scenario.engine.policy),
             Partition(0, engines, engines),
         )
-    except ConfigError as exc:
+    except PartitionError as exc:
         raise HarnessError(f"--engines {engines}: {exc}") from exc
     seed, policy, topics, workdir = _prepare(scenario, seed, policy, topics, workdir)
     world = World(scenario, seed=seed, topics=topics)
@@ -433,6 +474,10 @@ def run_scenario(
         timing=timing,
         mode={"mode": "event", "engines": engines},
     )
+    if barrier.foreign:  # undecodable messages on the engine's topics: dropped, not acted on
+        result["messages"]["foreign_dropped"] = dict(sorted(barrier.foreign.items()))
+    if barrier.repeated:  # the engine's outputs delivered again after a reconnect: taken once
+        result["messages"]["engine_outputs_repeated"] = barrier.repeated
     if engines > 1:  # how the work split: each partition's own counts
         result["engine_partitions"] = [
             {"partition": k, **{name: ack.stats.get(name, 0) for name in _PARTITION_COUNTS}}

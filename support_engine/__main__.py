@@ -18,11 +18,12 @@ import typer
 import yaml
 
 from contracts.engine_config import EngineConfig
+from contracts.errors import PartitionError
+from contracts.partitions import Partition
 from contracts.topics import DEFAULT_PREFIX, Topics
 from support_engine.errors import EngineError
 from support_engine.metrics import EngineMetrics
 from support_engine.mqtt_transport import MqttTransport, Protocol
-from support_engine.partition import Partition
 from support_engine.registry import iter_devices
 from support_engine.service import ClockMode, EngineService
 from support_engine.storage import Storage
@@ -178,7 +179,7 @@ def main(
     engine_config = load_config(config, policy)
     try:
         part = Partition.parse(partition, shards)
-    except EngineError as exc:
+    except PartitionError as exc:
         raise typer.BadParameter(str(exc)) from exc
     client = f"sot-engine-{part.index}" if client_id is None else client_id
     transport = MqttTransport(host, port, client_id=client, protocol=protocol)  # type: ignore[arg-type]

@@ -38,15 +38,15 @@ import msgspec
 from contracts import codec
 from contracts.codec import BatchDecoder, BatchView
 from contracts.engine_config import EngineConfig
-from contracts.errors import PayloadError, TopicError
+from contracts.errors import PartitionError, PayloadError, TopicError
 from contracts.messages import Clock, ClockAck, DeadLetter, DeviceRecord, IngestAck, Message, Telemetry
+from contracts.partitions import Partition, check_partitionable
 from contracts.topics import Kind, Topics
 from support_engine.core.actions import Action, CreateWorkOrder, Notify, OrderConsumable, Provisioned, SendCommand
 from support_engine.core.engine import Engine, Snapshot
 from support_engine.core.ledger import Key, Ledger, key_of
 from support_engine.errors import ConfigError
 from support_engine.metrics import EngineMetrics
-from support_engine.partition import Partition, check_partitionable
 from support_engine.ratelimit import RateLimiter
 from support_engine.storage import Storage
 from support_engine.transport import Delivery, Transport
@@ -120,7 +120,10 @@ class EngineService:
         if not (math.isfinite(time_origin) and math.isfinite(speed) and speed > 0):
             raise ConfigError(f"wall clock needs a finite origin and a speed > 0, not {time_origin!r} and {speed!r}")
         self.partition = partition or Partition()
-        check_partitionable(config, self.partition)
+        try:
+            check_partitionable(config, self.partition)
+        except PartitionError as exc:
+            raise ConfigError(str(exc)) from exc
         self.topics = topics or Topics(shards=self.partition.shards)
         if self.topics.shards != self.partition.shards:
             raise ConfigError(f"the topics have {self.topics.shards} shards and the partition {self.partition.shards}")

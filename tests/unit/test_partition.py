@@ -21,13 +21,13 @@ from hypothesis import strategies as st
 from contracts import EngineConfig, IssueType, Kind, ThresholdRule, Topics, codec
 from contracts.codec import encode_batch
 from contracts.engine_config import CampaignRule, Technician
-from contracts.errors import TopicError
+from contracts.errors import PartitionError, TopicError
 from contracts.messages import Clock, ClockAck, DeviceRecord
+from contracts.partitions import Partition, check_partitionable, fleet_wide_decisions
 from contracts.topics import shard_of
 from sim.scenario_file import load, with_overrides
 from sim.world import World
 from support_engine.errors import ConfigError
-from support_engine.partition import Partition, check_partitionable, fleet_wide_decisions
 from support_engine.service import EngineService
 from support_engine.storage import Storage
 from support_engine.transport import MemoryTransport
@@ -100,9 +100,9 @@ def test_partition_specs_are_checked_with_a_message_that_says_what_to_give() -> 
     assert Partition.parse("1/3") == Partition(1, 3, 3)
     assert Partition.parse("0/2", shards=8).owned == [0, 2, 4, 6]
     for bad in ("2/2", "1", "a/b", "-1/2", "0/0"):
-        with pytest.raises(ConfigError, match="K/N"):
+        with pytest.raises(PartitionError, match="K/N"):
             Partition.parse(bad)
-    with pytest.raises(ConfigError, match="3 shards cannot be shared by 4 partitions"):
+    with pytest.raises(PartitionError, match="3 shards cannot be shared by 4 partitions"):
         Partition.parse("0/4", shards=3)
 
 
@@ -111,7 +111,7 @@ def test_a_partition_counts_only_the_clocks_messages_on_its_shards() -> None:
     assert part.expected(Clock(t=1.0, published=10, shards=[1, 2, 3, 4])) == 2 + 4
     assert part.expected(Clock(t=1.0, published=12, shards=[1, 2, 3, 4])) == 2 + 4 + 2  # unsharded ones: everyone's
     assert part.expected(Clock(t=1.0, published=10)) == 10  # a world without shards
-    with pytest.raises(ConfigError, match="start the engine with the world's --shards"):
+    with pytest.raises(PartitionError, match="start the engine with the world's --shards"):
         part.expected(Clock(t=1.0, published=3, shards=[1, 2]))
 
 
@@ -124,7 +124,7 @@ def test_fleet_wide_decisions_refuse_partitions_and_are_named() -> None:
     campaign = msgspec.structs.replace(CONFIG, campaigns=[CampaignRule(name="c", by="batch", ota_version="2")])
     assert fleet_wide_decisions(campaign) == ["campaigns"]
     techs = msgspec.structs.replace(CONFIG, technicians=[Technician(id="t1")])
-    with pytest.raises(ConfigError, match=r"technicians .*run it with one engine"):
+    with pytest.raises(PartitionError, match=r"technicians .*run it with one engine"):
         check_partitionable(techs, Partition(0, 2, 2))
     check_partitionable(techs, Partition())  # one engine decides everything
     check_partitionable(CONFIG, Partition(0, 2, 2))

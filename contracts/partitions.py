@@ -1,4 +1,5 @@
-"""Engine partitions: which shards of the device topics one engine process owns.
+"""Engine partitions: which shards of the device topics one engine process owns (shared by the
+engine, which runs as a partition, and the harness, which starts them and counts for them).
 
 A deployment splits its device topics into ``shards`` (:mod:`contracts.topics`); partition K of N
 owns the shards ``s`` with ``s % N == K``. Each partition is a whole engine for the devices of its
@@ -15,9 +16,9 @@ import re
 from dataclasses import dataclass
 
 from contracts.engine_config import EngineConfig
+from contracts.errors import PartitionError
 from contracts.messages import Clock, DeviceRecord
 from contracts.topics import shard_of
-from support_engine.errors import ConfigError
 
 __all__ = ["Partition", "check_partitionable", "fleet_wide_decisions"]
 
@@ -34,9 +35,9 @@ class Partition:
 
     def __post_init__(self) -> None:
         if not 1 <= self.count <= 4096 or not 0 <= self.index < self.count:
-            raise ConfigError(f"partition {self.index}/{self.count}: expected K/N with 0 <= K < N <= 4096")
+            raise PartitionError(f"partition {self.index}/{self.count}: expected K/N with 0 <= K < N <= 4096")
         if not self.count <= self.shards <= 4096:
-            raise ConfigError(
+            raise PartitionError(
                 f"{self.shards} shards cannot be shared by {self.count} partitions: give at least one shard each"
             )
 
@@ -45,7 +46,7 @@ class Partition:
         """``"K/N"`` (partition K of N, counting from 0) over ``shards`` shards (default N)."""
         match = _SPEC.fullmatch(spec.strip())
         if match is None:
-            raise ConfigError(f"--partition {spec!r}: expected K/N, partition K of N counting from 0 (e.g. 0/2)")
+            raise PartitionError(f"--partition {spec!r}: expected K/N, partition K of N counting from 0 (e.g. 0/2)")
         index, count = int(match[1]), int(match[2])
         return cls(index, count, count if shards is None else shards)
 
@@ -75,7 +76,7 @@ class Partition:
         if not clock.shards:
             return clock.published
         if len(clock.shards) != self.shards:
-            raise ConfigError(
+            raise PartitionError(
                 f"the world counts {len(clock.shards)} shards and this engine {self.shards}: "
                 "start the engine with the world's --shards"
             )
@@ -101,7 +102,7 @@ def check_partitionable(config: EngineConfig, partition: Partition) -> None:
         return
     found = fleet_wide_decisions(config)
     if found:
-        raise ConfigError(
+        raise PartitionError(
             f"engine partitions decide device by device, and this configuration decides for the whole fleet "
             f"at once ({', '.join(found)}): run it with one engine"
         )
