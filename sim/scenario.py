@@ -47,6 +47,8 @@ Name = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:-]{1,64}(?!\n)$")]
 Positive = Annotated[float, msgspec.Meta(gt=0.0)]
 NonNegative = Annotated[float, msgspec.Meta(ge=0.0)]
 Probability = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+MAX_DAYS = 36_525.0  # a run's horizon: a century of simulated time at most
+MAX_SEED = 2**63 - 1
 Severity = Literal["degraded", "down"]
 
 
@@ -378,9 +380,10 @@ class Scenario(_Spec, frozen=True, kw_only=True):
     schema_version: Annotated[int, msgspec.Meta(ge=1, le=SCENARIO_SCHEMA_VERSION)] = SCENARIO_SCHEMA_VERSION
     name: Name
     description: str = ""
-    seed: Annotated[int, msgspec.Meta(ge=0)] = 0
-    duration_days: Positive
-    warmup_days: NonNegative = 0.0  # KPIs and scores count only what begins after it; < duration_days
+    seed: Annotated[int, msgspec.Meta(ge=0, le=MAX_SEED)] = 0
+    duration_days: Annotated[float, msgspec.Meta(gt=0.0, le=MAX_DAYS)]  # a century at most
+    # KPIs and scores count only what begins after the warm-up; it is shorter than duration_days.
+    warmup_days: Annotated[float, msgspec.Meta(ge=0.0, le=MAX_DAYS)] = 0.0
     sync_interval_s: Positive = 3600.0
     products: dict[Name, Product] = {}
     fleets: Annotated[list[Fleet], msgspec.Meta(min_length=1)]

@@ -382,10 +382,18 @@ def loads(text: str, source: str = "<string>") -> Scenario:
     return scenario
 
 
+MAX_FILE_BYTES = 4 * 2**20
+"""The largest scenario file read: a scenario describes fleets, it does not list their devices."""
+
+
 def load(path: str | Path) -> Scenario:
     """Read and validate a scenario file, raising :class:`ScenarioError` with every problem."""
     p = Path(path)
     try:
+        size = p.stat().st_size
+        if size > MAX_FILE_BYTES:
+            problem = f"the file is {size / 2**20:.0f} MB; a scenario file is at most {MAX_FILE_BYTES // 2**20} MB"
+            raise ScenarioError(str(p), [Problem("", problem + " (fleets are counts and distributions, not lists)")])
         text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ScenarioError(str(p), [Problem("", f"cannot read file: {exc}")]) from exc

@@ -11,8 +11,10 @@ psycopg is imported only when a PostgreSQL URL is used.
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +31,12 @@ __all__ = ["Connection", "Location", "ReadOnly", "connect", "locate"]
 
 Backend = Literal["sqlite", "postgresql"]
 _CONNECT_TIMEOUT_S = 10
+_BUSY_TIMEOUT_S = 1.0  # SQLite waits this long for a lock itself, then the writer's own retries take over
+BUSY_RETRY_S = 600.0
+"""How long the writer keeps retrying a statement that another process's lock holds up before it
+gives up (its messages are still unacknowledged then: the broker delivers them again)."""
+_BACKOFF_S = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
+log = logging.getLogger("sot.engine")
 _MANGLED = re.compile(r"(?i)(postgres|postgresql|sqlite):/(?!/)")
 _HINT = {
     "sqlite": "check that the file's directory is writable, or pass another --db",
@@ -155,13 +163,61 @@ class Connection:
 
 
 class _SqliteConnection(Connection):
-    """SQLite in autocommit mode with explicit BEGIN/COMMIT (so that reads are in the transaction too)."""
+    """SQLite in autocommit mode with explicit BEGIN/COMMIT (so that reads are in the transaction too).
+
+    The writer retries a statement that another process's lock holds up ("database is locked"),
+    backing off to 2 s between tries, for up to :data:`BUSY_RETRY_S`; meanwhile :attr:`waiting`
+    says since when (the engine's health reports it degraded) and one warning a minute is logged.
+    SQLite keeps the open transaction across a busy statement, so trying it again is safe.
+    """
 
     def __init__(self, raw: sqlite3.Connection, location: Location, *, transaction: bool) -> None:
         super().__init__(raw, location, portable, sqlite3.Error)
         self._transaction = transaction
+        self.waiting: float | None = None  # time.monotonic() since a lock holds the writer up
+        self.retry_s = BUSY_RETRY_S
         if transaction:
             self.execute("BEGIN")
+
+    def execute(self, sql: str, args: Sequence[object] = ()) -> None:
+        self._retrying(lambda: super(_SqliteConnection, self).execute(sql, args))
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
+        batch = [tuple(r) for r in rows]
+        self._retrying(lambda: super(_SqliteConnection, self).executemany(sql, batch))
+
+    def _retrying(self, statement: Callable[[], None]) -> None:
+        if not self._transaction:
+            statement()
+            return
+        tries, warned = 0, 0.0
+        while True:
+            try:
+                statement()
+            except StorageError as exc:
+                cause = exc.__cause__
+                busy = isinstance(cause, sqlite3.OperationalError) and _is_busy(cause)
+                now = time.monotonic()
+                if not busy or (self.waiting is not None and now - self.waiting > self.retry_s):
+                    self.waiting = None
+                    raise
+                if self.waiting is None:
+                    self.waiting = now
+                if now - warned >= 60.0:
+                    warned = now
+                    log.warning(
+                        "database %s is locked by another process: waiting (held for %.0f s so far; "
+                        "messages stay unacknowledged)", self.location.shown, now - self.waiting,
+                    )  # fmt: skip
+                time.sleep(_BACKOFF_S[min(tries, len(_BACKOFF_S) - 1)])
+                tries += 1
+                continue
+            if self.waiting is not None:
+                log.warning(
+                    "database %s is free again after %.1f s", self.location.shown, time.monotonic() - self.waiting
+                )
+                self.waiting = None
+            return
 
     def tables(self) -> set[str]:
         return {str(name) for (name,) in self.rows("SELECT name FROM sqlite_master WHERE type = 'table'")}
@@ -177,6 +233,11 @@ class _SqliteConnection(Connection):
             with contextlib.suppress(sqlite3.Error):
                 self._raw.execute("COMMIT")
         self._raw.close()
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc).lower()
+    return "database is locked" in text or "database is busy" in text or "database table is locked" in text
 
 
 def _first_words(sql: str) -> str:
@@ -232,7 +293,7 @@ def connect(location: Location) -> Connection:
                 ) from exc
         if location.target != ":memory:":
             Path(location.target).parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(location.target, isolation_level=None, check_same_thread=False)
+        db = sqlite3.connect(location.target, isolation_level=None, check_same_thread=False, timeout=_BUSY_TIMEOUT_S)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA foreign_keys=ON")

@@ -235,6 +235,11 @@ class Storage:
         """Make every write since the last commit durable, then open the next transaction."""
         self._db.commit()
 
+    @property
+    def waiting(self) -> float | None:
+        """Since when (``time.monotonic()``) another process's lock holds the writer up; None when it does not."""
+        return getattr(self._db, "waiting", None)
+
     def close(self) -> None:
         self._db.close()
 
