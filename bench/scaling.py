@@ -14,19 +14,23 @@ less the peaks of an empty run (``--empty-devices`` devices, measured the same w
 extra devices.
 
 The baseline is the smallest size: time per reading relative to it is the linearity ratio (1.0 is
-linear). The ceiling is what the same Mosquitto carries between its own C clients for the payloads
+linear). With ``--engines 1,2`` every size runs with every engine count in turn (``sot run --engines
+N``: N engine partitions, each with its own session and database); the engine's peak RSS is then the
+partitions' peaks summed (the largest is given too), and readings/s against the same size with one
+engine in the same run is the partition ratio. ``--repeat`` runs each (size, engines) again, in the
+same interleaved order. CPU seconds of every process during the run loop are recorded alongside. The ceiling is what the same Mosquitto carries between its own C clients for the payloads
 of one size (``--ceiling-size``, by default the largest), measured by ``bench/broker_ceiling.py``
 in the same run; end-to-end readings/s is given as a share of the ceiling's.
 
     python bench/scaling.py                                     # 1e3, 1e4, 1e5, 1e6 devices, ~8 M readings each
     python bench/scaling.py --sizes 1e3,1e4,1e5 --json scaling.json --plot scaling.png
     python bench/scaling.py --sizes 1e3,1e4 --days 30,3         # horizons set by hand, one per size
+    python bench/scaling.py --sizes 1e5,1e6 --engines 1,2 --repeat 2 --plot-partitions partitions.png
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import os
@@ -36,7 +40,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -45,6 +48,7 @@ from types import FrameType
 from typing import Any
 
 from broker_ceiling import Ceiling, load_average, measure_ceiling, terminate
+from procs import ROLES, PeakSampler, cpu_seconds, vmhwm_bytes
 
 from sim import scenario_file
 from sim.scenario import Scenario
@@ -53,6 +57,7 @@ __all__ = [
     "Ceiling",
     "PeakSampler",
     "SizeRun",
+    "cpu_seconds",
     "horizon_days",
     "main",
     "measure_ceiling",
@@ -65,7 +70,6 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SCENARIO = ROOT / "scenarios" / "freezers.yaml"
 DEFAULT_SIZES = "1e3,1e4,1e5,1e6"
 DEFAULT_READINGS = 8_000_000  # 10^6 freezers for two sync steps
-ROLES = ("world", "engine", "broker")
 PUBLISH_INFLIGHT = 1000  # harness.mqtt_transport.WorldTransport's window
 _NEWLINE_FREE = bytes.maketrans(b"\x00\n", b"\x01\x0b")  # mosquitto_pub -l splits at 0x0A and stops at 0x00
 _CEILING_TOPIC = "sot-bench/ceiling/batch"
@@ -90,80 +94,13 @@ def horizon_days(scenario: Scenario, devices: int, readings: int) -> float:
 
 
 # -- memory ---------------------------------------------------------------------------------------
-def vmhwm_bytes(pid: int) -> int | None:
-    """Peak resident set of process ``pid`` so far (``VmHWM``), or None once it has exited."""
-    try:
-        text = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return None
-    for line in text.splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    return None  # a zombie has no memory left to report
-
-
-def _children(pid: int) -> list[int]:
-    """Process ids of ``pid``'s children (``/proc/<pid>/task/*/children``, else a scan of ``/proc``)."""
-    found: list[int] = []
-    tasks = Path(f"/proc/{pid}/task")
-    listed = False
-    with contextlib.suppress(OSError):
-        for task in tasks.iterdir():
-            with contextlib.suppress(OSError):
-                found += [int(x) for x in (task / "children").read_text().split()]
-                listed = True
-    if listed:
-        return found
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, IndexError, ValueError):
-                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                    found.append(int(entry.name))
-    return found
-
-
-def _role_of(pid: int) -> str | None:
-    """``engine`` for ``python -m support_engine``, ``broker`` for ``mosquitto -c``; None for anything else."""
-    try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
-    except OSError:
-        return None
-    if "-m" in argv and "support_engine" in argv:
-        return "engine"
-    if Path(argv[0]).name == "mosquitto" and "-c" in argv:
-        return "broker"
-    return None
-
-
-class PeakSampler(threading.Thread):
-    """Sample the peak RSS of a world process, its engine and its broker until the world process exits."""
-
-    def __init__(self, proc: subprocess.Popen[bytes], interval_s: float) -> None:
-        super().__init__(daemon=True)
-        self.proc, self.interval_s = proc, interval_s
-        self.pids: dict[str, int] = {"world": proc.pid}
-        self.peaks: dict[str, int] = {}
-
-    def run(self) -> None:
-        while self.proc.poll() is None:
-            if len(self.pids) < len(ROLES):
-                for child in _children(self.proc.pid):
-                    role = _role_of(child)
-                    if role is not None and role not in self.pids:
-                        self.pids[role] = child
-            for role, pid in self.pids.items():
-                peak = vmhwm_bytes(pid)
-                if peak is not None:
-                    self.peaks[role] = max(peak, self.peaks.get(role, 0))
-            time.sleep(self.interval_s)
-
-
-# -- one size -------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class SizeRun:
     """One run's figures: what the runner reports and what the sampler saw."""
 
     devices: int
+    engines: int
+    repeat: int  # 0 for a (size, engines)'s first run, 1 for its second, ...
     days: float
     sync_steps: int
     readings: int
@@ -172,7 +109,10 @@ class SizeRun:
     lost: int
     wall_s: float  # the runner's run loop
     process_s: float  # the world process, start to exit: imports, registry, engine start-up and shutdown too
-    peak_rss_bytes: dict[str, int]
+    peak_rss_bytes: dict[str, int]  # by role; the engine's is the partitions' summed
+    engine_peak_rss_bytes: list[int]  # each partition's
+    cpu_s: dict[str, float]  # CPU seconds during the run loop, by process (engine-pK for partition K)
+    partitions: list[dict[str, int]]  # the result's engine_partitions: each partition's counts (several engines)
     load_average: list[float]
     broker: str
 
@@ -194,37 +134,43 @@ def measure_size(
     step_timeout_s: float,
     sample_s: float,
     tmp: Path,
+    engines: int = 1,
+    repeat: int = 0,
 ) -> SizeRun:
-    """Run one size in a child process (which starts the broker and the engine) and sample all three."""
-    out = tmp / f"run-{devices}.json"
+    """Run one size in a child process (which starts the broker and the engines) and sample them all."""
+    out, work = tmp / f"run-{devices}-{engines}.json", tmp / f"work-{devices}-{engines}"
     command = [sys.executable, str(Path(__file__).resolve()), "--role", "run", "--scenario", str(scenario_path)]
     command += ["--devices", str(devices), "--days", repr(days), "--step-timeout", repr(step_timeout_s)]
-    command += ["--out", str(out), "--workdir", str(tmp / f"work-{devices}")]
+    command += ["--out", str(out), "--workdir", str(work), "--engines", str(engines)]
     if seed is not None:
         command += ["--seed", str(seed)]
     load = load_average()
     started = time.monotonic()
     proc = subprocess.Popen(command, stdin=subprocess.DEVNULL)
-    sampler = PeakSampler(proc, sample_s)
+    sampler = PeakSampler(proc, sample_s, engines=engines)
     sampler.start()
     try:
         code = proc.wait()
     finally:
         terminate(proc)
         sampler.join()
-        shutil.rmtree(tmp / f"work-{devices}", ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
     process_s = time.monotonic() - started
     if code != 0:
-        raise RuntimeError(f"the run of {devices:,} devices exited with code {code} (its output is above)")
+        raise RuntimeError(f"the run of {devices:,} devices x {engines} engines exited with code {code} (see above)")
     child = json.loads(out.read_text())
     peaks = dict(sampler.peaks)
     peaks["world"] = max(peaks.get("world", 0), child["world_vmhwm_bytes"])
-    missing = [role for role in ROLES if role not in peaks]
+    names = ["engine"] if engines == 1 else [f"engine-p{k}" for k in range(engines)]
+    missing = [role for role in ["world", *names, "broker"] if role not in peaks]
     if missing:
         raise RuntimeError(f"no memory sample of the {', '.join(missing)} process (found {sampler.pids})")
+    loop = child["run_loop_monotonic"]
     m = child["messages"]
     return SizeRun(
         devices=devices,
+        engines=engines,
+        repeat=repeat,
         days=days,
         sync_steps=child["sync_steps"],
         readings=m["readings"],
@@ -233,7 +179,10 @@ def measure_size(
         lost=m["lost"],
         wall_s=child["timing"]["wall_s"],
         process_s=round(process_s, 3),
-        peak_rss_bytes={role: peaks[role] for role in ROLES},
+        peak_rss_bytes={"world": peaks["world"], "engine": sum(peaks[k] for k in names), "broker": peaks["broker"]},
+        engine_peak_rss_bytes=[peaks[k] for k in names],
+        cpu_s={role: sampler.cpu_between(role, *loop) for role in ["world", *names, "broker"]},
+        partitions=child["engine_partitions"],
         load_average=load,
         broker=child["broker"],
     )
@@ -247,22 +196,28 @@ def _child_run(args: argparse.Namespace) -> int:
     """The world process: one ``run_scenario``; write the figures the parent needs to ``--out``."""
     from harness.runner import run_scenario
 
-    signal.signal(signal.SIGTERM, _raise_interrupt)  # stop the broker and the engine on the way out
+    signal.signal(signal.SIGTERM, _raise_interrupt)  # stop the broker and the engines on the way out
     scenario = resized(scenario_file.load(args.scenario), args.devices, args.days)
+    stepped: list[float] = []  # when each sync step was done: the last one ends the run loop
     outcome = run_scenario(
         scenario,
         seed=args.seed,
         broker_kind="mosquitto",
         workdir=Path(args.workdir),
         step_timeout_s=args.step_timeout,
+        engines=args.engines,
+        progress=lambda t, end: stepped.append(time.monotonic()),
     )
     result = outcome.result
+    wall_s = result["timing"]["wall_s"]
     document = {
         "messages": result["messages"],
         "timing": result["timing"],
         "broker": result["manifest"]["broker"],
         "sync_steps": math.ceil(scenario.duration_s / scenario.sync_interval_s),
         "world_vmhwm_bytes": vmhwm_bytes(os.getpid()) or 0,
+        "run_loop_monotonic": [stepped[-1] - wall_s, stepped[-1]],  # begun about a final flush (ms) later
+        "engine_partitions": result.get("engine_partitions", []),
     }
     Path(args.out).write_text(json.dumps(document), encoding="utf-8")
     return 0
@@ -277,44 +232,67 @@ def bytes_per_device(run: SizeRun, empty: SizeRun) -> dict[str, float]:
     return out
 
 
-def figures(runs: Sequence[SizeRun], empty: SizeRun, ceiling: Ceiling | None) -> list[dict[str, Any]]:
-    """Every size's absolute figures and ratios, as the JSON document and the plot take them."""
-    base = runs[0].us_per_reading
-    rows = []
+def figures(runs: Sequence[SizeRun], empties: dict[int, SizeRun], ceiling: Ceiling | None) -> list[dict[str, Any]]:
+    """Every run's absolute figures and ratios, as the JSON document and the plots take them.
+
+    Linearity is against the smallest size with as many engines, ``vs_one_engine`` against the same
+    size and repeat with one engine, memory per device against the empty run with as many engines."""
+    one = {(r.devices, r.repeat): r.readings_per_s for r in runs if r.engines == 1}
+    base: dict[int, float] = {}
     for r in runs:
-        rows.append(
-            asdict(r)
-            | {
-                "readings_per_s": r.readings_per_s,
-                "us_per_reading": r.us_per_reading,
-                "linearity": r.us_per_reading / base,
-                "rss_bytes_per_device": bytes_per_device(r, empty),
-                "ceiling_share": None if ceiling is None else r.readings_per_s / ceiling.readings_per_s,
-            }
-        )
-    return rows
+        base.setdefault(r.engines, r.us_per_reading)  # the smallest size runs first
+    return [
+        asdict(r)
+        | {
+            "readings_per_s": r.readings_per_s,
+            "us_per_reading": r.us_per_reading,
+            "linearity": r.us_per_reading / base[r.engines],
+            "vs_one_engine": r.readings_per_s / one[r.devices, r.repeat] if (r.devices, r.repeat) in one else None,
+            "rss_bytes_per_device": bytes_per_device(r, empties[r.engines]),
+            "ceiling_share": None if ceiling is None else r.readings_per_s / ceiling.readings_per_s,
+        }
+        for r in runs
+    ]
 
 
-def _tables(rows: Sequence[dict[str, Any]], empty: SizeRun) -> str:
-    head = (
-        f"{'devices':>9} {'days':>7} {'steps':>5} {'readings':>12} {'wall s':>8} {'readings/s':>11} "
-        f"{'us/rdg':>7} {'linear':>6} {'ceiling':>7} {'lost':>5} {'load':>5}"
-    )
-    lines = [head]
+def _tables(rows: Sequence[dict[str, Any]], empties: dict[int, SizeRun]) -> str:
+    several = len(empties) > 1  # the engine columns only when engine counts are compared
+    eng, ratio, largest = (" eng", " vs 1 eng", "  largest engine MB") if several else ("", "", "")
+
+    def who(r: dict[str, Any]) -> str:
+        return f"{r['devices']:>9,}" + (f" {r['engines']:>3}" if several else "")
+
+    lines = [
+        f"{'devices':>9}{eng} {'days':>7} {'steps':>5} {'readings':>12} {'wall s':>8} {'readings/s':>11} "
+        f"{'us/rdg':>7} {'linear':>6}{ratio} {'ceiling':>7} {'lost':>5} {'load':>5}"
+    ]
     for r in rows:
         share = "-" if r["ceiling_share"] is None else f"{r['ceiling_share']:.1%}"
+        vs = "-" if r["vs_one_engine"] is None else f"{r['vs_one_engine']:.2f}x"
         lines.append(
-            f"{r['devices']:>9,} {r['days']:>7.3g} {r['sync_steps']:>5,} {r['readings']:>12,} {r['wall_s']:>8.2f} "
-            f"{r['readings_per_s']:>11,.0f} {r['us_per_reading']:>7.2f} {r['linearity']:>5.2f}x {share:>7} "
-            f"{r['lost']:>5,} {r['load_average'][0]:>5.2f}"
+            f"{who(r)} {r['days']:>7.3g} {r['sync_steps']:>5,} "
+            f"{r['readings']:>12,} {r['wall_s']:>8.2f} {r['readings_per_s']:>11,.0f} {r['us_per_reading']:>7.2f} "
+            f"{r['linearity']:>5.2f}x{f' {vs:>8}' if several else ''} {share:>7} {r['lost']:>5,} "
+            f"{r['load_average'][0]:>5.2f}"
         )
-    lines += ["", f"{'devices':>9} {'peak RSS MB world/engine/broker':>32} {'bytes/device world/engine/broker':>34}"]
-    for r in [{"devices": empty.devices, "peak_rss_bytes": empty.peak_rss_bytes, "rss_bytes_per_device": None}, *rows]:
+    lines += [
+        "",
+        f"{'devices':>9}{eng} {'peak RSS MB world/engine/broker':>32} {'bytes/device world/engine/broker':>34}",
+    ]
+    lines[-1] += largest
+    for r in [*(asdict(e) | {"rss_bytes_per_device": None} for e in empties.values()), *rows]:
         mb = " / ".join(f"{r['peak_rss_bytes'][role] / 1e6:.1f}" for role in ROLES)
-        per = "(empty run)" if r["rss_bytes_per_device"] is None else ""
+        per = "(empty run)"
         if r["rss_bytes_per_device"] is not None:
             per = " / ".join(f"{r['rss_bytes_per_device'][role]:,.0f}" for role in ROLES)
-        lines.append(f"{r['devices']:>9,} {mb:>32} {per:>34}")
+        lines.append(f"{who(r)} {mb:>32} {per:>34}")
+        lines[-1] += f"{max(r['engine_peak_rss_bytes']) / 1e6:>19.1f}" if several else ""
+    if several:
+        lines += ["", f"{'devices':>9} eng  CPU s in the run loop by process; readings by partition"]
+        for r in rows:
+            cpu = ", ".join(f"{role} {s:.1f}" for role, s in r["cpu_s"].items())
+            split = " / ".join(f"{p['readings']:,}" for p in r["partitions"]) or "-"
+            lines.append(f"{who(r)} {cpu}; {split}")
     return "\n".join(lines)
 
 
@@ -354,6 +332,41 @@ def plot(rows: Sequence[dict[str, Any]], ceiling: Ceiling | None, path: Path) ->
     plt.close(fig)
 
 
+def plot_partitions(rows: Sequence[dict[str, Any]], path: Path) -> None:
+    """Readings/s by size and engine count, a bar per (size, engines) at the mean of its repeats."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    sizes = sorted({r["devices"] for r in rows})
+    counts = sorted({r["engines"] for r in rows})
+    width = 0.8 / len(counts)
+    fig, axes = plt.subplots(figsize=(7.2, 4.4), constrained_layout=True)
+    for j, engines in enumerate(counts):
+        x = [i + (j - (len(counts) - 1) / 2) * width for i in range(len(sizes))]
+        runs = [[r for r in rows if r["devices"] == n and r["engines"] == engines] for n in sizes]
+        means = [sum(r["readings_per_s"] for r in rs) / len(rs) if rs else 0.0 for rs in runs]
+        label = f"{engines} engine{'s' if engines > 1 else ''}"
+        axes.bar(x, means, width, label=label, color=f"C{j}")
+        for xi, rs in zip(x, runs, strict=True):
+            axes.plot([xi] * len(rs), [r["readings_per_s"] for r in rs], "k.", markersize=5)
+            ratios = [r["vs_one_engine"] for r in rs if r["vs_one_engine"] is not None and engines != 1]
+            if ratios:
+                text = "\n".join(f"{q:.2f}x" for q in ratios)
+                axes.annotate(text, (xi, max(r["readings_per_s"] for r in rs)), ha="center", va="bottom", fontsize=7)
+    axes.set_xticks(range(len(sizes)), [f"{n:,}" for n in sizes])
+    axes.set(xlabel="devices", ylabel="readings/s end to end", title="engine partitions, event time")
+    axes.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v / 1e3:,.0f} k"))
+    axes.set_ylim(0, 1.35 * max(r["readings_per_s"] for r in rows))
+    axes.plot([], [], "k.", label="each run (text: vs 1 engine, same run)")
+    axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=len(counts) + 1, fontsize="small")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def machine() -> dict[str, Any]:
     """What the figures were measured on, and how busy it was when they started."""
     commit = subprocess.run(
@@ -382,6 +395,13 @@ def _sizes(text: str) -> list[int]:
     return sizes
 
 
+def _engines(text: str) -> list[int]:
+    counts = [int(x) for x in text.split(",")]
+    if not all(n >= 1 for n in counts) or len(set(counts)) != len(counts):
+        raise argparse.ArgumentTypeError("engine counts must be >= 1, each once")
+    return counts
+
+
 def _days(text: str) -> list[float]:
     days = [float(x) for x in text.split(",")]
     if not all(d > 0 for d in days):
@@ -400,6 +420,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--days", type=_days, default=None, help="days: one for every size, or one per size")
     parser.add_argument("--seed", type=int, default=None, help="override the scenario's seed")
+    parser.add_argument("--engines", type=_engines, default=[1], help="engine counts, each size with each (default 1)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each (size, engines), interleaved (default 1)")
     parser.add_argument("--empty-devices", type=int, default=1, help="devices of the empty run (default 1)")
     parser.add_argument("--empty-days", type=float, default=1.0, help="days of the empty run (default 1)")
     parser.add_argument("--ceiling-size", type=int, default=None, help="whose payloads the ceiling carries (largest)")
@@ -408,17 +430,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sample-s", type=float, default=0.05, help="seconds between memory samples (default 0.05)")
     parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the figures here")
     parser.add_argument("--plot", type=Path, default=None, metavar="PATH", help="also draw them in this PNG")
+    parser.add_argument(
+        "--plot-partitions", type=Path, default=None, metavar="PATH", help="and readings/s by engine count in this one"
+    )
     parser.add_argument("--role", choices=["run"], help=argparse.SUPPRESS)
     parser.add_argument("--devices", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.role == "run":
-        return _child_run(argparse.Namespace(**vars(args) | {"days": args.days[0]}))
+        return _child_run(argparse.Namespace(**vars(args) | {"days": args.days[0], "engines": args.engines[0]}))
     if args.days is not None and len(args.days) not in (1, len(args.sizes)):
         parser.error(f"--days: give one value or one per size ({len(args.sizes)})")
     if args.empty_devices < 1 or args.empty_devices >= args.sizes[0]:
         parser.error("--empty-devices must be >= 1 and below the smallest size")
+    if args.repeat < 1:
+        parser.error("--repeat must be >= 1")
     if args.ceiling_repeat < 0:
         parser.error("--ceiling-repeat must be >= 0 (0: no ceiling)")
     ceiling_size = args.sizes[-1] if args.ceiling_size is None else args.ceiling_size
@@ -439,6 +466,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"scaling: {scenario.name}, sizes {', '.join(f'{n:,}' for n in args.sizes)} devices, days "
         f"{', '.join(f'{d:.4g}' for d in days)}; a reading every {'/'.join(f'{i:g}' for i in intervals)} s, "
         f"{'/'.join(map(str, gateways))} devices a gateway, sync every {scenario.sync_interval_s:g} s"
+        + ("" if args.engines == [1] else f"; engines {', '.join(map(str, args.engines))}")
+        + ("" if args.repeat == 1 else f"; each run {args.repeat} times")
     )
     print(
         f"machine: {info['cpu_count']} CPUs ({info['processor']}), {info['platform']}, {info['memory_gb']} GB; "
@@ -447,25 +476,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     common = {"seed": args.seed, "step_timeout_s": args.step_timeout, "sample_s": args.sample_s}
     with tempfile.TemporaryDirectory(prefix="sot-scaling-") as tmp:
-        empty = measure_size(args.scenario, args.empty_devices, args.empty_days, tmp=Path(tmp), **common)
-        print(f"empty run ({empty.devices} device, {empty.days:g} days): {empty.process_s:.1f} s", flush=True)
+        empties = {}
+        for e in args.engines:
+            empty = measure_size(args.scenario, args.empty_devices, args.empty_days, tmp=Path(tmp), engines=e, **common)
+            empties[e] = empty
+            with_engines = "" if args.engines == [1] else f", {e} engine{'s' if e > 1 else ''}"
+            print(f"empty run ({empty.devices} device, {empty.days:g} days{with_engines}): {empty.process_s:.1f} s")
         runs = []
         for n, d in zip(args.sizes, days, strict=True):
-            run = measure_size(args.scenario, n, d, tmp=Path(tmp), **common)
-            runs.append(run)
-            print(
-                f"{n:,} devices x {d:.4g} days: {run.readings:,} readings in {run.wall_s:.2f} s "
-                f"({run.readings_per_s:,.0f}/s, lost {run.lost}); process {run.process_s:.1f} s",
-                flush=True,
-            )
+            for i, e in enumerate(args.engines * args.repeat):  # interleaved: 1, 2, 1, 2, ...
+                run = measure_size(
+                    args.scenario, n, d, tmp=Path(tmp), engines=e, repeat=i // len(args.engines), **common
+                )
+                runs.append(run)
+                with_engines = "" if args.engines == [1] else f" with {e} engine{'s' if e > 1 else ''}"
+                print(
+                    f"{n:,} devices x {d:.4g} days{with_engines}: {run.readings:,} readings in {run.wall_s:.2f} s "
+                    f"({run.readings_per_s:,.0f}/s, lost {run.lost}); process {run.process_s:.1f} s, "
+                    f"load {run.load_average[0]:.2f}",
+                    flush=True,
+                )
         ceiling = None
         if args.ceiling_repeat:
             d = days[args.sizes.index(ceiling_size)]
             ceiling = measure_ceiling(
                 args.scenario, ceiling_size, d, seed=args.seed, repeat=args.ceiling_repeat, tmp=Path(tmp)
             )
-    rows = figures(runs, empty, ceiling)
-    print(_tables(rows, empty))
+    rows = figures(runs, empties, ceiling)
+    print(_tables(rows, empties))
     if ceiling is not None:
         print(
             f"broker ceiling ({ceiling.broker}, {ceiling.clients}): {ceiling.messages:,} messages, "
@@ -473,12 +511,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"(best of {len(ceiling.runs_s)}): {ceiling.messages_per_s:,.0f} msgs/s, {ceiling.mb_per_s:,.1f} MB/s, "
             f"{ceiling.readings_per_s:,.0f} readings/s"
         )
-    last = rows[-1]
+    curve = [r for r in rows if r["engines"] == args.engines[0] and r["repeat"] == 0]  # what --plot draws
+    last = curve[-1]
     print(
         f"linearity ({last['devices']:,} against {rows[0]['devices']:,} devices): {last['linearity']:.2f}x µs/reading"
     )
     if last["ceiling_share"] is not None:
         print(f"end to end / broker ceiling at {last['devices']:,} devices: {last['ceiling_share']:.1%}")
+    for r in rows:
+        if r["engines"] != 1 and r["vs_one_engine"] is not None:
+            print(
+                f"{r['engines']} engines / 1 engine at {r['devices']:,} devices (run {r['repeat'] + 1}): "
+                f"{r['vs_one_engine']:.2f}x readings/s"
+            )
 
     if args.json is not None:
         document = {
@@ -488,8 +533,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             "telemetry_interval_s": intervals,
             "sync_interval_s": scenario.sync_interval_s,
             "machine": info,
-            "baseline": {"linearity": f"us_per_reading of {rows[0]['devices']} devices", "memory": "the empty run"},
-            "empty": asdict(empty),
+            "engines": args.engines,
+            "repeat": args.repeat,
+            "baseline": {
+                "linearity": f"us_per_reading of {rows[0]['devices']} devices, same engine count",
+                "memory": "the empty run, same engine count",
+                "vs_one_engine": "readings_per_s of 1 engine, same size, same run (same repeat)",
+            },
+            "empty": asdict(empties[args.engines[0]]),
+            "empties": [asdict(e) for e in empties.values()],
             "sizes": rows,
             "ceiling": None
             if ceiling is None
@@ -504,11 +556,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.json.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
         print(f"wrote {args.json}")
     if args.plot is not None:
-        plot(rows, ceiling, args.plot)
+        plot(curve, ceiling, args.plot)
         print(f"wrote {args.plot}")
-    lost = [r.devices for r in runs if r.lost]
+    if args.plot_partitions is not None:
+        plot_partitions(rows, args.plot_partitions)
+        print(f"wrote {args.plot_partitions}")
+    lost = [f"{r.devices:,} devices x {r.engines} engines" for r in runs if r.lost]
     if lost:
-        print(f"messages were lost at {', '.join(f'{n:,}' for n in lost)} devices", file=sys.stderr)
+        print(f"messages were lost at {', '.join(lost)}", file=sys.stderr)
     return 1 if lost else 0
 
 

@@ -1,4 +1,4 @@
-"""The scaling benchmark runs end to end at tiny sizes and writes every figure, with nothing lost.
+"""The scaling benchmark runs end to end at tiny sizes, with one engine and with two, and writes every figure.
 
 No timing is asserted here: figures belong to ``bench/scaling.py`` and ``docs/benchmarks.md``.
 It needs Mosquitto and its C clients (``apt-get install mosquitto mosquitto-clients``).
@@ -74,4 +74,30 @@ def test_the_script_writes_every_figure_and_a_png(bench: ModuleType, tmp_path: P
     assert 0 < ceiling["messages"] <= figures["sizes"][-1]["published"]  # less the answers to engine commands
     for key in ("seconds", "messages_per_s", "readings_per_s", "mb_per_s"):
         assert math.isfinite(ceiling[key]) and ceiling[key] > 0, key
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_engine_counts_run_interleaved_with_partitions_and_the_ratio_to_one(bench: ModuleType, tmp_path: Path) -> None:
+    out, png = tmp_path / "partitions.json", tmp_path / "partitions.png"
+    argv = ["--sizes", "300", "--days", str(DAYS), "--engines", "1,2", "--repeat", "2", "--ceiling-repeat", "0"]
+    assert bench.main([*argv, "--json", str(out), "--plot-partitions", str(png)]) == 0
+
+    figures = json.loads(out.read_text())
+    assert figures["engines"] == [1, 2] and figures["repeat"] == 2
+    assert [e["engines"] for e in figures["empties"]] == [1, 2]
+    assert [(r["engines"], r["repeat"]) for r in figures["sizes"]] == [(1, 0), (2, 0), (1, 1), (2, 1)]
+    for r in figures["sizes"]:
+        assert r["lost"] == 0 and r["readings"] == 300 * DAYS * READINGS_A_DAY
+        assert len(r["engine_peak_rss_bytes"]) == r["engines"] and min(r["engine_peak_rss_bytes"]) > 0
+        assert r["peak_rss_bytes"]["engine"] == sum(r["engine_peak_rss_bytes"])
+        engines = ["engine"] if r["engines"] == 1 else ["engine-p0", "engine-p1"]
+        assert list(r["cpu_s"]) == ["world", *engines, "broker"]
+        assert all(math.isfinite(s) and s >= 0 for s in r["cpu_s"].values())
+        assert math.isfinite(r["vs_one_engine"]) and r["vs_one_engine"] > 0
+        if r["engines"] == 1:
+            assert r["vs_one_engine"] == 1.0 and r["partitions"] == []
+        else:
+            assert [p["partition"] for p in r["partitions"]] == [0, 1]
+            assert sum(p["readings"] for p in r["partitions"]) == r["readings"]
+            assert sum(p["msg_ingested"] for p in r["partitions"]) == r["ingested"]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
