@@ -8,7 +8,7 @@ Decoding never raises anything but :class:`~contracts.errors.PayloadError` for b
 from __future__ import annotations
 
 import re
-from typing import Any, NamedTuple, TypeVar
+from typing import Annotated, Any, NamedTuple, TypeVar
 
 import msgspec
 import numpy as np
@@ -17,6 +17,7 @@ import numpy.typing as npt
 from contracts.errors import PayloadError
 from contracts.messages import (
     ID_PATTERN,
+    MAX_SENSORS,
     Clock,
     ClockAck,
     Command,
@@ -123,7 +124,9 @@ def _decode(kind: Kind, payload: bytes, key: str | None, rosters: BatchDecoder |
         else:
             message = _JSON_DECODERS[cls].decode(payload)
     except msgspec.ValidationError as exc:
-        raise PayloadError("schema" if cls is GatewayBatch else _json_reason(payload, "schema"), str(exc)) from exc
+        raise PayloadError(
+            _batch_reason(payload) if cls is GatewayBatch else _json_reason(payload, "schema"), str(exc)
+        ) from exc
     except msgspec.DecodeError as exc:
         reason = "msgpack" if cls is GatewayBatch else _json_reason(payload, "json")
         raise PayloadError(reason, str(exc)) from exc
@@ -154,7 +157,7 @@ class _BatchIn(Message, frozen=True, kw_only=True):
     index: bytes
     reading_ts: bytes
     reading_seq: bytes
-    values: dict[Name, bytes]
+    values: Annotated[dict[Name, bytes], msgspec.Meta(max_length=MAX_SENSORS)]
 
 
 _BATCH_IN = msgspec.msgpack.Decoder(_BatchIn)
@@ -201,6 +204,15 @@ def _roster(raw: msgspec.Raw) -> list[str] | None:
     if joined.count("\n") != len(devices) - 1 or _ROSTER_MATCH(joined) is None:
         return None
     return devices
+
+
+def _batch_reason(payload: bytes) -> str:
+    """Say why a well-formed batch was refused: msgpack, unlike JSON, carries an infinite or NaN ``ts``."""
+    try:
+        ts = msgspec.msgpack.decode(payload, type=dict[str, Any]).get("ts")
+    except _FAST_PATH_ERRORS:
+        return "schema"
+    return "non_finite" if isinstance(ts, float) and not np.isfinite(ts) else "schema"
 
 
 def _json_reason(payload: bytes, default: str) -> str:
@@ -305,6 +317,12 @@ class BatchDecoder:
     def decode(self, payload: bytes, *, key: str | None = None) -> BatchView:
         """Decode ``payload`` (see :func:`decode_batch`)."""
         return _decode_batch(payload, key, self)
+
+    def forget(self, gateway_id: str) -> None:
+        """Drop the roster kept for ``gateway_id`` (a receiver refused its batch: keep no memory of it)."""
+        last = self._last.pop(gateway_id, None)
+        if last is not None:
+            self._bytes -= len(last[0])
 
     def _roster(self, gateway_id: str, raw: msgspec.Raw) -> list[str] | None:
         last = self._last.pop(gateway_id, None)  # re-inserted below: the dict stays in order of last use

@@ -11,7 +11,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from contracts.messages import SCHEMA_VERSION
+from contracts.codec import MAX_PAYLOAD_BYTES
+from contracts.messages import MAX_SENSORS, SCHEMA_VERSION
 
 __all__ = [
     "POLICIES",
@@ -20,6 +21,7 @@ __all__ = [
     "CampaignRule",
     "EngineConfig",
     "IssueType",
+    "Limits",
     "Offline",
     "Policy",
     "RateLimit",
@@ -121,7 +123,7 @@ class IssueType(_Frozen, frozen=True, kw_only=True):
     remote: Literal["reset", "ota"] | None = None
     ota_version: Name | None = None
     consumable: Name | None = None
-    quantity: Annotated[float, msgspec.Meta(gt=0.0)] = 1.0
+    quantity: Annotated[float, msgspec.Meta(gt=0.0, le=1e9)] = 1.0  # an order's quantity on the wire: at most 1e9
     advice: Annotated[str, msgspec.Meta(max_length=1000)] | None = None
     rollout_after: Annotated[int, msgspec.Meta(ge=1)] | None = None
     diagnose: bool = False
@@ -176,6 +178,33 @@ class RateLimit(_Frozen, frozen=True, kw_only=True):
 
     per_s: PositiveSeconds
     burst: Annotated[int, msgspec.Meta(ge=1)] = 20
+
+
+class Limits(_Frozen, frozen=True, kw_only=True):
+    """What the engine takes in at most, so that hostile input cannot grow its memory without bound.
+
+    Per message: ``max_payload_bytes`` (refused before decoding: ``too_large``); ``max_sensors`` sensor
+    names in one telemetry message or batch (``too_many_sensors``); ``max_roster`` devices named in
+    one gateway batch (``roster_too_large``). Ids and names are at most 64 characters anyway (the
+    wire's pattern), and every number on the wire has a range (``schema``).
+
+    Per engine: ``max_sensor_names`` distinct sensor names (each is a column of every twin): a message
+    naming a sensor beyond them is refused whole as ``unknown_sensor`` (its known sensors too, so
+    that what is stored is what was sent), while the names of the configured rules are always
+    known; ``max_unregistered_devices`` devices heard from without a registry entry (each gets a
+    twin): a reading or batch that would take in more is refused as ``device_budget``. Both are
+    taken up in arrival order and, as twins are, relearned after a restart.
+
+    Wall clock only: a device message stamped more than ``max_future_s`` after the engine's clock is
+    refused as ``future_ts`` (None: no check; in event time the world's clock orders messages).
+    Every refusal is counted (``msg_rejected_{reason}``) and dead-lettered."""
+
+    max_payload_bytes: Annotated[int, msgspec.Meta(ge=1, le=MAX_PAYLOAD_BYTES)] = 2**20
+    max_sensors: Annotated[int, msgspec.Meta(ge=1, le=MAX_SENSORS)] = 64
+    max_roster: Annotated[int, msgspec.Meta(ge=1, le=2**32)] = 10_000
+    max_sensor_names: Annotated[int, msgspec.Meta(ge=1, le=2**20)] = 256
+    max_unregistered_devices: Annotated[int, msgspec.Meta(ge=0, le=2**32)] = 1_000_000
+    max_future_s: PositiveSeconds | None = 86400.0
 
 
 class Technician(_Frozen, frozen=True, kw_only=True):
@@ -247,6 +276,7 @@ class EngineConfig(_Frozen, frozen=True, kw_only=True):
     offline: Offline | None = None
     alerting: Alerting = Alerting()
     rate_limit: RateLimit | None = None
+    limits: Limits = Limits()
     technicians: list[Technician] = []
     campaigns: list[CampaignRule] = []
     settings: dict[Name, dict[Name, Annotated[str, msgspec.Meta(max_length=200)]]] = {}

@@ -1,7 +1,9 @@
 """Message types on the wire, one msgspec Struct per topic kind.
 
 Every message carries ``schema_version``. Device messages carry ``(boot_id, seq)`` so that a
-receiver can de-duplicate and detect gaps. Times are seconds (event time) as floats.
+receiver can de-duplicate and detect gaps. Times are seconds (event time) as floats. Every number
+has a range (:data:`MAX_COUNT`, :data:`MAX_SECONDS`, :data:`MAX_SENSORS`), so that a schema-valid
+message is also one that storage, numpy and JSON readers elsewhere hold exactly.
 """
 
 from __future__ import annotations
@@ -12,6 +14,9 @@ import msgspec
 
 __all__ = [
     "ID_PATTERN",
+    "MAX_COUNT",
+    "MAX_SECONDS",
+    "MAX_SENSORS",
     "SCHEMA_VERSION",
     "Channel",
     "Clock",
@@ -39,9 +44,25 @@ ID_PATTERN = r"[A-Za-z0-9_.:-]{1,64}"
 # `(?!\n)`: msgspec applies the pattern with re.search, whose `$` also matches before a final newline.
 Id = Annotated[str, msgspec.Meta(pattern=rf"^{ID_PATTERN}(?!\n)$")]
 Name = Annotated[str, msgspec.Meta(pattern=rf"^{ID_PATTERN}(?!\n)$")]
-Text = Annotated[str, msgspec.Meta(max_length=1000)]
-Seconds = Annotated[float, msgspec.Meta(ge=0.0)]
-Count = Annotated[int, msgspec.Meta(ge=0)]
+Text = Annotated[str, msgspec.Meta(max_length=1000, pattern=r"^[^\x00]*$")]  # no NUL: PostgreSQL text cannot hold it
+
+MAX_COUNT = 2**53 - 1
+"""The largest ``seq``, ``boot_id`` or count on the wire.
+
+2^53 - 1 is the largest integer every JSON reader holds exactly (JavaScript and many others read
+numbers as float64: beyond it two sequence numbers can read as one), and it leaves room below what
+SQLite's INTEGER, PostgreSQL's BIGINT and numpy's int64 hold (2^63 - 1), so that the engine's
+arithmetic on them (gaps, sums of counts) cannot overflow either."""
+MAX_SECONDS = 1e11
+"""The largest time on the wire, in seconds: event time from 0 (about 3,170 years of simulation) or
+Unix time (the year 5138; now is about 1.8e9). It excludes infinity and keeps every time an exact
+float64 far below the precision limit of the engine's arithmetic on times."""
+Seconds = Annotated[float, msgspec.Meta(ge=0.0, le=MAX_SECONDS)]
+Count = Annotated[int, msgspec.Meta(ge=0, le=MAX_COUNT)]
+MAX_SENSORS = 1024
+"""The most sensor columns one telemetry message or batch may carry (an engine's limits take fewer)."""
+Readings = Annotated[dict[Name, float], msgspec.Meta(max_length=MAX_SENSORS)]
+Counter = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]  # an engine counter: what SQLite stores
 Version = Annotated[int, msgspec.Meta(ge=1, le=SCHEMA_VERSION)]
 Channel = Literal["app", "phone", "chat", "self_service"]
 CommandAction = Literal["reset", "diagnostic", "ota", "configure"]
@@ -60,7 +81,7 @@ class Telemetry(Message, frozen=True, kw_only=True):
     ts: Seconds
     boot_id: Count
     seq: Count
-    values: dict[Name, float]
+    values: Readings
 
 
 class GatewayBatch(Message, frozen=True, kw_only=True):
@@ -79,7 +100,7 @@ class GatewayBatch(Message, frozen=True, kw_only=True):
     index: bytes
     reading_ts: bytes
     reading_seq: bytes
-    values: dict[Name, bytes]
+    values: Annotated[dict[Name, bytes], msgspec.Meta(max_length=MAX_SENSORS)]
 
 
 class DeviceEvent(Message, frozen=True, kw_only=True):
@@ -120,8 +141,8 @@ class DeviceRecord(Message, frozen=True, kw_only=True):
     firmware: Name | None = None
     cohorts: dict[Name, Name] = {}
     contract: Name | None = None
-    warranty_until_s: float | None = None
-    interval_s: Annotated[float, msgspec.Meta(gt=0.0)] | None = None
+    warranty_until_s: Annotated[float, msgspec.Meta(ge=-MAX_SECONDS, le=MAX_SECONDS)] | None = None
+    interval_s: Annotated[float, msgspec.Meta(gt=0.0, le=MAX_SECONDS)] | None = None
     gateway_id: Id | None = None
 
 
@@ -174,7 +195,7 @@ class WorkOrderStatus(Message, frozen=True, kw_only=True):
     seq: Count
     status: Literal["accepted", "arrived", "fixed", "part_missing", "incomplete", "no_fault_found", "closed"]
     technician_id: Id
-    visit: Annotated[int, msgspec.Meta(ge=1)] = 1
+    visit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 1
     note: Text = ""
 
 
@@ -196,7 +217,7 @@ class ConsumableOrder(Message, frozen=True, kw_only=True):
     device_id: Id
     ts: Seconds
     consumable: Name
-    quantity: Annotated[float, msgspec.Meta(gt=0)]
+    quantity: Annotated[float, msgspec.Meta(gt=0, le=1e9)]
 
 
 class Clock(Message, frozen=True, kw_only=True):
@@ -222,7 +243,7 @@ class ClockAck(Message, frozen=True, kw_only=True):
     t: Seconds
     received: Count
     emitted: Count
-    stats: dict[Name, int] = {}
+    stats: dict[Name, Counter] = {}
     partition: Annotated[int, msgspec.Meta(ge=0, le=4095)] = 0
 
 
@@ -248,4 +269,4 @@ class IngestAck(Message, frozen=True, kw_only=True):
     boot_id: Count
     seq: Count
     ts: Seconds
-    committed_s: float
+    committed_s: Annotated[float, msgspec.Meta(ge=-MAX_SECONDS, le=MAX_SECONDS)]

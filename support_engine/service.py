@@ -19,6 +19,11 @@ a ``clock`` message is answered at once with the counters (nothing is held back 
 when a live run sets the origin and the speed.
 
 Either way an acknowledged message is a committed one: its effects, or its copy in the inbox.
+
+Remote garbage never stops the stream: a message refused (undecodable, out of range, over the
+configuration's ``limits``) is counted by reason, dead-lettered and acknowledged with the next
+commit; so is a message whose handling raises (``handler_error``), in intake or in its step, so
+that the broker never redelivers it into a crash loop.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ from support_engine.core.actions import Action, CreateWorkOrder, Notify, OrderCo
 from support_engine.core.engine import Engine, Snapshot
 from support_engine.core.ledger import Key, Ledger, key_of
 from support_engine.errors import ConfigError
+from support_engine.intake import Budgets, over_limits
 from support_engine.metrics import EngineMetrics
 from support_engine.ratelimit import RateLimiter
 from support_engine.storage import Storage
@@ -76,6 +82,7 @@ class _Pending:
     order: tuple[float, int, str, int, int]
     message: Message | BatchView
     key: Key | None
+    delivery: Delivery  # what came: dead-lettered as is if its handling raises
 
 
 @dataclass
@@ -138,6 +145,8 @@ class EngineService:
         self.ack_every = ack_every
         limit = config.rate_limit
         self.limiter = RateLimiter(limit.per_s, limit.burst) if limit is not None else None
+        self.limits = config.limits
+        self.budgets = Budgets(self.core, config)
         self._batches = BatchDecoder()  # a gateway's roster is checked when it changes, not in every batch
         self.ledger = Ledger()
         self.ledger.restore(storage.ledger())
@@ -153,6 +162,7 @@ class EngineService:
             core_stats = {k: v for k, v in saved.items() if k not in ours}
             self.core.restore(msgspec.json.decode(state, type=Snapshot), core_stats)
             log.info("resumed %d open cases from the database", len(self.core.open_case_of))
+        self.subscribed = False  # ready: connected and subscribed once
         self._step = _Step()
         self._clock: Clock | None = None
         self._stop = threading.Event()
@@ -214,6 +224,7 @@ class EngineService:
             self.counters["broker_session_lost"] += 1
             log.error("broker has no session for us although we ingested before: queued messages may be lost")
         self.transport.subscribe(self.topics.engine_subscriptions(self.partition.owned))
+        self.subscribed = True
         window = self.transport.receive_window
         self._hold_limit = _limit_for(window)
         self._group_max = min(_GROUP_MAX, self._hold_limit) if self._hold_limit else _GROUP_MAX
@@ -298,6 +309,18 @@ class EngineService:
         )
 
     def _receive(self, d: Delivery, recovered: bool = False) -> None:
+        """Take ``d`` in, or refuse it by reason; a message whose intake raises is refused as ``handler_error``."""
+        if len(d.payload) > self.limits.max_payload_bytes:
+            self._reject(d, "too_large", f"{len(d.payload)} bytes > {self.limits.max_payload_bytes}")
+            return
+        try:
+            self._intake(d, recovered)
+        except Exception as exc:  # our bug or an input no check foresaw: never a crash loop
+            log.exception("intake of a message on %s raised", d.topic)
+            self._reject(d, "handler_error", f"{type(exc).__name__}: {exc}")
+
+    def _intake(self, d: Delivery, recovered: bool) -> None:
+        """:meth:`_receive`'s work; everything that can raise comes before the message is held."""
         try:
             kind, key, shard = self.topics.parse(d.topic)
         except TopicError as exc:
@@ -343,14 +366,21 @@ class EngineService:
         except PayloadError as exc:
             self._reject(d, exc.reason, exc.detail)
             return
-        dedup = key_of(message)
-        if self.limiter is not None and dedup is not None and dedup[0] in _RECEIPT_KINDS:
-            # Message time in event time (the same stream is limited the same way every run), arrival on the wall clock.
-            now = float(message.ts) if self.clock == "event" else time.monotonic()  # type: ignore[union-attr]
-            if not self.limiter.allow(dedup[1], now):
-                self._reject(d, "rate_limited", f"{dedup[1]} sent more than {self.limiter.per_s:g}/s")
-                return
         ts = float(message.ts)  # type: ignore[union-attr]  # every ingested kind carries ts
+        ahead = ts - self.wall_now() if self.clock == "wall" else None
+        refused = over_limits(self.limits, message, ahead, self.speed)
+        dedup = key_of(message)
+        if refused is None and self.limiter is not None and dedup is not None and dedup[0] in _RECEIPT_KINDS:
+            # Message time in event time (the same stream is limited the same way every run), arrival on the wall clock.
+            now = ts if self.clock == "event" else time.monotonic()
+            if not self.limiter.allow(dedup[1], now):
+                refused = "rate_limited", f"{dedup[1]} sent more than {self.limiter.per_s:g}/s"
+        refused = refused or self.budgets.take(message)
+        if refused is not None:
+            if kind is Kind.BATCH:
+                self._batches.forget(key)  # a refused roster is not kept
+            self._reject(d, *refused)
+            return
         if dedup is not None:
             verdict = self.ledger.take(dedup, ts)
             if verdict != "new":
@@ -365,7 +395,7 @@ class EngineService:
         source = dedup[1] if dedup else ""
         seq = dedup[3] if dedup else 0
         order = (ts, _KIND_ORDER.get(kind, 9), source, seq, self._arrival if self.clock == "wall" else 0)
-        self._step.pending.append(_Pending(order, message, dedup))
+        self._step.pending.append(_Pending(order, message, dedup, d))
         if not recovered:
             self._take(d)
 
@@ -388,15 +418,27 @@ class EngineService:
         step.acks.append(d)
 
     def _reject(self, d: Delivery, reason: str, detail: str) -> None:
+        """Refuse ``d``: count it by reason, dead-letter it, acknowledge it at the next commit."""
         self.counters["msg_rejected"] += 1
-        self.counters[f"msg_rejected_{reason}"] += 1
-        log.warning("rejected message on %s: %s (%s)", d.topic, reason, detail[:200])
-        self.storage.dead_letter(d.topic, reason, detail[:1000], d.payload[:65536])
-        letter = DeadLetter(
-            topic=d.topic[:1000], reason=reason, detail=detail[:1000], payload_hex=d.payload[:200].hex()
-        )
-        self.transport.publish(self.topics.dead_letter, codec.encode(letter), qos=0)
+        self._dead_letter(d, reason, detail)
         self._acknowledge_later(d)
+
+    def _dead_letter(self, d: Delivery, reason: str, detail: str) -> None:
+        """Count, store and publish a refusal; its topic and detail without NUL (a text column cannot hold one)."""
+        self.counters[f"msg_rejected_{reason}"] += 1
+        topic, detail = d.topic[:1000].replace("\x00", "\\0"), detail[:1000].replace("\x00", "\\0")
+        log.warning("rejected message on %s: %s (%s)", topic, reason, detail[:200])
+        self.storage.dead_letter(topic, reason, detail, d.payload[:65536])
+        letter = DeadLetter(topic=topic, reason=reason, detail=detail, payload_hex=d.payload[:200].hex())
+        self.transport.publish(self.topics.dead_letter, codec.encode(letter), qos=0)
+
+    def _handler_error(self, p: _Pending, exc: Exception) -> None:
+        """A held message whose handling raised: counted as refused instead of taken in, dead-lettered,
+        and acknowledged with its step (it is among the step's deliveries, or in the inbox)."""
+        log.error("handling a message on %s raised", p.delivery.topic, exc_info=exc)
+        self.counters["msg_ingested"] -= 1
+        self.counters["msg_rejected"] += 1
+        self._dead_letter(p.delivery, "handler_error", f"{type(exc).__name__}: {exc}")
 
     # -- processing -----------------------------------------------------------------------------
     def _maybe_step(self) -> None:
@@ -427,16 +469,18 @@ class EngineService:
         step, self._step = self._step, _Step()
         started = time.monotonic()
         step.pending.sort(key=lambda p: p.order)
-        actions: list[Action] = self.core.provision(step.records, ts=now) if step.records else []
-        readings: list[Telemetry] = []  # consecutive single readings go to the twins as one column batch
+        actions: list[Action] = self._provision(step.records, now) if step.records else []
+        handled: list[_Pending] = []  # the pending messages whose handling did not raise
+        readings: list[_Pending] = []  # consecutive single readings go to the twins as one column batch
         for p in step.pending:
             if isinstance(p.message, Telemetry):
-                readings.append(p.message)
+                readings.append(p)
                 continue
-            actions += self.core.handle_readings(readings)
+            actions += self._readings(readings, handled)
             readings = []
-            actions += self.core.handle(p.message, p.order[0] if self.clock == "event" else now)
-        actions += self.core.handle_readings(readings)
+            actions += self._handle(p, p.order[0] if self.clock == "event" else now, handled)
+        actions += self._readings(readings, handled)
+        self.budgets.step_done()  # the devices taken in have their twins now
         actions += self.core.advance(now)
         if not (step.pending or step.acks or step.clocks or actions or step.records):
             return  # an idle timer tick: nothing to commit
@@ -456,10 +500,56 @@ class EngineService:
         for a in outbound:
             self.transport.publish(self._topic_of(a), codec.encode(a.message))
         if self.ack_every:
-            self._receipts(step.pending)
+            self._receipts(handled)
         if self.metrics is not None:
-            ts, step_s = [p.order[0] for p in step.pending], time.monotonic() - started
+            ts, step_s = [p.order[0] for p in handled], time.monotonic() - started
             self.metrics.committed(self.core, self._all_counters(), outbound, ts=ts, now=now, step_s=step_s)
+
+    # A message whose handling raises is dead-lettered and the step goes on, before anything is written:
+    # what the step commits is every other message's effects and that one's dead letter. The core is
+    # not transactional: what the failed call had changed in its state before raising stays (and is
+    # in the snapshot committed), and the actions it would have returned are lost; it is a bug to fix,
+    # found in the dead letters (`handler_error`) and the log, not a reason to stop the stream.
+    def _handle(self, p: _Pending, now: float, handled: list[_Pending]) -> list[Action]:
+        """The core's actions for one pending message; none if its handling raises (then dead-lettered)."""
+        try:
+            actions = self.core.handle(p.message, now)
+        except Exception as exc:
+            self._handler_error(p, exc)
+            return []
+        handled.append(p)
+        return actions
+
+    def _readings(self, group: list[_Pending], handled: list[_Pending]) -> list[Action]:
+        """The core's actions for consecutive single readings, as one batch; if that raises, one at a
+        time, so that only the readings that raise on their own are dead-lettered (those handled in
+        the failed attempt before it raised may count twice in ``readings``)."""
+        if not group:
+            return []
+        try:
+            actions = self.core.handle_readings([p.message for p in group if isinstance(p.message, Telemetry)])
+        except Exception as exc:
+            if len(group) == 1:
+                self._handler_error(group[0], exc)
+                return []
+            log.error("a batch of %d readings raised; handling them one at a time", len(group), exc_info=exc)
+            return [a for p in group for a in self._readings([p], handled)]
+        handled += group
+        return actions
+
+    def _provision(self, records: list[DeviceRecord], now: float) -> list[Action]:
+        """Registry entries' actions; if applying them raises, one at a time, dead-lettering those that
+        raise (counted as ``msg_rejected_handler_error`` only: registry entries are not device messages)."""
+        try:
+            return self.core.provision(records, ts=now)
+        except Exception as exc:
+            if len(records) > 1:
+                return [a for record in records for a in self._provision([record], now)]
+            log.error("provisioning %s raised", records[0].device_id, exc_info=exc)
+            shard = self.topics.shard_of(records[0].gateway_id or records[0].device_id)
+            topic = self.topics.registry(records[0].device_id, shard)
+            self._dead_letter(Delivery(topic, codec.encode(records[0]), 0, 0, False), "handler_error", repr(exc))
+            return []
 
     def _receipts(self, handled: list[_Pending]) -> None:
         """Publish an :class:`IngestAck` for every committed device message whose seq is a multiple of

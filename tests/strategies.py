@@ -33,12 +33,17 @@ from contracts import (
     Telemetry,
     WorkOrder,
     WorkOrderStatus,
+    encode,
     encode_batch,
     message_type,
 )
+from contracts.messages import MAX_COUNT, MAX_SECONDS
 
 __all__ = [
     "BAD_IDS",
+    "BOUNDARY_INTEGERS",
+    "HOSTILE_LITERALS",
+    "HOSTILE_VALUES",
     "FIELD_NAMES",
     "ID_ALPHABET",
     "batch_columns",
@@ -52,6 +57,8 @@ __all__ = [
     "encode_columns",
     "finite_floats",
     "gateway_batches",
+    "hostile_payloads",
+    "hostile_topics",
     "ids",
     "messages",
     "messages_by_kind",
@@ -62,6 +69,7 @@ __all__ = [
     "p_value_maps",
     "paired_replications",
     "prefixes",
+    "put_literal",
     "raw_gateway_batches",
     "replication_values",
     "seconds",
@@ -83,12 +91,12 @@ BAD_IDS = ["", "a+b", "a#", "dev/1", "$SYS", "a b", "a\x00b", "x" * 65, "abc\n",
 ids = st.text(ID_ALPHABET, min_size=1, max_size=64)
 """Ids and names valid as one topic level and as ``Id``/``Name`` fields."""
 names = ids
-seconds = st.floats(min_value=0.0, max_value=1e12, allow_nan=False, allow_infinity=False)
-"""Event times and durations: finite and not negative."""
+seconds = st.floats(min_value=0.0, max_value=MAX_SECONDS, allow_nan=False, allow_infinity=False)
+"""Event times and durations: finite, not negative, within the wire's range."""
 finite_floats = st.floats(allow_nan=False, allow_infinity=False)
-counts = st.integers(min_value=0, max_value=2**63 - 1)
+counts = st.integers(min_value=0, max_value=MAX_COUNT)
 uint32s = st.integers(min_value=0, max_value=2**32 - 1)
-texts = st.text(max_size=1000)
+texts = st.text(st.characters(exclude_characters="\x00"), max_size=1000)  # no NUL: PostgreSQL text refuses it
 channels = st.sampled_from(["app", "phone", "chat", "self_service"])
 optional_ids = st.none() | ids
 
@@ -185,7 +193,7 @@ device_records = st.builds(
     firmware=st.none() | names,
     cohorts=st.dictionaries(names, names, max_size=3),
     contract=st.none() | names,
-    warranty_until_s=st.none() | st.floats(allow_nan=False, allow_infinity=False),
+    warranty_until_s=st.none() | st.floats(min_value=-MAX_SECONDS, max_value=MAX_SECONDS),
     interval_s=st.none() | st.floats(min_value=1e-3, max_value=1e9),
 )
 ingest_acks = st.builds(
@@ -195,7 +203,7 @@ ingest_acks = st.builds(
     boot_id=counts,
     seq=counts,
     ts=seconds,
-    committed_s=st.floats(allow_nan=False, allow_infinity=False),
+    committed_s=st.floats(min_value=-MAX_SECONDS, max_value=MAX_SECONDS),
 )
 
 
@@ -355,3 +363,85 @@ def paired_replications(draw: st.DrawFn, *, min_size: int = 1) -> tuple[list[flo
 
 p_value_maps = st.dictionaries(names, st.floats(min_value=0.0, max_value=1.0), max_size=12)
 """p-values of a family of tests, by metric name."""
+
+
+BOUNDARY_INTEGERS = [
+    *(2**k + d for k in (31, 32, 53, 63, 64) for d in (-1, 0)),
+    -1,
+    -(2**31),
+    -(2**63),
+    -(2**63) - 1,
+    -(2**64),
+]
+"""Integers at the edges of int32, uint32, float64's exact integers, int64 and uint64 (and past them)."""
+HOSTILE_VALUES: list[Any] = [
+    *BOUNDARY_INTEGERS,
+    1e308, -1e308, 1e11, 1e11 * (1 + 1e-12), 2e9, 4e9, 0.0, -0.0, -1e-300,
+    "", ".", "..", "../..", "x" * 65, "x" * 70_000, "a/b", "+", "#", "$SYS", "a b", "a\x00b", "\u00fc", "a\nb",
+    None, True, False, [], {}, [[[[[[]]]]]], {"a": {"b": {"c": {}}}},
+    {f"s{i}": 1.0 for i in range(2_000)},
+    [f"d{i}" for i in range(3_000)],
+]  # fmt: skip
+"""Field values a fuzzer puts in place of a valid one: boundary numbers, far-future times, odd and huge
+ids and names, wrong types, nesting, more sensors or devices than any limit."""
+HOSTILE_LITERALS: list[bytes] = [
+    b"NaN", b"-NaN", b"Infinity", b"-Infinity", b"1e400", b"-1e400", b"1" * 5_000, b"0.1e-99999",
+    b"1" + b"0" * 400, b"[" * 100_000, b"{\"a\":" * 50_000, b"\"\\ud800\"", b"\"\xff\xfe\"", b"00", b"+1", b"0x10",
+]  # fmt: skip
+"""JSON tokens no encoder writes: NaN and infinities, numbers too long or too big, deep nesting,
+lone surrogates, invalid UTF-8, malformed numbers."""
+_MSGPACK_HOSTILE = [v for v in HOSTILE_VALUES if not isinstance(v, int) or -(2**63) <= v < 2**64]  # msgpack: 64 bits
+_SENTINEL = "__hostile_literal__"
+
+
+def put_literal(obj: dict[str, Any], field: str, literal: bytes) -> bytes:
+    """``obj`` as JSON with ``field`` set to the raw token ``literal``."""
+    return json.dumps({**obj, field: _SENTINEL}).encode().replace(f'"{_SENTINEL}"'.encode(), literal, 1)
+
+
+@st.composite
+def hostile_payloads(draw: st.DrawFn, kind: Kind) -> bytes:
+    """A payload for a topic of ``kind`` as an attacker or a broken device writes one: a valid message
+    with a field set to a hostile value or token, a key given twice, damaged bytes, or garbage."""
+    message = draw(messages_by_kind[kind])
+    obj = msgspec.to_builtins(message, builtin_types=(bytes,))
+    fields = [*obj, *FIELD_NAMES[:4]]
+    how = draw(st.sampled_from(["value", "literal", "duplicate", "mutated", "near_miss", "garbage"]))
+    if how == "value":
+        obj[draw(st.sampled_from(fields))] = draw(
+            st.sampled_from(_MSGPACK_HOSTILE if kind is Kind.BATCH else HOSTILE_VALUES)
+        )
+    elif how == "literal" and kind is not Kind.BATCH:
+        return put_literal(obj, draw(st.sampled_from(fields)), draw(st.sampled_from(HOSTILE_LITERALS)))
+    elif how == "duplicate" and kind is not Kind.BATCH:  # JSON objects with a key twice: the last one wins
+        field = draw(st.sampled_from(list(obj)))
+        again = json.dumps({field: draw(st.sampled_from(HOSTILE_VALUES))}).encode()
+        body = json.dumps(obj, default=bytes.hex).encode()
+        return again[:-1] + b"," + body[1:] if draw(st.booleans()) else body[:-1] + b"," + again[1:]
+    elif how == "mutated":
+        return draw(mutated(encode(message)))
+    elif how == "near_miss":
+        return draw(near_miss_payloads(kind))
+    elif how == "garbage":
+        return draw(st.binary(max_size=64) | (_msgpack_values if kind is Kind.BATCH else wire_values).map(_encode_any))
+    if kind is Kind.BATCH:
+        return msgspec.msgpack.encode(obj)
+    return json.dumps(obj, default=bytes.hex).encode()
+
+
+def _encode_any(value: Any) -> bytes:
+    if isinstance(value, (dict, list)) and not isinstance(value, bytes):
+        try:
+            return json.dumps(value, default=bytes.hex).encode()
+        except ValueError:  # NaN, infinities: JSON has none
+            return msgspec.msgpack.encode(value)
+    return msgspec.msgpack.encode(value)
+
+
+def hostile_topics(prefix: str) -> st.SearchStrategy[str]:
+    """Topics under ``prefix``, of known shapes with odd keys and of no known shape at all."""
+    shaped = st.tuples(st.sampled_from(["dev/{}/telemetry", "dev/{}/event", "gw/{}/batch", "contact/{}",
+                                        "field/{}/status", "registry/{}", "dev/{}/cmd", "s/0/dev/{}/telemetry"]),
+                       ids | st.sampled_from([*BAD_IDS, "..", ".", "+", "#"]))  # fmt: skip
+    assembled = st.lists(topic_levels, min_size=1, max_size=5).map("/".join)
+    return st.one_of(shaped.map(lambda fk: fk[0].format(fk[1])), assembled).map(lambda rest: f"{prefix}/{rest}")

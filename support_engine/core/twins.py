@@ -109,6 +109,12 @@ class Twins:
         self._rosters[source] = (roster, result)
         return result
 
+    def has_roster(self, source: str, roster: list[str]) -> bool:
+        """Whether ``roster`` is the very list :meth:`slots` last gave ``source`` slots for (all its
+        devices have one): a cheap test for the sender of an unchanged roster."""
+        cached = self._rosters.get(source)
+        return cached is not None and cached[0] is roster
+
     def _grow(self, new: int) -> None:
         """Widen every column to ``new`` slots, one column at a time (the old one is freed as the next is made)."""
 
