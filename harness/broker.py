@@ -25,18 +25,20 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Literal
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 from harness.errors import BrokerError
 
 __all__ = [
     "DEFAULT_PORT",
+    "PASSWORD_ENV",
+    "TLS_PORT",
     "BrokerKind",
     "BrokerUrl",
     "MosquittoConf",
@@ -51,6 +53,8 @@ MosquittoConf = Callable[[str, int, Path, int], str]
 """Renders a Mosquitto configuration from (host, port, workdir, max_queued_messages)."""
 
 DEFAULT_PORT = 1883
+TLS_PORT = 8883
+PASSWORD_ENV = "SOT_MQTT_PASSWORD"
 _DEBIAN_MOSQUITTO = Path("/usr/sbin/mosquitto")
 _READY_TIMEOUT_S = 10.0
 _POLL_S = 0.05
@@ -63,40 +67,97 @@ _TCP_LISTEN = "0A"
 
 @dataclass(frozen=True)
 class BrokerUrl:
-    """Where a broker listens: ``mqtt://host:port``."""
+    """Where a broker listens and how to log in: ``mqtt[s]://[user[:password]@]host[:port][?ca=&cert=&key=]``.
+
+    ``mqtts`` is MQTT over TLS (port 8883 by default), verified against ``ca`` (the system's CAs
+    without it), with ``cert``/``key`` as the client certificate when the broker asks for one. The
+    password is never printed: ``str()`` leaves it out.
+    """
 
     host: str
     port: int = DEFAULT_PORT
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    tls: bool = False
+    ca: Path | None = None
+    cert: Path | None = None
+    key: Path | None = None
 
     @classmethod
-    def parse(cls, text: str) -> BrokerUrl:
-        """Parse ``mqtt://host[:port]`` (port 1883 by default), or raise :class:`BrokerError`."""
-        hint = "expected mqtt://host[:port], e.g. mqtt://127.0.0.1:1883"
+    def parse(cls, text: str, environ: Mapping[str, str] | None = None) -> BrokerUrl:
+        """Parse a broker URL, or raise :class:`BrokerError`.
+
+        A user without a password in the URL takes it from ``SOT_MQTT_PASSWORD`` (``environ``,
+        the process environment by default), so that it need not be on a command line."""
+        hint = (
+            "expected mqtt://host[:port], mqtt://user[:password]@host[:port] or "
+            "mqtts://host[:port][?ca=FILE&cert=FILE&key=FILE], e.g. mqtt://127.0.0.1:1883"
+        )
         parts = urlsplit(text.strip())
-        if parts.scheme != "mqtt":
-            raise BrokerError(f"bad broker URL {text!r}: {hint} (only the mqtt:// scheme is supported)")
-        if parts.username is not None or parts.password is not None:
-            raise BrokerError(f"bad broker URL {text!r}: credentials in the URL are not supported; {hint}")
-        if parts.path not in ("", "/") or parts.query or parts.fragment:
-            raise BrokerError(f"bad broker URL {text!r}: unexpected path, query or fragment; {hint}")
-        if not parts.hostname:
-            raise BrokerError(f"bad broker URL {text!r}: no host; {hint}")
+        if parts.scheme not in ("mqtt", "mqtts"):
+            raise BrokerError(f"bad broker URL {text!r}: {hint} (the schemes are mqtt:// and mqtts://)")
+        if parts.path not in ("", "/") or parts.fragment:
+            raise BrokerError(f"bad broker URL {text!r}: unexpected path or fragment; {hint}")
         try:
-            port = parts.port
+            host, port = parts.hostname, parts.port
         except ValueError as exc:
             raise BrokerError(f"bad broker URL {text!r}: the port must be a number from 1 to 65535; {hint}") from exc
+        if not host:
+            raise BrokerError(f"bad broker URL {text!r}: no host; {hint}")
         if port == 0:
             raise BrokerError(f"bad broker URL {text!r}: the port must be a number from 1 to 65535; {hint}")
-        return cls(host=parts.hostname, port=DEFAULT_PORT if port is None else port)
+        tls = parts.scheme == "mqtts"
+        files = _tls_files(text, parts.query, tls, hint)
+        username = unquote(parts.username) if parts.username else None
+        password = unquote(parts.password) if parts.password is not None else None
+        if password is not None and username is None:
+            raise BrokerError(f"bad broker URL {text!r}: a password without a user name; {hint}")
+        if username is not None and password is None:
+            password = (os.environ if environ is None else environ).get(PASSWORD_ENV)
+        return cls(
+            host=host,
+            port=(TLS_PORT if tls else DEFAULT_PORT) if port is None else port,
+            username=username,
+            password=password,
+            tls=tls,
+            **files,
+        )
 
     def __str__(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"mqtt://{host}:{self.port}"
+        user = "" if self.username is None else f"{quote(self.username, safe='')}@"
+        query = urlencode(
+            {k: str(v) for k, v in (("ca", self.ca), ("cert", self.cert), ("key", self.key)) if v}, safe="/"
+        )
+        return f"{'mqtts' if self.tls else 'mqtt'}://{user}{host}:{self.port}" + (f"?{query}" if query else "")
+
+
+def _tls_files(text: str, query: str, tls: bool, hint: str) -> dict[str, Path]:
+    """The ``ca``, ``cert`` and ``key`` files of a URL's query, each given once and readable."""
+    try:
+        pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query))
+    except ValueError as exc:
+        raise BrokerError(f"bad broker URL {text!r}: unreadable query; {hint}") from exc
+    files: dict[str, Path] = {}
+    for name, value in pairs:
+        if name not in ("ca", "cert", "key") or name in files or not value:
+            raise BrokerError(
+                f"bad broker URL {text!r}: query {name}={value!r}: the options are ca, cert, key, once each"
+            )
+        files[name] = Path(value)
+    if files and not tls:
+        raise BrokerError(f"bad broker URL {text!r}: ca, cert and key are for TLS: use mqtts://")
+    if ("cert" in files) != ("key" in files):
+        raise BrokerError(f"bad broker URL {text!r}: a client certificate needs both cert= and key=")
+    for name, path in files.items():
+        if not path.is_file():
+            raise BrokerError(f"bad broker URL {text!r}: {name} file {str(path)!r} does not exist")
+    return files
 
 
 def probe(url: BrokerUrl, timeout_s: float = 3.0) -> None:
     """Check that an MQTT broker answers at ``url`` (TCP connect + CONNECT/CONNACK within ``timeout_s``)."""
-    reason = _handshake(url.host, url.port, timeout_s)
+    reason = _handshake(url, timeout_s)
     if reason is not None:
         raise BrokerError(
             f"cannot reach the MQTT broker at {url}: {reason}. "
@@ -104,11 +165,11 @@ def probe(url: BrokerUrl, timeout_s: float = 3.0) -> None:
         )
 
 
-def _handshake(host: str, port: int, timeout_s: float) -> str | None:
+def _handshake(url: BrokerUrl, timeout_s: float) -> str | None:
     """Do one MQTT CONNECT through the world's adapter; None on success, else the reason."""
     from harness.mqtt_transport import handshake
 
-    return handshake(host, port, timeout_s)
+    return handshake(url, timeout_s)
 
 
 def mosquitto_available() -> bool:
@@ -151,6 +212,7 @@ class RunningBroker:
         owns_workdir: bool,
         max_queued_messages: int,
         mosquitto_conf: MosquittoConf | None = None,
+        probe_login: tuple[str, str] | None = None,
     ) -> None:
         """Prepare a broker; :func:`start_broker` is the way to get a started one."""
         self.kind = kind
@@ -163,6 +225,7 @@ class RunningBroker:
         self._owns_workdir = owns_workdir
         self._max_queued_messages = max_queued_messages
         self._conf = mosquitto_conf or _mosquitto_conf
+        self._probe_login = probe_login  # (user, password) for the readiness CONNECT on a broker without anonymous
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
         self._stopped = False
@@ -223,7 +286,7 @@ class RunningBroker:
 
     def _launch(self, port: int) -> None:
         """Start the process on ``port`` and wait until it owns the port and answers MQTT."""
-        self.url = BrokerUrl(self.url.host, port)
+        self.url = replace(self.url, port=port)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("ab")
         self._log.write(f"--- sot: starting {self.version} on {self.url}\n".encode())
@@ -267,13 +330,18 @@ class RunningBroker:
                     raise self._not_ready("listens, but so does another process", foreign)
             if ours and not foreign:
                 remaining = deadline - time.monotonic()
-                reason = _handshake(self.url.host, self.url.port, max(min(remaining, 1.0), _POLL_S))
+                reason = _handshake(self._probe_url(), max(min(remaining, 1.0), _POLL_S))
                 if reason is None:
                     return
                 last_reason = reason
             if time.monotonic() >= deadline:
                 raise self._not_ready(f"was not ready after {_READY_TIMEOUT_S:g} s ({last_reason})", foreign)
             time.sleep(_POLL_S)
+
+    def _probe_url(self) -> BrokerUrl:
+        if self._probe_login is None:
+            return self.url
+        return replace(self.url, username=self._probe_login[0], password=self._probe_login[1])
 
     def _not_ready(self, what: str, foreign: list[int]) -> BrokerError:
         """Build the error for a broker that did not come up, with its log tail and the port's owner."""
@@ -316,12 +384,15 @@ def start_broker(
     workdir: Path | None = None,
     max_queued_messages: int = 100_000,
     mosquitto_conf: MosquittoConf | None = None,
+    probe_login: tuple[str, str] | None = None,
 ) -> RunningBroker:
     """Start a loopback broker and return it once it owns its port and answers MQTT.
 
     ``auto`` picks Mosquitto when installed, else amqtt. ``port=0`` picks a free port (retried on a
     bind race). Without ``workdir`` a temporary one is created and removed by ``stop()``.
-    ``mosquitto_conf`` replaces the harness's no-loss configuration (a load test's in-memory one).
+    ``mosquitto_conf`` replaces the harness's no-loss configuration (a load test's in-memory one,
+    :mod:`harness.secure_broker`'s); ``probe_login`` is the identity the readiness check logs in as
+    when that configuration admits no anonymous client.
     """
     if port < 0 or port > 65535:
         raise ValueError(f"port must be 0 (pick a free one) or 1-65535, not {port}")
@@ -342,6 +413,7 @@ def start_broker(
         owns_workdir=owns_workdir,
         max_queued_messages=max_queued_messages,
         mosquitto_conf=mosquitto_conf,
+        probe_login=probe_login,
     )
     attempts = _PORT_ATTEMPTS if port == 0 else 1
     for attempt in range(1, attempts + 1):

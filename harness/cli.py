@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -19,6 +20,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rich.table import Table
 
 from contracts.engine_config import POLICIES
+from contracts.errors import TopicError
 from contracts.topics import DEFAULT_PREFIX, Topics
 from experiments.command import compare as compare_command
 from experiments.command import sweep as sweep_command
@@ -26,7 +28,7 @@ from harness.errors import BrokerError, HarnessError
 from harness.outputs import write_run
 from loadtest.command import loadtest as loadtest_command
 from sim.errors import ScenarioError
-from sim.scenario import Scenario
+from sim.scenario import MAX_SEED, Scenario
 
 app = typer.Typer(
     add_completion=False,
@@ -110,12 +112,18 @@ def resized(s: Scenario, devices: int) -> Scenario:
 @app.command()
 def run(
     scenario: Annotated[Path, typer.Argument(help="Scenario YAML file.")],
-    seed: Annotated[int | None, typer.Option(help="Random seed (default: the scenario's).")] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Random seed, 0 to 2^63-1 (default: the scenario's).", min=0, max=MAX_SEED)
+    ] = None,
     policy: Annotated[
         str | None, typer.Option(help=f"Engine policy: {', '.join(POLICIES)} (default: the scenario's).")
     ] = None,
     broker: Annotated[
-        str | None, typer.Option(help="Use this broker (mqtt://host:port) instead of starting one.")
+        str | None,
+        typer.Option(
+            help="Use this broker instead of starting one: mqtt://host:port, mqtt://user[:password]@host:port "
+            "(password also from $SOT_MQTT_PASSWORD), mqtts://host:8883?ca=CA.crt[&cert=C.crt&key=C.key]."
+        ),
     ] = None,
     broker_kind: Annotated[
         str, typer.Option(help="Broker to start when --broker is not given: auto, mosquitto or amqtt.")
@@ -158,11 +166,20 @@ def run(
             "with no clock/ack barrier. For demos and soak tests: live runs are not reproducible.",
         ),
     ] = None,
+    secure: Annotated[
+        bool,
+        typer.Option(
+            "--secure",
+            help="Start Mosquitto as `sot broker --secure` configures it (passwords, ACL, TLS; files in "
+            "OUT/broker) and connect the world and the engine with their own identities over TLS.",
+        ),
+    ] = False,
 ) -> None:
     """Run a scenario through an MQTT broker and the support engine; print KPIs and write the results."""
     from harness.broker import BrokerUrl
     from harness.live import run_live
     from harness.runner import run_scenario
+    from harness.secure_broker import SECURE_KIND
     from sim.scenario_file import with_overrides
 
     s = _load(scenario)
@@ -177,6 +194,7 @@ def run(
             s = resized(s, devices)
         except (ValueError, ScenarioError) as exc:
             raise typer.BadParameter(str(exc), param_hint="--devices") from exc
+    _check_memory(s.device_count, "--devices" if devices is not None else "SCENARIO")
     if policy is not None and policy not in POLICIES:
         raise typer.BadParameter(f"{policy!r} is not one of {', '.join(POLICIES)}", param_hint="--policy")
     if broker_kind not in ("auto", "mosquitto", "amqtt"):
@@ -185,6 +203,12 @@ def run(
         url = BrokerUrl.parse(broker) if broker else None
     except BrokerError as exc:
         raise typer.BadParameter(str(exc), param_hint="--broker") from exc
+    except ValueError as exc:  # what urlsplit itself refuses, such as an unclosed [IPv6 address
+        raise typer.BadParameter(
+            f"bad broker URL {broker!r}: {exc}; expected mqtt://host[:port]", param_hint="--broker"
+        ) from exc
+    topics = _topics(prefix, engines)
+    _writable_dir(out_dir)
     if live is not None and not (math.isfinite(live) and live > 0):
         raise typer.BadParameter("must be a number > 0 (simulated seconds per wall second)", param_hint="--live")
     if live is not None and engines > 1:
@@ -195,6 +219,11 @@ def run(
         console.print(
             f"live: {live:g} simulated s per wall second; expected wall time "
             f"[bold]{_wall_time(s.duration_s / live)}[/] plus start-up (live runs are not reproducible)"
+        )
+    if secure and (url is not None or broker_kind == "amqtt"):
+        hint = "--broker" if url is not None else "--broker-kind"
+        raise typer.BadParameter(
+            "--secure starts its own Mosquitto: drop --broker / --broker-kind amqtt", param_hint=hint
         )
     signal.signal(signal.SIGTERM, _raise_interrupt)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -224,9 +253,9 @@ def run(
                 "seed": seed,
                 "policy": policy,
                 "broker_url": url,
-                "broker_kind": broker_kind,
+                "broker_kind": SECURE_KIND if secure else broker_kind,
                 "workdir": out_dir,
-                "topics": Topics(prefix, shards=engines),
+                "topics": topics,
                 "progress": lambda t, end: bar.update(task, completed=t / 86400.0),
                 "on_broker": on_broker,
             }
@@ -260,6 +289,59 @@ def run(
                 else f" (engine databases: {out_dir}/engine-p*.sqlite)"
             )
         )
+
+
+BYTES_PER_DEVICE = 2_000
+"""Peak memory a run takes per device, world, engine and broker together (docs/benchmarks.md, "Fleet
+scale", measured about 1,600 at 10^6 devices), rounded up."""
+
+
+def _available_bytes() -> int | None:
+    try:
+        with open("/proc/meminfo", encoding="ascii") as info:
+            for line in info:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _check_memory(devices: int, hint: str) -> None:
+    """Refuse, before anything starts, a fleet that this machine's memory cannot hold."""
+    available = _available_bytes()
+    needed = devices * BYTES_PER_DEVICE
+    if available is None or needed <= 0.9 * available:
+        return
+    fits = int(0.9 * available / BYTES_PER_DEVICE)
+    raise typer.BadParameter(
+        f"{devices:,} devices need about {needed / 2**30:.1f} GB (world, engine and broker), and this machine "
+        f"has {available / 2**30:.1f} GB available: at most about {fits:,} devices fit (--devices {fits})",
+        param_hint=hint,
+    )
+
+
+def _topics(prefix: str, shards: int = 1) -> Topics:
+    """The run's topics, or a usage error naming ``--prefix``."""
+    try:
+        return Topics(prefix, shards=shards)
+    except TopicError as exc:
+        raise typer.BadParameter(
+            f"{exc}: a prefix is topic levels without '+', '#' or a trailing '/'", param_hint="--prefix"
+        ) from exc
+
+
+def _writable_dir(path: Path) -> None:
+    """Create ``path`` as a directory for the run's files, or a usage error naming ``--out``."""
+    if path.exists() and not path.is_dir():
+        raise typer.BadParameter(f"{path} is a file, not a directory", param_hint="--out")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".sot-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise typer.BadParameter(f"cannot write to {path}: {exc.strerror or exc}", param_hint="--out") from exc
 
 
 def _print_partitions(result: dict[str, Any]) -> None:
@@ -427,7 +509,17 @@ def engine(
     http: Annotated[
         int | None, typer.Option(help="Serve the HTTP API and Prometheus /metrics on this port (0: any free port).")
     ] = None,
-    http_host: Annotated[str, typer.Option(help="Address the HTTP API listens on.")] = "127.0.0.1",
+    http_host: Annotated[
+        str, typer.Option(help="Address the HTTP API listens on; beyond loopback only with --http-token.")
+    ] = "127.0.0.1",
+    http_token: Annotated[
+        str | None,
+        typer.Option(help="Require `Authorization: Bearer TOKEN` on the HTTP API (or set $SOT_HTTP_TOKEN)."),
+    ] = None,
+    mqtt_password_file: Annotated[
+        Path | None,
+        typer.Option(help="The broker password, from this file, for a URL with a user and no password."),
+    ] = None,
     log_format: Annotated[str, typer.Option(help="Log format: text or json (one object per line).")] = "text",
     devices: Annotated[
         Path | None,
@@ -446,6 +538,10 @@ def engine(
         args += ["--shards", str(shards)]
     if http is not None:
         args += ["--http", str(http), "--http-host", http_host]
+    if http_token is not None:
+        args += ["--http-token", http_token]
+    if mqtt_password_file is not None:
+        args += ["--mqtt-password-file", str(mqtt_password_file)]
     if time_origin is not None:
         args += ["--time-origin", str(time_origin)]
     if speed is not None:
@@ -465,13 +561,63 @@ def engine(
 def broker_cmd(
     port: Annotated[int, typer.Option(help="TCP port on 127.0.0.1.")] = 1883,
     kind: Annotated[str, typer.Option(help="auto (Mosquitto if installed), mosquitto or amqtt.")] = "auto",
+    secure: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="DIR",
+            help="Write a secure deployment into DIR (passwords per identity, ACL, TLS CA and server "
+            "certificate, limits; kept secrets are reused) and start Mosquitto with it.",
+        ),
+    ] = None,
+    tls_port: Annotated[int, typer.Option(help="With --secure: the TLS listener's port on 127.0.0.1.")] = 8883,
+    prefix: Annotated[
+        str, typer.Option(help="With --secure: the topic prefix the ACL is written for.")
+    ] = DEFAULT_PREFIX,
+    engines: Annotated[
+        int, typer.Option(min=1, max=64, help="With --secure: engine identities, one per partition.")
+    ] = 1,
+    device: Annotated[
+        list[str] | None, typer.Option(help="With --secure: a device identity (its id; repeat the option).")
+    ] = None,
+    gateway: Annotated[list[str] | None, typer.Option(help="With --secure: a gateway identity (repeatable).")] = None,
+    technician: Annotated[
+        list[str] | None, typer.Option(help="With --secure: a technician identity (repeatable).")
+    ] = None,
+    backlog: Annotated[
+        int, typer.Option(min=1, help="Messages queued per client that must not be lost (--secure and --check).")
+    ] = 100_000,
+    generate_only: Annotated[bool, typer.Option(help="With --secure: write the files and exit.")] = False,
+    check: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE",
+            help="Lint a Mosquitto configuration as a deployment: one line per problem and exit 1, or exit 0.",
+        ),
+    ] = None,
 ) -> None:
-    """Start a broker with the project's configuration and keep it running until Ctrl-C."""
+    """Start a broker with the project's configuration and keep it running until Ctrl-C; or write and
+    start a secure one (--secure DIR); or lint a configuration (--check FILE)."""
     from harness.broker import start_broker
+    from harness.secure_broker import check_config
 
+    if check is not None:
+        problems = check_config(check, backlog=backlog)
+        for problem in problems:
+            out.print(f"{check}: {problem}", markup=False, highlight=False)
+        if problems:
+            raise typer.Exit(1)
+        out.print(f"{check}: ok (no anonymous access, password file and ACL, backlog {backlog:,}, limits set)")
+        return
     try:
-        b = start_broker(kind, port=port)  # type: ignore[arg-type]
-    except BrokerError as exc:
+        if secure is not None:
+            b = _start_secure(
+                secure, port, tls_port, prefix, engines, device, gateway, technician, backlog, generate_only
+            )
+            if b is None:
+                return
+        else:
+            b = start_broker(kind, port=port)  # type: ignore[arg-type]
+    except (BrokerError, ValueError) as exc:
         console.print(f"[bold red]sot broker failed[/]: {exc}")
         raise typer.Exit(1) from exc
     signal.signal(signal.SIGTERM, _raise_interrupt)
@@ -485,6 +631,55 @@ def broker_cmd(
         pass
     finally:
         b.stop()
+
+
+def _start_secure(
+    directory: Path,
+    port: int,
+    tls_port: int,
+    prefix: str,
+    engines: int,
+    devices: list[str] | None,
+    gateways: list[str] | None,
+    technicians: list[str] | None,
+    backlog: int,
+    generate_only: bool,
+) -> Any:
+    """Write the deployment, print where its credentials are and the URLs to use; start it unless told not to."""
+    from harness.broker import start_broker
+    from harness.secure_broker import write_deployment
+
+    Topics(prefix)  # a bad prefix fails here, before any file is written
+    write = functools.partial(
+        write_deployment,
+        directory,
+        tls_port=tls_port,
+        prefix=prefix,
+        engines=engines,
+        devices=devices or (),
+        gateways=gateways or (),
+        technicians=technicians or (),
+        backlog=backlog,
+    )
+
+    def conf(host: str, listen_port: int, workdir: Path, max_queued_messages: int) -> str:
+        return write(host=host, port=listen_port).conf.read_text()
+
+    d = write(port=port)
+    engine = "engine" if engines == 1 else "engine-p0"
+    console.print(f"wrote [bold]{d.conf}[/], passwd, acl, ca.crt, server.crt/key in {d.directory}")
+    console.print(f"credentials (mode 0600): [bold]{d.credentials}[/] and {d.directory}/credentials/NAME.password")
+    console.print(f"identities: {', '.join(f'{n} ({r})' for n, r in d.roles.items())}")
+    console.print(f"plain, loopback only: [bold]{d.url(engine)}[/]")
+    console.print(f"TLS:                  [bold]{d.url(engine, tls=True)}[/]")
+    console.print(
+        f"engine: SOT_MQTT_PASSWORD=$(cat {d.password_file(engine)}) sot engine --broker '{d.url(engine, tls=True)}'"
+    )
+    if generate_only:
+        return None
+    return start_broker(
+        "mosquitto", port=port, workdir=directory, mosquitto_conf=conf, probe_login=("probe", d.passwords["probe"])
+    )
 
 
 app.command("loadtest")(loadtest_command)

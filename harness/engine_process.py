@@ -16,14 +16,27 @@ class EngineProcess:
 
     def __init__(self, args: list[str], log_path: Path) -> None:
         self.log_path = log_path
-        self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.args = args
+        self.starts = 0  # times started (a restart after a kill adds one)
+        self._start()
+
+    def _start(self) -> None:
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "support_engine", *args],
+            [sys.executable, "-m", "support_engine", *self.args],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
+        self.starts += 1
+
+    def restart(self) -> None:
+        """Start the engine again with the same arguments (same database, same session), once it has exited."""
+        if self.alive():
+            raise RuntimeError("the engine is still running: stop or kill it first")
+        self._log.close()
+        self._start()
 
     @property
     def pid(self) -> int:

@@ -14,10 +14,11 @@ import contextlib
 import queue
 import secrets
 import socket
+import ssl
 import threading
 import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
@@ -26,7 +27,10 @@ from paho.mqtt.properties import Properties
 
 from harness.errors import BrokerError
 
-__all__ = ["WorldTransport", "handshake"]
+if TYPE_CHECKING:
+    from harness.broker import BrokerUrl
+
+__all__ = ["WorldTransport", "handshake", "secure"]
 
 MAX_UNACKED = 2000
 SESSION_EXPIRY_S = 600
@@ -36,7 +40,8 @@ SESSION_EXPIRY_S = 600
 class WorldTransport:
     """Publishes the world's messages and collects the engine's."""
 
-    def __init__(self, host: str, port: int, *, protocol: int = 5) -> None:
+    def __init__(self, host: str, port: int, *, protocol: int = 5, login: BrokerUrl | None = None) -> None:
+        """``login``: the user, password and TLS files of :func:`secure` (``host``/``port`` still rule)."""
         self.host, self.port = host, port
         self.protocol = protocol
         self.inbox: queue.SimpleQueue[tuple[str, bytes]] = queue.SimpleQueue()
@@ -51,6 +56,8 @@ class WorldTransport:
         self._client.on_message = self._on_message
         self._client.on_publish = self._on_publish
         self._client.on_socket_open = _nodelay
+        if login is not None:
+            secure(self._client, login)
         self._connack: tuple[bool, str] | None = None
         self._unacked = 0
         self._lock = threading.Condition()
@@ -67,15 +74,15 @@ class WorldTransport:
             properties.SessionExpiryInterval = SESSION_EXPIRY_S
         try:
             self._client.connect(self.host, self.port, keepalive=30, properties=properties)
-        except OSError as exc:
-            raise BrokerError(f"cannot reach the MQTT broker at mqtt://{self.host}:{self.port}: {exc}") from exc
+        except (OSError, ssl.SSLError) as exc:
+            raise BrokerError(f"cannot reach the MQTT broker at {self.host}:{self.port}: {exc}") from exc
         self._client.loop_start()
         deadline = time.monotonic() + timeout_s
         while self._connack is None and time.monotonic() < deadline:
             time.sleep(0.01)
         if self._connack is None or not self._connack[0]:
             self.close()
-            raise BrokerError(f"the broker at mqtt://{self.host}:{self.port} refused the world: {self._connack}")
+            raise BrokerError(f"the broker at {self.host}:{self.port} refused the world: {self._connack}")
         done = threading.Event()
         self._client.on_subscribe = lambda *args: done.set()
         self._subscriptions = list(subscriptions)
@@ -127,8 +134,27 @@ def _nodelay(client: paho.Client, userdata: Any, sock: Any) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-def handshake(host: str, port: int, timeout_s: float) -> str | None:
-    """Do one MQTT 3.1.1 clean-session CONNECT; return None on CONNACK success, else the reason."""
+def secure(client: paho.Client, url: BrokerUrl) -> None:
+    """Give ``client`` the user name, password and TLS settings of ``url`` (TLS verifies the host name)."""
+    if url.username is not None:
+        client.username_pw_set(url.username, url.password)
+    if url.tls:
+        try:
+            client.tls_set(
+                ca_certs=None if url.ca is None else str(url.ca),
+                certfile=None if url.cert is None else str(url.cert),
+                keyfile=None if url.key is None else str(url.key),
+                cert_reqs=ssl.CERT_REQUIRED,
+                tls_version=ssl.PROTOCOL_TLS_CLIENT,
+            )
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            raise BrokerError(f"cannot use the TLS files of {url}: {exc}") from exc
+
+
+def handshake(url: BrokerUrl, timeout_s: float) -> str | None:
+    """Do one MQTT 3.1.1 clean-session CONNECT to ``url`` (with its login and TLS); None on CONNACK
+    success, else the reason."""
+    host, port = url.host, url.port
     deadline = time.monotonic() + timeout_s
     outcome: list[str | None] = []
 
@@ -144,12 +170,15 @@ def handshake(host: str, port: int, timeout_s: float) -> str | None:
     )
     client.on_connect = on_connect
     client.connect_timeout = max(timeout_s, 0.001)
+    secure(client, url)
     try:
         client.connect(host, port, keepalive=max(5, int(timeout_s) + 1))
     except ConnectionRefusedError:
         return "connection refused"
     except TimeoutError:
         return f"no TCP connection within {timeout_s:g} s"
+    except ssl.SSLError as exc:
+        return f"TLS handshake failed ({exc.reason or exc})"
     except OSError as exc:
         return str(exc) or type(exc).__name__
     try:

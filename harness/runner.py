@@ -38,11 +38,18 @@ from contracts.engine_config import Policy
 from contracts.errors import ContractError, PartitionError
 from contracts.messages import Clock, ClockAck, Message
 from contracts.partitions import Partition, check_partitionable
-from contracts.topics import Kind, Topics
+from contracts.topics import DEFAULT_PREFIX, Kind, Topics
 from harness.broker import BrokerUrl, RunningBroker, probe, start_broker
 from harness.engine_process import EngineProcess
 from harness.errors import HarnessError
 from harness.mqtt_transport import WorldTransport
+from harness.secure_broker import (
+    SECURE_KIND,
+    ServiceLogins,
+    logins_for_deployment,
+    logins_for_url,
+    start_secure_broker,
+)
 from sim.kpis import compute_kpis
 from sim.records import Records
 from sim.scenario import Scenario
@@ -264,15 +271,26 @@ def _id_of(message: Message) -> str:
 
 @contextlib.contextmanager
 def _broker_for(
-    url: BrokerUrl | None, kind: str, workdir: Path
-) -> Iterator[tuple[BrokerUrl, str, int, RunningBroker | None]]:
+    url: BrokerUrl | None, kind: str, workdir: Path, prefix: str = DEFAULT_PREFIX, engines: int = 1
+) -> Iterator[tuple[BrokerUrl, str, int, RunningBroker | None, ServiceLogins]]:
+    """The run's broker and how the world and the engines log in (``kind`` secure: :mod:`harness.secure_broker`)."""
     if url is not None:
         probe(url)
-        yield url, f"external {url}", 5, None
+        logins = logins_for_url(url, engines, workdir)
+        try:
+            yield url, f"external {url}", 5, None, logins
+        finally:
+            for secret in {f for f in logins.password_files if f is not None}:
+                secret.unlink(missing_ok=True)
         return
-    broker = start_broker(kind, workdir=workdir / "broker")  # type: ignore[arg-type]
+    if kind == SECURE_KIND:
+        broker, deployment = start_secure_broker(workdir / "broker", prefix=prefix, engines=engines)
+        logins = logins_for_deployment(deployment, engines)
+    else:
+        broker = start_broker(kind, workdir=workdir / "broker")  # type: ignore[arg-type]
+        logins = logins_for_url(broker.url, engines, workdir)
     try:
-        yield broker.url, broker.version, broker.protocol, broker
+        yield broker.url, broker.version + (" (secure)" if kind == SECURE_KIND else ""), broker.protocol, broker, logins
     finally:
         broker.stop()
 
@@ -325,7 +343,9 @@ def _start_services(
     Everything started is stopped by ``stack``. ``clock_args`` is called just before the engine
     starts (a live run computes its time origin then).
     """
-    url, broker_version, protocol, _ = stack.enter_context(_broker_for(broker_url, broker_kind, workdir))
+    _, broker_version, protocol, _, logins = stack.enter_context(
+        _broker_for(broker_url, broker_kind, workdir, topics.prefix, engines)
+    )
     devices = workdir / "devices.jsonl"  # the engine's device registry: what the support organisation knows
     world.write_registry(devices)
     if on_broker is not None:
@@ -337,7 +357,7 @@ def _start_services(
         client = f"sot-engine-{workdir.name}"[: 64 - 4] + ("" if engines == 1 else f"-p{k}")
         process = EngineProcess(
             [
-                "--broker", str(url), "--db", str(workdir / f"{name}.sqlite"), *clock,
+                *logins.engine_args(k), "--db", str(workdir / f"{name}.sqlite"), *clock,
                 "--config", str(workdir / "engine-config.json"), "--devices", str(devices),
                 "--prefix", topics.prefix, "--client-id", client, "--partition", f"{k}/{engines}",
                 "--protocol", "5" if protocol == 5 else "3.1.1", "--log-level", "WARNING",
@@ -346,7 +366,7 @@ def _start_services(
         )  # fmt: skip
         stack.callback(process.stop)
         processes.append(process)
-    transport = WorldTransport(url.host, url.port, protocol=protocol)
+    transport = WorldTransport(logins.world.host, logins.world.port, protocol=protocol, login=logins.world)
     transport.connect(topics.world_subscriptions())
     stack.callback(transport.close)
     return _Services(broker_version, protocol, processes, transport)

@@ -64,7 +64,10 @@ def loadtest(
     ui_port: Annotated[int, typer.Option(help="Port of the web UI.")] = 8089,
     broker: Annotated[
         str | None,
-        typer.Option(help="Use this broker (mqtt://host:port) and start neither broker nor engine."),
+        typer.Option(
+            help="Use this broker and start neither broker nor engine: mqtt://host:port, "
+            "mqtt://user@host:port (password from $SOT_MQTT_PASSWORD), mqtts://host:8883?ca=CA.crt."
+        ),
     ] = None,
     engine_metrics: Annotated[
         str | None,

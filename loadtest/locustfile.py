@@ -31,12 +31,12 @@ import gc
 import logging
 import random
 import socket
+import ssl
 import time
 import uuid
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 import gevent
 import gevent.event
@@ -55,6 +55,9 @@ from contracts import codec
 from contracts.errors import PayloadError
 from contracts.messages import DeviceEvent, IngestAck, Telemetry
 from contracts.topics import DEFAULT_PREFIX, Kind, Topics
+from harness.broker import BrokerUrl
+from harness.errors import BrokerError
+from harness.mqtt_transport import secure
 from loadtest.fleet import Allocator, FleetMix, FleetSpec, UserKind, from_scenario_file
 from loadtest.receipts import Receipts
 from loadtest.shapes import Plan, parse_shape
@@ -141,6 +144,7 @@ class _Process:
     host: str
     port: int
     worker: int
+    url: BrokerUrl
     receipts: Receipts = field(default_factory=Receipts)
     allocators: dict[str, Allocator] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
@@ -170,11 +174,22 @@ class _Process:
 _SHARED: dict[str, _Process] = {}  # "process": this process's state, once built
 
 
-def _broker(host: str | None) -> tuple[str, int]:
-    parts = urlsplit(host or "")
-    if parts.scheme != "mqtt" or not parts.hostname:
-        raise ValueError(f"-H/--host must be mqtt://host[:port], not {host!r}")
-    return parts.hostname, parts.port or 1883
+def _broker(host: str | None) -> BrokerUrl:
+    """The broker of ``-H``: ``mqtt[s]://[user@]host[:port][?ca=...]``, the password from ``$SOT_MQTT_PASSWORD``."""
+    try:
+        return BrokerUrl.parse(host or "")
+    except BrokerError as exc:
+        raise ValueError(f"-H/--host: {exc}") from exc
+
+
+def _tls_context(url: BrokerUrl) -> ssl.SSLContext | None:
+    """The TLS context of an ``mqtts`` URL (the broker verified against ``ca``), None for ``mqtt``."""
+    if not url.tls:
+        return None
+    context = ssl.create_default_context(cafile=None if url.ca is None else str(url.ca))
+    if url.cert is not None:
+        context.load_cert_chain(str(url.cert), None if url.key is None else str(url.key))
+    return context
 
 
 def _mix(options: Any) -> FleetMix:
@@ -197,9 +212,10 @@ def _state(environment: Environment) -> _Process:
     state = _SHARED.get("process")
     if state is None:
         options = _parsed(environment)
-        host, port = _broker(environment.host)
+        url = _broker(environment.host)
         worker = max(0, int(getattr(environment.runner, "worker_index", 0) or 0))
-        state = _SHARED["process"] = _Process(options, _mix(options), Topics(options.sot_prefix), host, port, worker)
+        topics = Topics(options.sot_prefix)
+        state = _SHARED["process"] = _Process(options, _mix(options), topics, url.host, url.port, worker, url)
     return state
 
 
@@ -251,6 +267,7 @@ class _ReceiptListener:
         self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"sot-receipts-{uuid.uuid4().hex[:12]}")
         self.client.on_message = self._on_message
         self.client.on_socket_open = _nodelay
+        secure(self.client, state.url)
         self._subscribed = False
         self._expiry: Any = None
 
@@ -422,6 +439,9 @@ class _FleetUser(MqttUser):  # type: ignore[misc]
         self.source = state.next_id(self.fleet, self.kind)
         self.client_id = self.source  # type: ignore[assignment]  # MqttUser declares it None
         self.host, self.port = state.host, state.port
+        self.username = state.url.username  # type: ignore[assignment]  # MqttUser declares them None
+        self.password = state.url.password  # type: ignore[assignment]
+        self.tls_context = _tls_context(state.url)  # type: ignore[assignment]
         super().__init__(environment)
         self.rng = random.Random(f"{self.source}-{time.time_ns()}")
         self.boot_id = self.rng.getrandbits(31)

@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from harness.broker import BrokerUrl
+from harness.broker import PASSWORD_ENV, BrokerUrl
 from loadtest.fleet import FleetMix
 from loadtest.options import LOCUSTFILE, LoadTestOptions
 from loadtest.witnesses import free_port
@@ -106,6 +106,8 @@ def start_swarm(
 ) -> None:
     """Start Locust for ``options`` on ``mix``: one process when ``workers`` is 0, else a master and workers."""
     env = {"SOT_LOADTEST_FLEET": mix.encode(), "PYTHONUNBUFFERED": "1"}
+    if url.password is not None:  # `-H` carries the URL without it: never a password on a command line
+        env[PASSWORD_ENV] = url.password
     # The project's locustfile has both kinds of user: name the one wanted. A locustfile of your own
     # runs every user class it has.
     default = options.locustfile.resolve() == LOCUSTFILE.resolve()

@@ -28,6 +28,7 @@ from contracts.topics import DEFAULT_PREFIX, Topics
 from harness.broker import BrokerUrl
 from harness.engine_process import EngineProcess
 from harness.errors import BrokerError
+from harness.mqtt_transport import secure
 from loadtest.errors import LoadTestError
 from loadtest.report import BrokerCounts, EngineCounts, parse_metrics
 
@@ -116,6 +117,7 @@ class BrokerWatch:
         self._client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"sot-loadtest-watch-{os.getpid()}")
         self._client.on_message = self._on_message
         self._client.on_subscribe = lambda *args: self._ready.set()
+        secure(self._client, url)
 
     def start(self, timeout_s: float = 10.0) -> None:
         p = self.topics.prefix

@@ -208,7 +208,7 @@ class Fleet(_Spec, frozen=True, kw_only=True):
     product: Name
     count: Annotated[int, msgspec.Meta(gt=0, le=10_000_000)]
     telemetry_interval_s: Positive = 900.0
-    devices_per_gateway: Annotated[int, msgspec.Meta(gt=0)] = 500
+    devices_per_gateway: Annotated[int, msgspec.Meta(gt=0, le=10_000)] = 500  # the engine takes rosters of 10,000 at most
     age_days: Distribution = Fixed(value=0.0)
     sensors: list[Sensor] = []
     failure_modes: list[FailureMode] = []
@@ -245,7 +245,7 @@ class Product(_Spec, frozen=True, kw_only=True):
     base: Name | None = None
     description: str = ""
     telemetry_interval_s: Positive | None = None
-    devices_per_gateway: Annotated[int, msgspec.Meta(gt=0)] | None = None
+    devices_per_gateway: Annotated[int, msgspec.Meta(gt=0, le=10_000)] | None = None
     age_days: Distribution | None = None
     sensors: list[Sensor] = []
     failure_modes: list[FailureMode] = []

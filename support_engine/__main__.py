@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import math
+import os
 import signal
 import sys
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Annotated
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import msgspec
 import typer
@@ -23,7 +27,7 @@ from contracts.partitions import Partition
 from contracts.topics import DEFAULT_PREFIX, Topics
 from support_engine.errors import EngineError
 from support_engine.metrics import EngineMetrics
-from support_engine.mqtt_transport import MqttTransport, Protocol
+from support_engine.mqtt_transport import MqttLogin, MqttTransport, Protocol
 from support_engine.registry import iter_devices
 from support_engine.service import ClockMode, EngineService
 from support_engine.storage import Storage
@@ -62,11 +66,64 @@ def _configure_logging(level: str, fmt: str) -> None:
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
 
 
-def _broker(url: str) -> tuple[str, int]:
-    parts = urlsplit(url)
-    if parts.scheme != "mqtt" or not parts.hostname:
-        raise typer.BadParameter(f"{url!r}: expected mqtt://host[:port]")
-    return parts.hostname, parts.port or 1883
+PASSWORD_ENV = "SOT_MQTT_PASSWORD"
+HTTP_TOKEN_ENV = "SOT_HTTP_TOKEN"
+
+
+def _broker(url: str, password_file: Path | None = None) -> tuple[str, int, MqttLogin]:
+    """Host, port and login of ``mqtt[s]://[user[:password]@]host[:port][?ca=&cert=&key=]``.
+
+    The password: the URL's, else ``password_file``'s first line, else ``$SOT_MQTT_PASSWORD``."""
+    hint = f"{url!r}: expected mqtt[s]://[user[:password]@]host[:port][?ca=FILE&cert=FILE&key=FILE]"
+    parts = urlsplit(url.strip())
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname or parts.path not in ("", "/") or port == 0:
+        raise typer.BadParameter(f"{hint} (port 1-65535)", param_hint="--broker")
+    tls = parts.scheme == "mqtts"
+    files: dict[str, Path] = {}
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if name not in ("ca", "cert", "key") or name in files or not value or not tls:
+            raise typer.BadParameter(
+                f"{hint}: query {name}={value!r} (ca, cert, key; mqtts only)", param_hint="--broker"
+            )
+        if not Path(value).is_file():
+            raise typer.BadParameter(f"{hint}: {name} file {value!r} does not exist", param_hint="--broker")
+        files[name] = Path(value)
+    if ("cert" in files) != ("key" in files):
+        raise typer.BadParameter(f"{hint}: a client certificate needs both cert= and key=", param_hint="--broker")
+    username = unquote(parts.username) if parts.username else None
+    password = unquote(parts.password) if parts.password is not None else None
+    if username is not None and password is None:
+        if password_file is not None:
+            try:
+                password = password_file.read_text(encoding="utf-8").splitlines()[0]
+            except (OSError, UnicodeDecodeError, IndexError) as exc:
+                raise typer.BadParameter(
+                    f"cannot read a password from {password_file}", param_hint="--mqtt-password-file"
+                ) from exc
+        else:
+            password = os.environ.get(PASSWORD_ENV)
+    login = MqttLogin(username, password, tls, files.get("ca"), files.get("cert"), files.get("key"))
+    return parts.hostname, port or (8883 if tls else 1883), login
+
+
+def _check_http_host(host: str, token: str | None) -> None:
+    """Refuse to serve the API beyond loopback without a token: it would be open to the network."""
+    if token:
+        return
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise typer.BadParameter(
+            f"{host!r} is not a loopback address: the API would be open to anyone who reaches it; "
+            f"give --http-token TOKEN (or ${HTTP_TOKEN_ENV}), or serve on 127.0.0.1",
+            param_hint="--http-host",
+        )
 
 
 def load_config(path: Path | None, policy: str | None) -> EngineConfig:
@@ -87,7 +144,20 @@ def load_config(path: Path | None, policy: str | None) -> EngineConfig:
 
 @app.command()
 def main(
-    broker: Annotated[str, typer.Option(help="Broker URL, mqtt://host:port.")] = "mqtt://127.0.0.1:1883",
+    broker: Annotated[
+        str,
+        typer.Option(
+            help="Broker URL: mqtt://host:port, with a login mqtt://user[:password]@host:port, over TLS "
+            "mqtts://host:8883?ca=CA.crt[&cert=CLIENT.crt&key=CLIENT.key]."
+        ),
+    ] = "mqtt://127.0.0.1:1883",
+    mqtt_password_file: Annotated[
+        Path | None,
+        typer.Option(
+            help=f"Read the broker password from this file (first line) when the URL has a user but no "
+            f"password; without it, ${PASSWORD_ENV} is used."
+        ),
+    ] = None,
     db: Annotated[
         str,
         typer.Option(
@@ -140,7 +210,17 @@ def main(
     http: Annotated[
         int | None, typer.Option(help="Serve the HTTP API and /metrics on this port (0: any free port; logged).")
     ] = None,
-    http_host: Annotated[str, typer.Option(help="Address the HTTP API listens on.")] = "127.0.0.1",
+    http_host: Annotated[
+        str, typer.Option(help="Address the HTTP API listens on; beyond loopback only with a token.")
+    ] = "127.0.0.1",
+    http_token: Annotated[
+        str | None,
+        typer.Option(
+            envvar=HTTP_TOKEN_ENV,
+            show_envvar=True,
+            help="Require `Authorization: Bearer TOKEN` on every HTTP route but /healthz (and /readyz).",
+        ),
+    ] = None,
     devices: Annotated[
         Path | None,
         typer.Option(
@@ -175,14 +255,16 @@ def main(
     factor = 1.0 if speed is None else speed
     if not (math.isfinite(origin) and math.isfinite(factor) and factor > 0):
         raise typer.BadParameter("--time-origin must be finite and --speed a finite number > 0")
-    host, port = _broker(broker)
+    if http is not None:
+        _check_http_host(http_host, http_token)
+    host, port, login = _broker(broker, mqtt_password_file)
     engine_config = load_config(config, policy)
     try:
         part = Partition.parse(partition, shards)
     except PartitionError as exc:
         raise typer.BadParameter(str(exc)) from exc
     client = f"sot-engine-{part.index}" if client_id is None else client_id
-    transport = MqttTransport(host, port, client_id=client, protocol=protocol)  # type: ignore[arg-type]
+    transport = MqttTransport(host, port, client_id=client, protocol=protocol, login=login)  # type: ignore[arg-type]
     api: HttpApi | None = None
     try:
         storage = Storage(db)
@@ -211,7 +293,10 @@ def main(
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
         if http is not None:  # the API opens its own connections: the URL with its password, if any
-            api = _start_api(db, metrics, transport, http_host, http)
+            api = _start_api(
+                db, metrics, transport, http_host, http, http_token,
+                degraded=lambda: _held_up(storage), service_ready=lambda: service.subscribed,
+            )  # fmt: skip
         service.run()
     except EngineError as exc:
         typer.echo(f"sot engine: {exc}", err=True)
@@ -223,17 +308,41 @@ def main(
     storage.close()
 
 
-def _start_api(db: str, metrics: EngineMetrics, transport: MqttTransport, host: str, port: int) -> HttpApi:
+def _start_api(
+    db: str,
+    metrics: EngineMetrics,
+    transport: MqttTransport,
+    host: str,
+    port: int,
+    token: str | None = None,
+    *,
+    degraded: Callable[[], str | None] = lambda: None,
+    service_ready: Callable[[], bool] = lambda: True,
+) -> HttpApi:
     """Bind and start the HTTP API (imported here: an engine without ``--http`` loads no web framework)."""
     from support_engine.http_api import HttpApi, create_app
 
     try:
-        api = HttpApi(create_app(db, metrics, connected=transport.connected.is_set), host=host, port=port)
+        app = create_app(
+            db,
+            metrics,
+            connected=transport.connected.is_set,
+            token=token or None,
+            degraded=degraded,
+            ready=lambda: transport.connected.is_set() and service_ready(),
+        )
+        api = HttpApi(app, host=host, port=port)
     except OSError as exc:
         typer.echo(f"sot engine: cannot serve HTTP on {host}:{port}: {exc}", err=True)
         raise typer.Exit(1) from exc
     api.start()
     return api
+
+
+def _held_up(storage: Storage) -> str | None:
+    """What holds the engine up, for /healthz: its database locked by another process."""
+    since = storage.waiting
+    return None if since is None else f"database locked by another process for {time.monotonic() - since:.0f} s"
 
 
 _ = Protocol

@@ -7,16 +7,20 @@ readers run beside the engine's writer); live figures (twins, open cases, counte
 come from the :class:`~support_engine.metrics.LiveSnapshot` the service publishes after each
 commit. The server thread installs no signal handlers (uvicorn only does so on the main thread),
 so SIGTERM still reaches the engine, which stops the server on its way out.
+
+With a token, every route but the probes (:data:`OPEN_PATHS`) answers 401 unless the request
+carries ``Authorization: Bearer TOKEN``.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -34,7 +38,7 @@ from support_engine import database
 from support_engine.errors import StorageError
 from support_engine.metrics import EngineMetrics
 
-__all__ = ["CaseState", "HttpApi", "WorkOrderState", "create_app"]
+__all__ = ["OPEN_PATHS", "CaseState", "HttpApi", "WorkOrderState", "create_app"]
 
 log = logging.getLogger("sot.engine")
 
@@ -42,6 +46,8 @@ CaseState = Literal["open", "in_progress", "resolved", "closed"]
 WorkOrderState = Literal["created", "accepted", "on_site", "awaiting_part", "done", "closed", "cancelled"]
 Limit = Annotated[int, Query(ge=1, le=10_000, description="At most this many rows.")]
 _STOP_GRACE_S = 3.0
+OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+"""Routes served without the token: probes an orchestrator calls, which tell only up or down."""
 
 
 # -- response models ---------------------------------------------------------------------------------
@@ -50,10 +56,12 @@ class _Model(BaseModel):
 
 
 class Health(_Model):
-    """Whether the engine is connected to its broker and when it last committed handled messages."""
+    """Whether the engine is connected to its broker, whether something holds it up (``degraded``:
+    its database locked by another process, say), and when it last committed handled messages."""
 
-    status: Literal["ok", "disconnected"]
+    status: Literal["ok", "disconnected", "degraded"]
     connected: bool
+    degraded: str | None = None  # what holds the engine up, if anything
     clock: Literal["event", "wall"]
     last_step_engine_s: float | None  # engine time (event clock: the step's t) of the last commit
     last_step_at: datetime | None  # wall time of that commit (UTC)
@@ -217,8 +225,18 @@ def _registration(row: dict[str, Any]) -> Registration:
     )
 
 
-def create_app(where: str | Path, metrics: EngineMetrics, *, connected: Callable[[], bool]) -> FastAPI:
+def create_app(
+    where: str | Path,
+    metrics: EngineMetrics,
+    *,
+    connected: Callable[[], bool],
+    token: str | None = None,
+    degraded: Callable[[], str | None] = lambda: None,
+    ready: Callable[[], bool] | None = None,
+) -> FastAPI:
     """The API of one engine: ``where`` is its database, ``metrics`` its live figures.
+
+    ``token``: every route outside :data:`OPEN_PATHS` requires ``Authorization: Bearer TOKEN``.
 
     ``where`` is what :class:`~support_engine.storage.Storage` takes: a file path, ``sqlite:///PATH``
     or a PostgreSQL URL (``:memory:`` is refused: no other connection could see it).
@@ -236,28 +254,44 @@ def create_app(where: str | Path, metrics: EngineMetrics, *, connected: Callable
         version=version,
         description="Read-only view of a running support engine: devices, cases, work orders, KPIs, metrics.",
     )
+    if token is not None:
+        _require_token(app, token)
 
     @app.exception_handler(StorageError)  # what either driver raised, translated by the database layer
     async def database_error(request: Request, exc: StorageError) -> JSONResponse:
         log.warning("HTTP API: %s %s: database error: %s", request.method, request.url.path, exc)
         return JSONResponse({"detail": f"database unavailable: {exc}"}, status_code=503)
 
-    @app.get("/healthz", response_model=Health, responses={503: {"model": Health, "description": "Not connected."}})
+    @app.get(
+        "/healthz",
+        response_model=Health,
+        responses={503: {"model": Health, "description": "Not connected, or held up."}},
+    )
     def healthz(response: Response) -> Health:
-        """Connected to the broker, clock mode, and the last commit of handled messages."""
+        """Connected to the broker and not held up (503 otherwise), clock mode, and the last commit of handled messages."""
         snap = metrics.snapshot
         up = connected()
+        held = degraded()
         wall = snap.committed_wall_s
-        if not up:
+        if not up or held:
             response.status_code = 503
         return Health(
-            status="ok" if up else "disconnected",
+            status="disconnected" if not up else "degraded" if held else "ok",
             connected=up,
+            degraded=held,
             clock=metrics.clock,
             last_step_engine_s=snap.engine_now_s,
             last_step_at=None if wall is None else datetime.fromtimestamp(wall, UTC),
             last_step_age_s=None if wall is None else max(0.0, time.time() - wall),
         )
+
+    @app.get("/readyz", responses={503: {"description": "Not ready: starting, or not connected."}})
+    def readyz(response: Response) -> dict[str, bool]:
+        """Ready to serve (200): started, subscribed and connected; a liveness probe uses /healthz."""
+        is_ready = connected() if ready is None else ready()
+        if not is_ready:
+            response.status_code = 503
+        return {"ready": is_ready}
 
     @app.get("/devices", response_model=list[DeviceSummary])
     def devices(limit: Limit = 1000) -> list[DeviceSummary]:
@@ -399,6 +433,24 @@ def create_app(where: str | Path, metrics: EngineMetrics, *, connected: Callable
         return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def _require_token(app: FastAPI, token: str) -> None:
+    """Answer 401 to any request outside :data:`OPEN_PATHS` without ``Authorization: Bearer token``."""
+    if not token:
+        raise ValueError("the HTTP token must not be empty")
+    expected = f"Bearer {token}".encode()
+
+    @app.middleware("http")
+    async def bearer(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        if request.url.path in OPEN_PATHS:
+            return await call_next(request)
+        given = request.headers.get("authorization", "").encode()
+        if secrets.compare_digest(given, expected):
+            return await call_next(request)
+        return JSONResponse(
+            {"detail": "missing or wrong bearer token"}, status_code=401, headers={"WWW-Authenticate": "Bearer"}
+        )
 
 
 # -- server -------------------------------------------------------------------------------------------

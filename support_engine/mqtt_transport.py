@@ -5,6 +5,8 @@ client id, ``clean_start=False`` and a session expiry, so that messages queued w
 down are delivered when it returns; MQTT 3.1.1 brokers get ``clean_session=False``. MQTT 5 also
 sends a Receive Maximum, so that the engine knows how many un-acknowledged messages the broker may
 hand it (:attr:`MqttTransport.receive_window`; unknown on 3.1.1, where the broker's own setting rules).
+A :class:`MqttLogin` adds a user name and password and TLS (verified against a CA, with an optional
+client certificate).
 """
 
 from __future__ import annotations
@@ -12,8 +14,11 @@ from __future__ import annotations
 import contextlib
 import queue
 import socket
+import ssl
 import threading
 import time
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import paho.mqtt.client as paho
@@ -24,12 +29,48 @@ from paho.mqtt.properties import Properties
 from support_engine.errors import TransportError
 from support_engine.transport import Delivery
 
-__all__ = ["RECEIVE_MAXIMUM", "Delivery", "MqttTransport", "Protocol"]
+__all__ = ["RECEIVE_MAXIMUM", "Delivery", "MqttLogin", "MqttTransport", "Protocol"]
 
 Protocol = Literal["auto", "5", "3.1.1"]
 RECEIVE_MAXIMUM = 1000
 """MQTT 5 Receive Maximum the engine asks for: the broker hands it at most this many un-acknowledged
 QoS 1 messages (Mosquitto takes it in place of its ``max_inflight_messages``)."""
+
+
+@dataclass(frozen=True)
+class MqttLogin:
+    """How the engine proves who it is and checks who the broker is: user and password, TLS files.
+
+    ``tls`` without ``ca`` verifies the broker against the system's CAs; ``cert``/``key`` are the
+    engine's client certificate, for a broker that asks for one."""
+
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    tls: bool = False
+    ca: Path | None = None
+    cert: Path | None = None
+    key: Path | None = None
+
+    @property
+    def scheme(self) -> str:
+        return "mqtts" if self.tls else "mqtt"
+
+    def apply(self, client: paho.Client) -> None:
+        """Set the login on a paho client; raise :class:`TransportError` for unusable TLS files."""
+        if self.username is not None:
+            client.username_pw_set(self.username, self.password)
+        if not self.tls:
+            return
+        try:
+            client.tls_set(
+                ca_certs=None if self.ca is None else str(self.ca),
+                certfile=None if self.cert is None else str(self.cert),
+                keyfile=None if self.key is None else str(self.key),
+                cert_reqs=ssl.CERT_REQUIRED,
+                tls_version=ssl.PROTOCOL_TLS_CLIENT,
+            )
+        except (OSError, ValueError) as exc:
+            raise TransportError(f"cannot use the TLS files (ca={self.ca}, cert={self.cert}): {exc}") from exc
 
 
 class MqttTransport:
@@ -45,6 +86,7 @@ class MqttTransport:
         session_expiry_s: int = 3600,
         keepalive_s: int = 30,
         receive_maximum: int = RECEIVE_MAXIMUM,
+        login: MqttLogin | None = None,
     ) -> None:
         if not 1 <= receive_maximum <= 65535:
             raise ValueError(f"receive_maximum must be 1-65535, not {receive_maximum}")
@@ -53,6 +95,7 @@ class MqttTransport:
         self.session_expiry_s = session_expiry_s
         self.keepalive_s = keepalive_s
         self.receive_maximum = receive_maximum
+        self.login = login or MqttLogin()
         self.receive_window: int | None = None  # once connected: at most this many un-acknowledged deliveries
         self.inbox: queue.SimpleQueue[Delivery] = queue.SimpleQueue()
         self.session_present = False
@@ -92,6 +135,7 @@ class MqttTransport:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_socket_open = _nodelay
+        self.login.apply(client)
         self._connack = None
         self.connected.clear()
         properties = None
@@ -105,7 +149,7 @@ class MqttTransport:
             else:
                 client.connect(self.host, self.port, self.keepalive_s)
         except OSError as exc:
-            raise TransportError(f"cannot connect to mqtt://{self.host}:{self.port}: {exc}") from exc
+            raise TransportError(f"cannot connect to {self._where}: {exc}") from exc
         client.loop_start()
         deadline = time.monotonic() + timeout_s
         while self._connack is None and time.monotonic() < deadline:
@@ -114,8 +158,13 @@ class MqttTransport:
             client.loop_stop()
             client.disconnect()
             why = self._connack[1] if self._connack else f"no CONNACK within {timeout_s} s"
-            raise TransportError(f"MQTT {version} connect to mqtt://{self.host}:{self.port} failed: {why}")
+            raise TransportError(f"MQTT {version} connect to {self._where} failed: {why}")
         self._client = client
+
+    @property
+    def _where(self) -> str:
+        user = "" if self.login.username is None else f"{self.login.username}@"
+        return f"{self.login.scheme}://{user}{self.host}:{self.port}"
 
     def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         ok = not reason.is_failure
