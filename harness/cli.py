@@ -557,6 +557,80 @@ def engine(
     os.execv(sys.executable, [sys.executable, "-m", "support_engine", *args])
 
 
+@app.command()
+def chaos(
+    scenario: Annotated[Path, typer.Argument(help="Scenario YAML file.")],
+    fault: Annotated[
+        list[str],
+        typer.Option(
+            "--fault",
+            help="A fault, KIND@TIME[+DURATION] (TIME simulated, DURATION wall; units s, m, h, d): "
+            "broker-kill@2d, broker-kill@2d+5s, broker-restart@12h, engine-kill@36h, engine-kill:1@36h, "
+            "partition:engine@3d+15s. Repeat for several.",
+        ),
+    ],
+    days: Annotated[float | None, typer.Option(help="Override the scenario's duration_days.")] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Random seed (default: the scenario's).", min=0, max=MAX_SEED)
+    ] = None,
+    engines: Annotated[int, typer.Option(min=1, max=64, help="Engine partitions, as for sot run.")] = 1,
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory for the faulted run's files.")] = Path("runs/chaos"),
+) -> None:
+    """Run a scenario undisturbed and again with faults injected; pass when nothing is lost and every KPI
+    is the same (exit 0), fail otherwise (exit 1). The verdict is in result.json under "chaos"."""
+    from harness.faults import Fault
+    from harness.runner import run_scenario
+    from sim.scenario_file import with_overrides
+
+    s = _load(scenario)
+    if days is not None:
+        try:
+            s = with_overrides(s, duration_days=days)
+        except ScenarioError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--days") from exc
+    try:
+        faults = [Fault.parse(text) for text in fault]
+    except HarnessError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--fault") from exc
+    _writable_dir(out_dir)
+    try:
+        with console.status("the undisturbed run"):
+            calm = run_scenario(s, seed=seed, engines=engines, workdir=out_dir / "undisturbed").result
+        with console.status(f"the run with {len(faults)} fault(s)"):
+            hit = run_scenario(s, seed=seed, engines=engines, workdir=out_dir, faults=faults)
+    except (BrokerError, HarnessError) as exc:
+        console.print(f"[bold red]sot chaos failed[/]: {exc}")
+        raise typer.Exit(1) from exc
+    result = hit.result
+    differing = sorted(
+        k for k in set(calm["kpis"]) | set(result["kpis"]) if calm["kpis"].get(k) != result["kpis"].get(k)
+    )
+    lost = result["messages"]["lost"]
+    verdict = "pass" if lost == 0 and not differing and not result["chaos"]["not_reached"] else "fail"
+    result["chaos"].update({"verdict": verdict, "lost": lost, "kpis_differing": differing})
+    write_run(out_dir, result, hit.records)
+    table = Table(title=f"{s.name}: {verdict.upper()}", show_header=True)
+    table.add_column("fault")
+    table.add_column("at (simulated)", justify="right")
+    table.add_column("injection took", justify="right")
+    for done in result["chaos"]["injected"]:
+        table.add_row(done["fault"], f"{done['at_s'] / 86400:.2f} d", f"{done['took_s']:.2f} s")
+    for missed in result["chaos"]["not_reached"]:
+        table.add_row(missed, "after the end", "not injected")
+    console.print(table)
+    m = result["messages"]
+    console.print(
+        f"published {m['published']:,} · ingested {m['ingested']:,} · lost {lost:,} · duplicates absorbed "
+        f"{m['duplicates']:,} · broker reconnects {result['timing']['broker_reconnects']}"
+    )
+    console.print(
+        "KPIs: identical to the undisturbed run" if not differing else f"KPIs differing: {', '.join(differing)}"
+    )
+    console.print(f"wrote {out_dir}/result.json (the undisturbed run: {out_dir}/undisturbed/)")
+    if verdict != "pass":
+        raise typer.Exit(1)
+
+
 @app.command("broker")
 def broker_cmd(
     port: Annotated[int, typer.Option(help="TCP port on 127.0.0.1.")] = 1883,

@@ -22,10 +22,11 @@ import math
 import platform
 import queue
 import tempfile
+import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ from contracts.topics import DEFAULT_PREFIX, Kind, Topics
 from harness.broker import BrokerUrl, RunningBroker, probe, start_broker
 from harness.engine_process import EngineProcess
 from harness.errors import HarnessError
+from harness.faults import Fault, FaultProxy
 from harness.mqtt_transport import WorldTransport
 from harness.secure_broker import (
     SECURE_KIND,
@@ -256,6 +258,55 @@ class _Barrier:
         return "\n".join(f"[partition {k}] {self.engines[k].log_tail(8)}" for k in chosen)
 
 
+class _Chaos:
+    """Injects a run's faults at the first sync step at or after their simulated time."""
+
+    def __init__(self, faults: Sequence[Fault], services: _Services) -> None:
+        self.pending = sorted(faults, key=lambda f: f.at_s)
+        self.services = services
+        self.done: list[dict[str, Any]] = []
+        self._heals: list[threading.Timer] = []
+
+    def inject_due(self, t: float) -> None:
+        while self.pending and self.pending[0].at_s <= t:
+            fault = self.pending.pop(0)
+            started = time.monotonic()
+            self._inject(fault)
+            self.done.append({"fault": str(fault), "at_s": t, "took_s": round(time.monotonic() - started, 3)})
+
+    def _inject(self, fault: Fault) -> None:
+        s = self.services
+        if fault.kind in ("broker-kill", "broker-restart"):
+            if s.broker is None:
+                raise HarnessError(f"{fault}: the run's broker is external")
+            if fault.kind == "broker-kill":
+                s.broker.kill()
+                time.sleep(fault.for_s)
+            s.broker.restart()
+        elif fault.kind == "engine-kill":
+            chosen = range(len(s.engines)) if fault.partition is None else [fault.partition]
+            for k in chosen:
+                if k >= len(s.engines):
+                    raise HarnessError(f"{fault}: the run has {len(s.engines)} engine partitions")
+                s.engines[k].kill()
+                s.engines[k].restart()  # same database, same session: it takes up where it was
+        elif fault.kind == "partition":
+            assert s.proxy is not None
+            s.proxy.cut()
+            heal = threading.Timer(fault.for_s, s.proxy.heal)
+            heal.daemon = True
+            heal.start()
+            self._heals.append(heal)
+
+    def settle(self) -> None:
+        for heal in self._heals:
+            heal.cancel()
+
+    def report(self) -> dict[str, Any]:
+        """What was injected, and what was not (a fault past the run's end)."""
+        return {"injected": self.done, "not_reached": [str(f) for f in self.pending]}
+
+
 def _output_order(item: tuple[Kind, Message]) -> tuple[float, int, str, str]:
     kind, message = item
     return (message.ts, _OUT_ORDER.get(kind, 9), getattr(message, "device_id", ""), _id_of(message))  # type: ignore[attr-defined]
@@ -303,6 +354,8 @@ class _Services:
     protocol: int
     engines: list[EngineProcess]
     transport: WorldTransport
+    broker: RunningBroker | None = None  # the run's own broker (None: an external one)
+    proxy: FaultProxy | None = None  # between the engines and the broker, for partition faults
 
     @property
     def engine(self) -> EngineProcess:
@@ -337,15 +390,22 @@ def _start_services(
     clock_args: Callable[[], list[str]],
     world: World,
     engines: int = 1,
+    proxied: bool = False,
 ) -> _Services:
     """Start (or reach) the broker, start the engine with ``clock_args()``, connect the world.
 
     Everything started is stopped by ``stack``. ``clock_args`` is called just before the engine
     starts (a live run computes its time origin then).
     """
-    _, broker_version, protocol, _, logins = stack.enter_context(
+    url, broker_version, protocol, broker, logins = stack.enter_context(
         _broker_for(broker_url, broker_kind, workdir, topics.prefix, engines)
     )
+    proxy = None
+    if proxied:  # the engines reach the broker through a proxy that can cut them off
+        proxy = FaultProxy(url.host, url.port)
+        stack.callback(proxy.close)
+        via = tuple(replace(u, host="127.0.0.1", port=proxy.port) for u in logins.engines)
+        logins = replace(logins, engines=via)
     devices = workdir / "devices.jsonl"  # the engine's device registry: what the support organisation knows
     world.write_registry(devices)
     if on_broker is not None:
@@ -369,7 +429,7 @@ def _start_services(
     transport = WorldTransport(logins.world.host, logins.world.port, protocol=protocol, login=logins.world)
     transport.connect(topics.world_subscriptions())
     stack.callback(transport.close)
-    return _Services(broker_version, protocol, processes, transport)
+    return _Services(broker_version, protocol, processes, transport, broker, proxy)
 
 
 def _result(
@@ -434,9 +494,12 @@ def run_scenario(
     on_broker: Callable[[str], None] | None = None,
     step_timeout_s: float = 120.0,
     engines: int = 1,
+    faults: Sequence[Fault] = (),
 ) -> RunOutcome:
-    """Run ``scenario`` through a broker and the engine process (``engines`` partitions of it);
-    stop everything started, always."""
+    """Run ``scenario`` through a broker and the engine process (``engines`` partitions of it),
+    injecting ``faults`` (:mod:`harness.faults`) at their simulated times; stop everything started, always."""
+    if broker_url is not None and any(f.kind.startswith("broker") for f in faults):
+        raise HarnessError("broker faults need the run's own broker: drop --broker")
     topics = topics or Topics(shards=engines)
     if topics.shards != engines:
         raise HarnessError(f"{engines} engine partitions need topics in {engines} shards, not {topics.shards}")
@@ -460,9 +523,12 @@ def run_scenario(
             clock_args=lambda: ["--clock", "event"],
             world=world,
             engines=engines,
+            proxied=any(f.kind == "partition" for f in faults),
         )
         transport = services.transport
         barrier = _Barrier(transport, topics, services.engines, step_timeout_s)
+        chaos = _Chaos(faults, services)
+        stack.callback(chaos.settle)
         barrier.handshake()
         started = time.monotonic()
         end = scenario.duration_s
@@ -470,6 +536,7 @@ def run_scenario(
         for k in range(1, steps + 1):
             t = min(k * scenario.sync_interval_s, end)
             barrier.send(world.advance(t))
+            chaos.inject_due(t)  # the step's messages are on their way, its clock not yet
             for message in barrier.sync(t, world.published, final=k == steps, shards=world.published_by_shard.tolist()):
                 world.deliver(message)
             if progress is not None:
@@ -498,6 +565,8 @@ def run_scenario(
         result["messages"]["foreign_dropped"] = dict(sorted(barrier.foreign.items()))
     if barrier.repeated:  # the engine's outputs delivered again after a reconnect: taken once
         result["messages"]["engine_outputs_repeated"] = barrier.repeated
+    if faults:
+        result["chaos"] = chaos.report()
     if engines > 1:  # how the work split: each partition's own counts
         result["engine_partitions"] = [
             {"partition": k, **{name: ack.stats.get(name, 0) for name in _PARTITION_COUNTS}}

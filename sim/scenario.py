@@ -208,7 +208,8 @@ class Fleet(_Spec, frozen=True, kw_only=True):
     product: Name
     count: Annotated[int, msgspec.Meta(gt=0, le=10_000_000)]
     telemetry_interval_s: Positive = 900.0
-    devices_per_gateway: Annotated[int, msgspec.Meta(gt=0, le=10_000)] = 500  # the engine takes rosters of 10,000 at most
+    # At most 10,000: the engine takes rosters of 10,000 devices at most (its limits' max_roster).
+    devices_per_gateway: Annotated[int, msgspec.Meta(gt=0, le=10_000)] = 500
     age_days: Distribution = Fixed(value=0.0)
     sensors: list[Sensor] = []
     failure_modes: list[FailureMode] = []

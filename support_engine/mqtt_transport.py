@@ -104,6 +104,13 @@ class MqttTransport:
         self._connack: tuple[bool, str] | None = None
         self._client: paho.Client | None = None
         self.version = ""
+        # Reconnects: paho's loop reconnects by itself; every connection after the first subscribes
+        # again (a broker that lost our session lost our subscriptions with it) and counts.
+        self.connects = 0  # CONNACKs accepted
+        self.sessions_lost = 0  # reconnects on which the broker had no session for us
+        self.dropped = 0  # QoS 0 messages (dead letters, receipts) not sent while disconnected
+        self._filters: list[tuple[str, int]] = []
+        self._generation = 0  # of the connection; a delivery's mid carries it (see :meth:`ack`)
 
     # -- lifecycle ------------------------------------------------------------------------------
     def connect(self, timeout_s: float = 10.0) -> None:
@@ -171,6 +178,13 @@ class MqttTransport:
         self._connack = (ok, str(reason))
         if ok:
             self.session_present = bool(flags.session_present)
+            self.connects += 1
+            self._generation += 1
+            if self.connects > 1:  # a reconnect: subscribe again, whatever the broker kept
+                if not self.session_present:
+                    self.sessions_lost += 1
+                if self._filters:
+                    client.subscribe(self._filters)
             self.lost.clear()
             self.connected.set()
 
@@ -181,28 +195,42 @@ class MqttTransport:
             self._connack = (False, str(reason))
 
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
-        self.inbox.put(Delivery(message.topic, bytes(message.payload), message.mid, message.qos, bool(message.dup)))
+        mid = (self._generation << 16) | message.mid  # a packet id is 16 bits: the connection's number above it
+        self.inbox.put(Delivery(message.topic, bytes(message.payload), mid, message.qos, bool(message.dup)))
 
     def subscribe(self, filters: list[str], qos: int = 1, timeout_s: float = 10.0) -> None:
         """Subscribe to ``filters`` and wait for the broker's SUBACK."""
         client = self._require()
         done = threading.Event()
         client.on_subscribe = lambda *args: done.set()
-        rc, _ = client.subscribe([(f, qos) for f in filters])
+        self._filters = [(f, qos) for f in filters]
+        rc, _ = client.subscribe(self._filters)
         if rc != paho.MQTT_ERR_SUCCESS or not done.wait(timeout_s):
             raise TransportError(f"subscribe to {filters} failed (rc={rc})")
 
     def publish(self, topic: str, payload: bytes, qos: int = 1) -> paho.MQTTMessageInfo:
-        """Queue ``payload`` for ``topic``; raise when paho refuses it (never a silent drop)."""
+        """Queue ``payload`` for ``topic``; raise when paho refuses it (never a silent drop).
+
+        While the connection is down a QoS 1 message waits in paho's queue and goes out on the next
+        connection (the engine's outputs are QoS 1); a QoS 0 one (a dead letter's copy, a receipt) is
+        not sent and is counted in :attr:`dropped`."""
         info = self._require().publish(topic, payload, qos=qos)
+        if info.rc == paho.MQTT_ERR_NO_CONN:
+            if qos == 0:
+                self.dropped += 1
+            return info
         if info.rc != paho.MQTT_ERR_SUCCESS:
             raise TransportError(f"publish to {topic} refused: {paho.error_string(info.rc)}")
         return info
 
     def ack(self, mid: int, qos: int) -> None:
-        """Acknowledge an inbound message (after it is committed)."""
-        if qos > 0:
-            self._require().ack(mid, qos)
+        """Acknowledge an inbound message (after it is committed).
+
+        A delivery of an earlier connection is not acknowledged: its packet id may name another
+        message on this one, and the broker delivers it again (the engine takes that copy for a
+        duplicate and acknowledges it)."""
+        if qos > 0 and mid >> 16 == self._generation:
+            self._require().ack(mid & 0xFFFF, qos)
 
     def close(self) -> None:
         if self._client is not None:

@@ -163,6 +163,9 @@ class EngineService:
             self.core.restore(msgspec.json.decode(state, type=Snapshot), core_stats)
             log.info("resumed %d open cases from the database", len(self.core.open_case_of))
         self.subscribed = False  # ready: connected and subscribed once
+        self._answered_t: float | None = None  # event time: the last clock answered, and what its step sent
+        self._answered_outputs: list[tuple[str, bytes]] = []
+        self._sessions_lost = 0  # the transport's count, as last seen
         self._step = _Step()
         self._clock: Clock | None = None
         self._stop = threading.Event()
@@ -248,6 +251,13 @@ class EngineService:
             delivery = None
         if delivery is not None:
             self._receive(delivery)
+        lost = getattr(self.transport, "sessions_lost", 0)
+        if lost != self._sessions_lost:  # reconnected to a broker that had lost our session
+            self.counters["broker_session_lost"] += lost - self._sessions_lost
+            self._sessions_lost = lost
+            log.error(
+                "reconnected to a broker that had lost our session: subscribed again; queued messages may be lost"
+            )
         if self.clock == "event":
             self._maybe_step()
             if (self._step.held or self._step.acks) and self._spill_due(idle=delivery is None):
@@ -454,7 +464,17 @@ class EngineService:
         ``t``; on the wall clock nothing waits and ``now`` is the wall clock.
         """
         self._clock = None
-        self._flush(now=clock.t if self.clock == "event" else self.wall_now())
+        again = self.clock == "event" and clock.t == self._answered_t
+        published = self._flush(now=clock.t if self.clock == "event" else self.wall_now())
+        if again:
+            # The same clock once more: the world reconnected and sent its step again. The outputs of
+            # that step may have reached a broker that has since lost them: send them again (the
+            # world takes each once, by id), then the ack.
+            for topic, payload in self._answered_outputs:
+                self.transport.publish(topic, payload)
+            self._answered_outputs += published
+        else:
+            self._answered_t, self._answered_outputs = clock.t, published
         ack = ClockAck(
             t=clock.t,
             received=self.received,
@@ -464,8 +484,9 @@ class EngineService:
         )
         self.transport.publish(self.topics.clock_ack, codec.encode(ack))
 
-    def _flush(self, now: float) -> None:
-        """Handle pending messages in order, run timers, commit, acknowledge, publish the outputs."""
+    def _flush(self, now: float) -> list[tuple[str, bytes]]:
+        """Handle pending messages in order, run timers, commit, acknowledge, publish the outputs;
+        return the outputs published (topic, payload)."""
         step, self._step = self._step, _Step()
         started = time.monotonic()
         step.pending.sort(key=lambda p: p.order)
@@ -483,7 +504,7 @@ class EngineService:
         self.budgets.step_done()  # the devices taken in have their twins now
         actions += self.core.advance(now)
         if not (step.pending or step.acks or step.clocks or actions or step.records):
-            return  # an idle timer tick: nothing to commit
+            return []  # an idle timer tick: nothing to commit
         self.storage.record_ledger(self.ledger.drain())  # the streams this step's messages moved
         self.storage.apply(actions)
         if actions:
@@ -497,13 +518,15 @@ class EngineService:
         self.storage.commit()
         for d in [*step.held, *step.acks, *step.clocks]:
             self.transport.ack(d.mid, d.qos)
-        for a in outbound:
-            self.transport.publish(self._topic_of(a), codec.encode(a.message))
+        published = [(self._topic_of(a), codec.encode(a.message)) for a in outbound]
+        for topic, payload in published:
+            self.transport.publish(topic, payload)
         if self.ack_every:
             self._receipts(handled)
         if self.metrics is not None:
             ts, step_s = [p.order[0] for p in handled], time.monotonic() - started
             self.metrics.committed(self.core, self._all_counters(), outbound, ts=ts, now=now, step_s=step_s)
+        return published
 
     # A message whose handling raises is dead-lettered and the step goes on, before anything is written:
     # what the step commits is every other message's effects and that one's dead letter. The core is

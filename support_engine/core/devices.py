@@ -20,10 +20,13 @@ class Devices(EngineBase):
 
     def provision(self, records: Sequence[DeviceRecord], ts: float = 0.0) -> list[Action]:
         """Register devices (or update their entries): product, owner, region, firmware, cohorts,
-        contract, warranty, reporting interval. Their twins take the product's desired settings."""
+        contract, warranty, reporting interval. Their twins take the product's desired settings.
+        An entry the engine holds already, unchanged, is no change (a restart reads its registry again)."""
         actions: list[Action] = []
         self.twins.reserve(len(records))
         for record in records:
+            if self.devices.get(record.device_id) == record:
+                continue
             self.devices[record.device_id] = record
             slot = self.twins.slot(record.device_id)
             self.twins.set_product(slot, record.product)
