@@ -116,6 +116,15 @@ class EngineMetrics:
         self.work_orders = Counter("sot_work_orders", "Work orders dispatched.", registry=r)
         self.commands = Counter("sot_commands", "Commands sent to devices, by action.", ["action"], registry=r)
         self.readings = Counter("sot_readings", "Sensor readings taken in (one per device and timestamp).", registry=r)
+        # What went missing on the way, as the engine sees it: gaps in devices' sequence numbers (a
+        # broker that dropped queued messages shows here) and sessions the broker had lost.
+        self.readings_missing = Counter(
+            "sot_readings_missing", "Readings missing from devices' sequences (gaps in seq).", registry=r
+        )
+        self.readings_late = Counter("sot_readings_late", "Readings that came after a later one.", registry=r)
+        self.sessions_lost = Counter(
+            "sot_broker_sessions_lost", "Reconnects to a broker that had lost the engine's session.", registry=r
+        )
         for origin in CASE_ORIGINS:
             self.cases_opened.labels(origin=origin)
         for action in get_args(CommandAction):
@@ -205,6 +214,12 @@ class EngineMetrics:
                 self.work_orders.inc(grown)
             elif name == "readings":
                 self.readings.inc(grown)
+            elif name == "readings_missing":
+                self.readings_missing.inc(grown)
+            elif name == "readings_late":
+                self.readings_late.inc(grown)
+            elif name == "broker_session_lost":
+                self.sessions_lost.inc(grown)
 
     def _note_campaigns(self, core: Engine, outbound: Sequence[Outbound]) -> None:
         """Record the rollouts this group started: a rollout's commands go out with the case that triggers it."""

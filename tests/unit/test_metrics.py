@@ -21,6 +21,9 @@ NAMES = (
     "sot_work_orders_total",
     "sot_commands_total",
     "sot_readings_total",
+    "sot_readings_missing_total",
+    "sot_readings_late_total",
+    "sot_broker_sessions_lost_total",
 )
 
 
@@ -163,6 +166,15 @@ def test_the_text_exposition_names_every_metric() -> None:
         assert name in text
     assert "# TYPE sot_ingest_lag_seconds histogram" in text
     assert 'sot_messages_rejected_total{reason="json"} 1.0' in text
+
+
+def test_losses_the_engine_sees_are_counted_for_prometheus() -> None:
+    m = EngineMetrics()
+    m.counted({"readings_missing": 3, "readings_late": 1, "broker_session_lost": 1})
+    m.counted({"readings_missing": 5, "readings_late": 1, "broker_session_lost": 2})
+    assert value(m, "sot_readings_missing_total") == 5
+    assert value(m, "sot_readings_late_total") == 1
+    assert value(m, "sot_broker_sessions_lost_total") == 2
 
 
 def test_speed_must_be_positive() -> None:
