@@ -38,7 +38,7 @@ def _run(s: Scenario, engines: int, workdir: Path) -> dict:
     return outcome.result
 
 
-@pytest.mark.parametrize(("name", "days"), [("freezers", 4.0), ("printers", 3.0)])
+@pytest.mark.parametrize(("name", "days"), [("freezers", 4.0), ("hospital", 10.0)])
 def test_two_partitions_decide_what_one_engine_decides(name: str, days: float, tmp_path: Path) -> None:
     s = _scenario(name, days)
     one = _run(s, 1, tmp_path / "one")
