@@ -31,6 +31,14 @@ class EngineProcess:
         )
         self.starts += 1
 
+    def pause(self) -> None:
+        """SIGSTOP (for fault tests): the process is frozen, its connections idle."""
+        os.killpg(self._proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after :meth:`pause`."""
+        os.killpg(self._proc.pid, signal.SIGCONT)
+
     def restart(self) -> None:
         """Start the engine again with the same arguments (same database, same session), once it has exited."""
         if self.alive():

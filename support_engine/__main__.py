@@ -203,6 +203,15 @@ def main(
         typer.Option(help="Shards the device topics are split into (as the devices publish them). Default: N.", min=1),
     ] = None,
     protocol: Annotated[str, typer.Option(help="MQTT protocol: auto, 5 or 3.1.1.")] = "auto",
+    keepalive: Annotated[
+        int,
+        typer.Option(
+            help="MQTT keepalive, seconds: the broker drops the engine after 1.5 x this without a packet "
+            "(and the engine reconnects when it can).",
+            min=5,
+            max=3600,
+        ),
+    ] = 30,
     log_level: Annotated[str, typer.Option(help="Log level.")] = "INFO",
     log_format: Annotated[
         str, typer.Option(help="'text' or 'json' (one JSON object per line: time, level, logger, message, extras).")
@@ -264,7 +273,7 @@ def main(
     except PartitionError as exc:
         raise typer.BadParameter(str(exc)) from exc
     client = f"sot-engine-{part.index}" if client_id is None else client_id
-    transport = MqttTransport(host, port, client_id=client, protocol=protocol, login=login)  # type: ignore[arg-type]
+    transport = MqttTransport(host, port, client_id=client, protocol=protocol, login=login, keepalive_s=keepalive)  # type: ignore[arg-type]
     api: HttpApi | None = None
     try:
         storage = Storage(db)

@@ -1,7 +1,8 @@
 """A standalone engine outlives its broker: after the broker is killed (SIGKILL: it comes back
 without the engine's session, and so without its subscriptions) the engine reconnects, subscribes
 again, counts the lost session, and ingests what devices publish afterwards; /healthz says
-"disconnected" while the broker is away."""
+"disconnected" while the broker is away. An engine frozen (SIGSTOP) past its keepalive, which the
+broker drops, reconnects when it resumes and takes what its session kept."""
 
 from __future__ import annotations
 
@@ -90,6 +91,35 @@ def test_the_engine_resubscribes_after_its_broker_forgot_it_and_ingests_again(tm
             publish(broker.url.port, 21, 20)
             wait_for(lambda: count(db, "msg_ingested") == 40, "readings after the restart were not ingested", engine)
             wait_for(lambda: count(db, "broker_session_lost") >= 1, "the lost session was not counted", engine)
+            assert engine.alive()
+        finally:
+            engine.stop()
+
+
+def test_an_engine_frozen_past_its_keepalive_reconnects_when_it_resumes(tmp_path: Path) -> None:
+    db = tmp_path / "engine.sqlite"
+    with start_broker("mosquitto", workdir=tmp_path / "broker") as broker:
+        engine = EngineProcess(
+            [
+                "--broker", str(broker.url), "--db", str(db), "--clock", "wall", "--prefix", TOPICS.prefix,
+                "--client-id", "frozen-engine", "--protocol", "5", "--keepalive", "5", "--log-level", "INFO",
+            ],
+            tmp_path / "engine.log",
+        )  # fmt: skip
+        try:
+            wait_for(lambda: "engine connected" in engine.log_tail(50), "the engine did not connect", engine)
+            publish(broker.url.port, 1, 10)
+            wait_for(lambda: count(db, "msg_ingested") == 10, "the first readings were not ingested", engine)
+            engine.pause()  # longer than 1.5 x the keepalive: the broker drops it
+            publish(broker.url.port, 11, 10)  # queued in its session meanwhile
+            deadline = time.monotonic() + 60
+            while "frozen-engine has exceeded timeout" not in broker.log_path.read_text(errors="replace"):
+                assert time.monotonic() < deadline, "the broker never dropped the frozen engine"
+                time.sleep(0.5)
+            engine.resume()
+            wait_for(lambda: count(db, "msg_ingested") == 20, "the engine did not come back and ingest", engine)
+            publish(broker.url.port, 21, 10)
+            wait_for(lambda: count(db, "msg_ingested") == 30, "readings after the resume were not ingested", engine)
             assert engine.alive()
         finally:
             engine.stop()
