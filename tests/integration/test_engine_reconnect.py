@@ -64,18 +64,24 @@ def publish(broker_port: int, first_seq: int, n: int) -> None:
     client.loop_stop()
 
 
+def start_engine(broker_url: str, db: Path, client_id: str, log: Path, *extra: str) -> EngineProcess:
+    """A standalone engine on the wall clock, started and connected."""
+    engine = EngineProcess(
+        [
+            "--broker", broker_url, "--db", str(db), "--clock", "wall", "--prefix", TOPICS.prefix,
+            "--client-id", client_id, "--protocol", "5", "--log-level", "INFO", *extra,
+        ],
+        log,
+    )  # fmt: skip
+    wait_for(lambda: "engine connected" in engine.log_tail(50), "the engine did not connect", engine)
+    return engine
+
+
 def test_the_engine_resubscribes_after_its_broker_forgot_it_and_ingests_again(tmp_path: Path) -> None:
     db = tmp_path / "engine.sqlite"
     with start_broker("mosquitto", workdir=tmp_path / "broker") as broker:
-        engine = EngineProcess(
-            [
-                "--broker", str(broker.url), "--db", str(db), "--clock", "wall", "--prefix", TOPICS.prefix,
-                "--client-id", "reconnect-engine", "--protocol", "5", "--http", "0", "--log-level", "INFO",
-            ],
-            tmp_path / "engine.log",
-        )  # fmt: skip
+        engine = start_engine(str(broker.url), db, "reconnect-engine", tmp_path / "engine.log", "--http", "0")
         try:
-            wait_for(lambda: "engine connected" in engine.log_tail(50), "the engine did not connect", engine)
             wait_for(lambda: "HTTP API on " in engine.log_tail(50), "the HTTP API did not start", engine)
             url = engine.log_tail(50).split("HTTP API on ")[1].split()[0]
             port = int(url.rstrip("/").rsplit(":", 1)[1])
@@ -99,15 +105,8 @@ def test_the_engine_resubscribes_after_its_broker_forgot_it_and_ingests_again(tm
 def test_an_engine_frozen_past_its_keepalive_reconnects_when_it_resumes(tmp_path: Path) -> None:
     db = tmp_path / "engine.sqlite"
     with start_broker("mosquitto", workdir=tmp_path / "broker") as broker:
-        engine = EngineProcess(
-            [
-                "--broker", str(broker.url), "--db", str(db), "--clock", "wall", "--prefix", TOPICS.prefix,
-                "--client-id", "frozen-engine", "--protocol", "5", "--keepalive", "5", "--log-level", "INFO",
-            ],
-            tmp_path / "engine.log",
-        )  # fmt: skip
+        engine = start_engine(str(broker.url), db, "frozen-engine", tmp_path / "engine.log", "--keepalive", "5")
         try:
-            wait_for(lambda: "engine connected" in engine.log_tail(50), "the engine did not connect", engine)
             publish(broker.url.port, 1, 10)
             wait_for(lambda: count(db, "msg_ingested") == 10, "the first readings were not ingested", engine)
             engine.pause()  # longer than 1.5 x the keepalive: the broker drops it
