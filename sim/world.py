@@ -66,9 +66,9 @@ class World:
         self.device_count = offset
         self._batch_topics = {f.spec.name: [self.topics.batch(g) for g, _ in f.gateways] for f in self.fleets}
         # A device's shard is its gateway's (contracts.topics.shard_of); per fleet, one per gateway.
-        self._gateway_shards = [
-            np.array([self.topics.shard_of(g) for g, _ in f.gateways], dtype=np.int32) for f in self.fleets
-        ]
+        self._gateway_shards = {
+            f.spec.name: np.array([self.topics.shard_of(g) for g, _ in f.gateways], dtype=np.int32) for f in self.fleets
+        }
         self.published_by_shard = np.zeros(self.topics.shards, dtype=np.int64)  # of ``published``
         self._counts: dict[int, npt.NDArray[np.uint32]] = {}
         self._offsets = [f.offset for f in self.fleets]
@@ -138,7 +138,8 @@ class World:
             return 0
         k = bisect.bisect_right(self._offsets, device) - 1
         local = device - self.fleets[k].offset
-        return int(self._gateway_shards[k][local // self.fleets[k].spec.devices_per_gateway])
+        spec = self.fleets[k].spec
+        return int(self._gateway_shards[spec.name][local // spec.devices_per_gateway])
 
     def region_of(self, device: int) -> str | None:
         fleet, _, local = self._local(device)
@@ -351,7 +352,7 @@ class World:
         topic = self._batch_topics[fleet.spec.name][g]
         self._outbox.append((topic, payload))
         self.published += 1
-        self.published_by_shard[self.topics.shard_of(gateway_id)] += 1
+        self.published_by_shard[self._gateway_shards[fleet.spec.name][g]] += 1
         if link.duplicate(g, tick):  # sent twice; counted once, as the engine counts unique messages
             self._outbox.append((topic, payload))
             self.duplicates_sent += 1
