@@ -29,6 +29,7 @@ ENGINE_COUNTERS: tuple[str, ...] = tuple(
             "advised",
             "alerts",
             "alerts_flapping",
+            "broker_dropped",
             "broker_session_lost",
             "campaign_commands",
             "campaign_failures",

@@ -22,6 +22,7 @@ __all__ = [
     "EngineConfig",
     "IssueType",
     "Limits",
+    "MaintenancePlan",
     "Offline",
     "Policy",
     "RateLimit",
@@ -35,8 +36,14 @@ Policy = Literal["reactive", "proactive"]
 POLICIES: tuple[Policy, ...] = ("reactive", "proactive")
 Name = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:-]{1,64}(?!\n)$")]
 PositiveSeconds = Annotated[float, msgspec.Meta(gt=0.0)]
+Positive = Annotated[float, msgspec.Meta(gt=0.0)]
 Fraction = Annotated[float, msgspec.Meta(gt=0.0, le=1.0)]
 Products = list[Name]  # the products a rule applies to (the device registry says which is which); empty: all
+
+
+def _doc(description: str, *examples: object) -> msgspec.Meta:
+    """A field's description and examples for its JSON Schema (``sot schema``: an editor's hover help)."""
+    return msgspec.Meta(description=description, examples=list(examples))
 
 
 class _Frozen(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -46,13 +53,21 @@ class _Frozen(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
 class ThresholdRule(_Frozen, frozen=True, kw_only=True):
     """Raise an alert of ``issue`` when ``sensor`` stays above/below a level for ``for_s`` seconds."""
 
-    name: Name
-    sensor: Name
-    issue: Name
-    above: float | None = None
-    below: float | None = None
-    for_s: Annotated[float, msgspec.Meta(ge=0.0)] = 0.0
-    products: Products = []
+    name: Annotated[Name, _doc("Rule name, unique across rules, trends and anomalies.", "freezer_cabinet_hot")]
+    sensor: Annotated[Name, _doc("The sensor it watches.", "cabinet_temp_c")]
+    issue: Annotated[Name, _doc("The issue type of its alerts (a key of `issues`).", "freezer_cooling")]
+    above: Annotated[
+        float | None, _doc("Fires when the sensor stays above this level (give `above` or `below`).", -5.0)
+    ] = None
+    below: Annotated[float | None, _doc("Fires when the sensor stays below this level.", 7.5)] = None
+    for_s: Annotated[float, msgspec.Meta(ge=0.0), _doc("For at least this many seconds.", 3600.0)] = 0.0
+    products: Annotated[
+        Products,
+        _doc(
+            "The products it applies to (by the device registry); empty: every device that reports the sensor.",
+            ["freezer"],
+        ),
+    ] = []
 
     def __post_init__(self) -> None:
         if (self.above is None) == (self.below is None):
@@ -65,16 +80,31 @@ class TrendRule(_Frozen, frozen=True, kw_only=True):
     life; a consumable's run-out with ``reaches: 0``), or when it changes faster than ``slope_above``
     / slower than ``slope_below`` per hour (rate of change). Give ``reaches`` with ``within_s``, or a slope."""
 
-    name: Name
-    sensor: Name
-    issue: Name
-    window_s: PositiveSeconds = 86400.0
-    reaches: float | None = None
-    within_s: PositiveSeconds | None = None
-    slope_above: float | None = None
-    slope_below: float | None = None
-    min_readings: Annotated[int, msgspec.Meta(ge=2)] = 8
-    products: Products = []
+    name: Annotated[Name, _doc("Rule name, unique across rules, trends and anomalies.", "freezer_cabinet_hot")]
+    sensor: Annotated[Name, _doc("The sensor it watches.", "cabinet_temp_c")]
+    issue: Annotated[Name, _doc("The issue type of its alerts (a key of `issues`).", "freezer_cooling")]
+    window_s: Annotated[
+        PositiveSeconds, _doc("About how many seconds of readings the line fit weighs (exponentially).", 86400.0)
+    ] = 86400.0
+    reaches: Annotated[
+        float | None, _doc("Remaining useful life: fires when the trend will reach this level within `within_s`.", 0.0)
+    ] = None
+    within_s: Annotated[PositiveSeconds | None, _doc("How far ahead `reaches` looks, seconds.", 259200.0)] = None
+    slope_above: Annotated[
+        float | None, _doc("Rate of change: fires when the sensor rises faster than this per hour.", 0.5)
+    ] = None
+    slope_below: Annotated[
+        float | None,
+        _doc("Fires when the sensor changes slower than this per hour (falls faster, when negative).", -0.5),
+    ] = None
+    min_readings: Annotated[int, msgspec.Meta(ge=2), _doc("Readings needed before the fit is trusted.", 8)] = 8
+    products: Annotated[
+        Products,
+        _doc(
+            "The products it applies to (by the device registry); empty: every device that reports the sensor.",
+            ["freezer"],
+        ),
+    ] = []
 
     def __post_init__(self) -> None:
         forecast = self.reaches is not None or self.within_s is not None
@@ -89,14 +119,24 @@ class AnomalyRule(_Frozen, frozen=True, kw_only=True):
     against the device's exponentially weighted mean and variance (weight ``alpha``) and a two-sided
     CUSUM of the scores (allowance ``k``, decision level ``h``, in standard deviations) crosses ``h``."""
 
-    name: Name
-    sensor: Name
-    issue: Name
-    alpha: Annotated[float, msgspec.Meta(gt=0.0, lt=1.0)] = 0.05
-    k: Annotated[float, msgspec.Meta(ge=0.0)] = 0.5
-    h: Annotated[float, msgspec.Meta(gt=0.0)] = 8.0
-    warm_up: Annotated[int, msgspec.Meta(ge=2)] = 30
-    products: Products = []
+    name: Annotated[Name, _doc("Rule name, unique across rules, trends and anomalies.", "freezer_cabinet_hot")]
+    sensor: Annotated[Name, _doc("The sensor it watches.", "cabinet_temp_c")]
+    issue: Annotated[Name, _doc("The issue type of its alerts (a key of `issues`).", "freezer_cooling")]
+    alpha: Annotated[
+        float,
+        msgspec.Meta(gt=0.0, lt=1.0),
+        _doc("Weight of the newest reading in the device's moving mean and variance.", 0.05),
+    ] = 0.05
+    k: Annotated[float, msgspec.Meta(ge=0.0), _doc("CUSUM allowance, in standard deviations.", 0.5)] = 0.5
+    h: Annotated[float, msgspec.Meta(gt=0.0), _doc("CUSUM decision level, in standard deviations.", 8.0)] = 8.0
+    warm_up: Annotated[int, msgspec.Meta(ge=2), _doc("Readings a device needs before it is scored.", 30)] = 30
+    products: Annotated[
+        Products,
+        _doc(
+            "The products it applies to (by the device registry); empty: every device that reports the sensor.",
+            ["freezer"],
+        ),
+    ] = []
 
 
 class IssueType(_Frozen, frozen=True, kw_only=True):
@@ -116,18 +156,51 @@ class IssueType(_Frozen, frozen=True, kw_only=True):
     remote attempt (the trouble came back): it goes to a diagnosis (with ``diagnose``) or a visit.
     """
 
-    skill: Name
-    parts: list[Name] = []
-    duration_s: PositiveSeconds = 3600.0
-    priority: Annotated[int, msgspec.Meta(ge=1, le=5)] = 3
-    remote: Literal["reset", "ota"] | None = None
-    ota_version: Name | None = None
-    consumable: Name | None = None
-    quantity: Annotated[float, msgspec.Meta(gt=0.0, le=1e9)] = 1.0  # an order's quantity on the wire: at most 1e9
-    advice: Annotated[str, msgspec.Meta(max_length=1000)] | None = None
-    rollout_after: Annotated[int, msgspec.Meta(ge=1)] | None = None
-    diagnose: bool = False
-    repeat_window_s: PositiveSeconds = 3 * 86400.0
+    skill: Annotated[Name, _doc("The skill a visit needs.", "refrigeration")]
+    parts: Annotated[
+        list[Name], _doc("The parts a visit brings: the prediction behind first-time fix.", ["compressor"])
+    ] = []
+    duration_s: Annotated[PositiveSeconds, _doc("About how long a visit takes, seconds.", 3600.0)] = 3600.0
+    priority: Annotated[int, msgspec.Meta(ge=1, le=5), _doc("1 = most urgent, to 5.", 2)] = 3
+    remote: Annotated[
+        Literal["reset", "ota"] | None,
+        _doc("Try this command first (`reset`, or `ota` to `ota_version`); a technician only if it fails.", "reset"),
+    ] = None
+    ota_version: Annotated[Name | None, _doc("The version an `ota` installs.", "7.2")] = None
+    consumable: Annotated[
+        Name | None, _doc("Answer with a replenishment order of this consumable instead of a visit.", "toner_black")
+    ] = None
+    quantity: Annotated[float, msgspec.Meta(gt=0.0, le=1e9), _doc("The quantity an order asks for.", 1.0)] = (
+        1.0  # an order's quantity on the wire: at most 1e9
+    )
+    advice: Annotated[
+        Annotated[str, msgspec.Meta(max_length=1000)] | None,
+        _doc(
+            "Answer with this message to the owner and close the case: nothing to fix on the device.",
+            "Check the plug and the breaker.",
+        ),
+    ] = None
+    rollout_after: Annotated[
+        Annotated[int, msgspec.Meta(ge=1)] | None,
+        _doc(
+            "At the N-th case, send the OTA to every device that reports this issue's rules' sensors (once; proactive only).",
+            10,
+        ),
+    ] = None
+    diagnose: Annotated[
+        bool,
+        _doc(
+            "Ask the device for a diagnosis before a visit; `diagnoses` map its answer to the issue the visit brings.",
+            True,
+        ),
+    ] = False
+    repeat_window_s: Annotated[
+        PositiveSeconds,
+        _doc(
+            "A case within this time of a remote attempt that claimed a fix or found no fault gets no second remote attempt, seconds.",
+            259200.0,
+        ),
+    ] = 3 * 86400.0
 
     def __post_init__(self) -> None:
         if self.remote == "ota" and self.ota_version is None:
@@ -149,9 +222,15 @@ class Sla(_Frozen, frozen=True, kw_only=True):
     a breach escalates it again.
     """
 
-    first_response_s: PositiveSeconds = 4 * 3600.0
-    resolution_s: PositiveSeconds = 24 * 3600.0
-    warn_at: Annotated[float, msgspec.Meta(gt=0.0, lt=1.0)] = 0.8
+    first_response_s: Annotated[
+        PositiveSeconds, _doc("Target from opening to the first remedy under way, seconds.", 14400.0)
+    ] = 4 * 3600.0
+    resolution_s: Annotated[PositiveSeconds, _doc("Target from opening to resolution, seconds.", 86400.0)] = 24 * 3600.0
+    warn_at: Annotated[
+        float,
+        msgspec.Meta(gt=0.0, lt=1.0),
+        _doc("The share of a target at which its clock warns and escalates the case.", 0.8),
+    ] = 0.8
 
 
 class Offline(_Frozen, frozen=True, kw_only=True):
@@ -159,25 +238,36 @@ class Offline(_Frozen, frozen=True, kw_only=True):
     (learned from its readings; the registry's ``interval_s`` when given), and never before
     ``min_s``. With ``issue``, going offline opens a case of that issue (proactive policy only)."""
 
-    after_intervals: Annotated[float, msgspec.Meta(ge=1.0)] = 3.0
-    min_s: PositiveSeconds = 300.0
-    issue: Name | None = None
+    after_intervals: Annotated[
+        float,
+        msgspec.Meta(ge=1.0),
+        _doc("A device is offline once silent for this many of its usual reporting intervals.", 3.0),
+    ] = 3.0
+    min_s: Annotated[PositiveSeconds, _doc("And never before this many seconds.", 300.0)] = 300.0
+    issue: Annotated[
+        Name | None, _doc("Going offline opens a case of this issue (proactive only); none: no case.", "connectivity")
+    ] = None
 
 
 class Alerting(_Frozen, frozen=True, kw_only=True):
     """An alert that changes state ``flap_changes`` times within ``flap_window_s`` is flapping: it
     stays raised (no further clears or notifications) until its rule has been quiet for the window."""
 
-    flap_changes: Annotated[int, msgspec.Meta(ge=2)] = 6
-    flap_window_s: PositiveSeconds = 6 * 3600.0
+    flap_changes: Annotated[
+        int, msgspec.Meta(ge=2), _doc("State changes within `flap_window_s` that make an alert flapping.", 6)
+    ] = 6
+    flap_window_s: Annotated[
+        PositiveSeconds,
+        _doc("The window, seconds: a flapping alert stays raised until its rule is quiet that long.", 21600.0),
+    ] = 6 * 3600.0
 
 
 class RateLimit(_Frozen, frozen=True, kw_only=True):
     """Per-source token bucket: ``per_s`` messages a second on average, bursts of ``burst``.
     Messages over it are rejected (``rate_limited``) and dead-lettered."""
 
-    per_s: PositiveSeconds
-    burst: Annotated[int, msgspec.Meta(ge=1)] = 20
+    per_s: Annotated[PositiveSeconds, _doc("Messages a second a source may send on average.", 50.0)]
+    burst: Annotated[int, msgspec.Meta(ge=1), _doc("Messages a source may send at once.", 20)] = 20
 
 
 class Limits(_Frozen, frozen=True, kw_only=True):
@@ -199,23 +289,43 @@ class Limits(_Frozen, frozen=True, kw_only=True):
     refused as ``future_ts`` (None: no check; in event time the world's clock orders messages).
     Every refusal is counted (``msg_rejected_{reason}``) and dead-lettered."""
 
-    max_payload_bytes: Annotated[int, msgspec.Meta(ge=1, le=MAX_PAYLOAD_BYTES)] = 2**20
-    max_sensors: Annotated[int, msgspec.Meta(ge=1, le=MAX_SENSORS)] = 64
-    max_roster: Annotated[int, msgspec.Meta(ge=1, le=2**32)] = 10_000
-    max_sensor_names: Annotated[int, msgspec.Meta(ge=1, le=2**20)] = 256
-    max_unregistered_devices: Annotated[int, msgspec.Meta(ge=0, le=2**32)] = 1_000_000
-    max_future_s: PositiveSeconds | None = 86400.0
+    max_payload_bytes: Annotated[
+        int,
+        msgspec.Meta(ge=1, le=MAX_PAYLOAD_BYTES),
+        _doc("Largest message taken, bytes (larger: `too_large`).", 1048576),
+    ] = 2**20
+    max_sensors: Annotated[
+        int, msgspec.Meta(ge=1, le=MAX_SENSORS), _doc("Sensor names in one telemetry message or batch.", 64)
+    ] = 64
+    max_roster: Annotated[int, msgspec.Meta(ge=1, le=2**32), _doc("Devices named in one gateway batch.", 10000)] = (
+        10_000
+    )
+    max_sensor_names: Annotated[
+        int,
+        msgspec.Meta(ge=1, le=2**20),
+        _doc("Distinct sensor names the engine keeps (the configured rules' are always known).", 256),
+    ] = 256
+    max_unregistered_devices: Annotated[
+        int, msgspec.Meta(ge=0, le=2**32), _doc("Devices heard from without a registry entry.", 1000000)
+    ] = 1_000_000
+    max_future_s: Annotated[
+        PositiveSeconds | None,
+        _doc(
+            "Wall clock only: a message stamped more than this after the engine's clock is refused; none: no check.",
+            86400.0,
+        ),
+    ] = 86400.0
 
 
 class Technician(_Frozen, frozen=True, kw_only=True):
     """A technician the engine may assign: ``skills`` (none: every skill), home ``region``, and at
     most ``max_open`` work orders at a time (availability)."""
 
-    id: Name
-    skills: list[Name] = []
-    region: Name | None = None
-    max_open: Annotated[int, msgspec.Meta(ge=1)] = 3
-    available: bool = True
+    id: Annotated[Name, _doc("Technician id.", "north-01")]
+    skills: Annotated[list[Name], _doc("Skills; empty: every skill.", ["refrigeration"])] = []
+    region: Annotated[Name | None, _doc("Home region.", "north")] = None
+    max_open: Annotated[int, msgspec.Meta(ge=1), _doc("Work orders at a time, at most.", 3)] = 3
+    available: Annotated[bool, _doc("Whether the engine may assign work to them.", True)] = True
 
 
 class CampaignRule(_Frozen, frozen=True, kw_only=True):
@@ -232,19 +342,35 @@ class CampaignRule(_Frozen, frozen=True, kw_only=True):
     not take, or a new case after it), the campaign aborts.
     """
 
-    name: Name
-    by: Name = "firmware"
-    issues: list[Name] = []
-    window_s: PositiveSeconds = 30 * 86400.0
-    check_every_s: PositiveSeconds = 3600.0
-    min_cases: Annotated[int, msgspec.Meta(ge=1)] = 5
-    alpha: Annotated[float, msgspec.Meta(gt=0.0, lt=1.0)] = 0.001
-    action: Literal["ota", "recall"] = "ota"
-    ota_version: Name | None = None
-    recall_issue: Name | None = None
-    stages: list[Fraction] = msgspec.field(default_factory=lambda: [0.05, 0.25, 1.0])
-    stage_wait_s: PositiveSeconds = 86400.0
-    abort_failure_rate: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = 0.05
+    name: Annotated[Name, _doc("Campaign name, unique.", "charger_firmware")]
+    by: Annotated[
+        Name,
+        _doc("The cohort compared: `firmware`, or a registry cohort dimension (a manufacturing batch).", "firmware"),
+    ] = "firmware"
+    issues: Annotated[list[Name], _doc("Issues whose cases are counted; empty: all.", ["charger_overheat"])] = []
+    window_s: Annotated[PositiveSeconds, _doc("Cases opened within this many seconds are counted.", 2592000.0)] = (
+        30 * 86400.0
+    )
+    check_every_s: Annotated[PositiveSeconds, _doc("Seconds between two comparisons.", 3600.0)] = 3600.0
+    min_cases: Annotated[int, msgspec.Meta(ge=1), _doc("Cases a cohort needs before it is compared.", 5)] = 5
+    alpha: Annotated[
+        float,
+        msgspec.Meta(gt=0.0, lt=1.0),
+        _doc("Significance level of a cohort's excess (Bonferroni-corrected over the cohorts).", 0.001),
+    ] = 0.001
+    action: Annotated[
+        Literal["ota", "recall"],
+        _doc("`ota` sends `ota_version` to the cohort; `recall` opens a `recall_issue` case per device.", "ota"),
+    ] = "ota"
+    ota_version: Annotated[Name | None, _doc("The version an `ota` campaign installs.", "8.1")] = None
+    recall_issue: Annotated[Name | None, _doc("The issue type of a `recall`'s visits.", "charger_recall")] = None
+    stages: Annotated[list[Fraction], _doc("Cumulative fractions of the cohort, rising to 1.0.", [0.05, 0.25, 1.0])] = (
+        msgspec.field(default_factory=lambda: [0.05, 0.25, 1.0])
+    )
+    stage_wait_s: Annotated[PositiveSeconds, _doc("Seconds each stage runs before the next.", 86400.0)] = 86400.0
+    abort_failure_rate: Annotated[
+        float, msgspec.Meta(ge=0.0, le=1.0), _doc("Abort when more than this share of a stage's devices failed.", 0.05)
+    ] = 0.05
 
     def __post_init__(self) -> None:
         if self.action == "ota" and self.ota_version is None:
@@ -255,33 +381,188 @@ class CampaignRule(_Frozen, frozen=True, kw_only=True):
             raise ValueError("`stages` must rise strictly and end at 1.0 (cumulative fractions of the cohort)")
 
 
+class MaintenancePlan(_Frozen, frozen=True, kw_only=True):
+    """Preventive maintenance: a visit to every device in scope at a fixed interval, whatever its state.
+
+    Scope: the devices whose registry entry names one of ``products`` (none: every product) and
+    whose ``cohorts`` hold one of the listed values for every dimension given (``{climate: [hot]}``);
+    the engine maintains the devices its registry knows. Interval: ``every_days`` of calendar time,
+    or ``every_usage`` units of the counter sensor ``usage_sensor`` the devices report (running
+    hours, cycles, pages: usage-based). Either way each device's visits fall on a grid of its own,
+    offset by a hash of the plan and the device id, so that the first visits spread over the first
+    interval after the plan starts and the devices are not all visited at once.
+
+    A due visit is a preventive work order (``maintenance`` on the wire, no case) with ``skill``,
+    ``parts``, ``duration_s`` and ``priority`` (5 by default: corrective work goes first); the
+    technician services the failure modes named in ``services`` (what that does to each is the
+    product's: its ``service``) and repairs whatever else is failed or wearing out. A device whose
+    previous visit of the plan is still open is not sent another.
+    """
+
+    name: Annotated[Name, _doc("Plan name, unique.", "quarterly_service")]
+    products: Annotated[Products, _doc("Products in scope; empty: every product.", ["freezer"])] = []
+    cohorts: Annotated[
+        dict[Name, list[Name]],
+        _doc(
+            "Cohort dimension to the values in scope (a device must match every dimension given).", {"climate": ["hot"]}
+        ),
+    ] = {}
+    every_days: Annotated[
+        Positive | None, _doc("Calendar interval, days (give this, or `usage_sensor` with `every_usage`).", 90.0)
+    ] = None
+    usage_sensor: Annotated[Name | None, _doc("The counter sensor a usage-based plan reads.", "run_hours")] = None
+    every_usage: Annotated[Positive | None, _doc("Usage interval, in the counter's units.", 2000.0)] = None
+    services: Annotated[list[Name], _doc("Failure modes a visit services.", ["door_seal_leak"])] = []
+    skill: Annotated[Name, _doc("The skill a visit needs.", "refrigeration")]
+    parts: Annotated[list[Name], _doc("Parts a visit brings.", ["door_seal"])] = []
+    duration_s: Annotated[PositiveSeconds, _doc("About how long a visit takes, seconds.", 3600.0)] = 3600.0
+    priority: Annotated[
+        int, msgspec.Meta(ge=1, le=5), _doc("Work order priority, 1 = most urgent (5: corrective work goes first).", 5)
+    ] = 5
+
+    def __post_init__(self) -> None:
+        usage = self.usage_sensor is not None or self.every_usage is not None
+        if usage and (self.usage_sensor is None or self.every_usage is None):
+            raise ValueError("`usage_sensor` and `every_usage` go together")
+        if usage == (self.every_days is not None):
+            raise ValueError("give either `every_days` (calendar) or `usage_sensor` with `every_usage` (usage)")
+        if len(set(self.services)) != len(self.services):
+            raise ValueError("`services` names a failure mode twice")
+
+    @property
+    def calendar(self) -> bool:
+        """Whether the interval is calendar time (else the usage counter's units)."""
+        return self.every_days is not None
+
+    @property
+    def interval(self) -> float:
+        """The interval on the plan's own scale: seconds of calendar time, or units of usage."""
+        if self.every_days is not None:
+            return self.every_days * 86400.0
+        assert self.every_usage is not None
+        return self.every_usage
+
+
 class EngineConfig(_Frozen, frozen=True, kw_only=True):
     """Everything the engine needs to know about a deployment's policy."""
 
-    schema_version: Annotated[int, msgspec.Meta(ge=1, le=SCHEMA_VERSION)] = SCHEMA_VERSION
-    policy: Policy = "proactive"
-    rules: list[ThresholdRule] = []
-    trends: list[TrendRule] = []
-    anomalies: list[AnomalyRule] = []
-    issues: dict[Name, IssueType] = {}
-    symptoms: dict[Name, Name] = {}
-    fault_codes: dict[Name, Name] = {}
-    diagnoses: dict[Name, Name] = {}
-    """A device's diagnosis code (its answer to a ``diagnostic`` command) -> the issue it names."""
-    diagnosis_wait_s: PositiveSeconds = 1800.0
-    default_issue: Name | None = None
-    sla: Sla = Sla()
-    contracts: dict[Name, Sla] = {}
-    provisioning: Literal["open", "registered"] = "open"
-    offline: Offline | None = None
-    alerting: Alerting = Alerting()
-    rate_limit: RateLimit | None = None
-    limits: Limits = Limits()
-    technicians: list[Technician] = []
-    campaigns: list[CampaignRule] = []
-    settings: dict[Name, dict[Name, Annotated[str, msgspec.Meta(max_length=200)]]] = {}
-    """The configuration each product's devices should run (their desired state): a device that
-    reports another value for a setting gets a ``configure`` command."""
+    schema_version: Annotated[
+        int, msgspec.Meta(ge=1, le=SCHEMA_VERSION), _doc("Engine configuration format version.", 1)
+    ] = SCHEMA_VERSION
+    policy: Annotated[
+        Policy,
+        _doc("`proactive` acts on telemetry and device events too; `reactive` only on owners' contacts.", "proactive"),
+    ] = "proactive"
+    rules: Annotated[
+        list[ThresholdRule],
+        _doc(
+            "Threshold rules; a scenario's merge by `name` over its products' rules.",
+            [{"name": "freezer_cabinet_hot", "above": -4.0}],
+        ),
+    ] = []
+    trends: Annotated[
+        list[TrendRule],
+        _doc(
+            "Trend rules; a scenario's merge by `name` over its products' rules.",
+            [{"name": "toner_runout", "within_s": 172800}],
+        ),
+    ] = []
+    anomalies: Annotated[
+        list[AnomalyRule],
+        _doc(
+            "Anomaly rules; a scenario's merge by `name` over its products' rules.",
+            [{"name": "vibration_odd", "h": 10.0}],
+        ),
+    ] = []
+    issues: Annotated[
+        dict[Name, IssueType],
+        _doc(
+            "Issue types by name; a scenario's replace its products' of the same name.",
+            {"no_coffee": {"skill": "mechanical", "parts": ["grinder", "pump"]}},
+        ),
+    ] = {}
+    symptoms: Annotated[
+        dict[Name, Name],
+        _doc(
+            "What owners say, mapped to an issue (`other`: a call while nothing has failed).",
+            {"not_cooling": "freezer_cooling"},
+        ),
+    ] = {}
+    fault_codes: Annotated[
+        dict[Name, Name],
+        _doc(
+            "A mode's fault code, or a consumable's name, mapped to an issue.", {"toner_black": "printer_toner_black"}
+        ),
+    ] = {}
+    diagnoses: Annotated[
+        dict[Name, Name],
+        _doc(
+            "A device's diagnosis code (its answer to a `diagnostic` command), mapped to the issue it names.",
+            {"compressor_wear": "freezer_compressor"},
+        ),
+    ] = {}
+    diagnosis_wait_s: Annotated[
+        PositiveSeconds, _doc("Seconds to wait for a diagnosis before the visit goes as it is.", 1800.0)
+    ] = 1800.0
+    default_issue: Annotated[
+        Name | None,
+        _doc(
+            "The issue for a symptom `symptoms` does not map; none: the engine's fallback `unknown` (skill `general`).",
+            "no_coffee",
+        ),
+    ] = None
+    sla: Annotated[
+        Sla,
+        _doc(
+            "Service-level targets, unless a device's contract has its own.",
+            {"first_response_s": 14400, "resolution_s": 86400},
+        ),
+    ] = Sla()
+    contracts: Annotated[
+        dict[Name, Sla],
+        _doc(
+            "Service-level targets by contract (a device's registry entry names its contract).",
+            {"gold": {"resolution_s": 14400}},
+        ),
+    ] = {}
+    provisioning: Annotated[
+        Literal["open", "registered"],
+        _doc("`open` takes any device; `registered` only the devices in its registry.", "open"),
+    ] = "open"
+    offline: Annotated[
+        Offline | None, _doc("When a silent device counts as offline; none: not watched.", {"after_intervals": 3.0})
+    ] = None
+    alerting: Annotated[Alerting, _doc("How flapping alerts are damped.", {"flap_changes": 6})] = Alerting()
+    rate_limit: Annotated[RateLimit | None, _doc("Per-source token bucket; none: no limit.", {"per_s": 50.0})] = None
+    limits: Annotated[Limits, _doc("What the engine takes in at most.", {"max_sensors": 64})] = Limits()
+    technicians: Annotated[
+        list[Technician],
+        _doc(
+            "Technicians the engine assigns work to itself; empty: the field assigns it.",
+            [{"id": "north-01", "skills": ["general"]}],
+        ),
+    ] = []
+    campaigns: Annotated[
+        list[CampaignRule],
+        _doc(
+            "Cohort campaigns: a significant excess of failures opens a staged OTA or recall.",
+            [{"name": "fw", "ota_version": "8.1"}],
+        ),
+    ] = []
+    settings: Annotated[
+        dict[Name, dict[Name, Annotated[str, msgspec.Meta(max_length=200)]]],
+        _doc(
+            "The configuration each product's devices should run (their desired state), product to setting to value; a device that reports another value gets a `configure` command.",
+            {"printer": {"sleep_min": "15"}},
+        ),
+    ] = {}
+    maintenance: Annotated[
+        list[MaintenancePlan],
+        _doc(
+            "Preventive maintenance plans: visits the engine schedules per device, by calendar or usage.",
+            [{"name": "quarterly", "every_days": 90.0, "skill": "general"}],
+        ),
+    ] = []
 
     @property
     def all_rules(self) -> list[ThresholdRule | TrendRule | AnomalyRule]:
@@ -315,6 +596,8 @@ class EngineConfig(_Frozen, frozen=True, kw_only=True):
             raise ValueError("campaign names must be unique")
         if self.offline is not None and self.offline.issue is not None and self.offline.issue not in known:
             raise ValueError(f"offline names unknown issue {self.offline.issue!r}")
+        if len({p.name for p in self.maintenance}) != len(self.maintenance):
+            raise ValueError("maintenance plan names must be unique")
         if len({t.id for t in self.technicians}) != len(self.technicians):
             raise ValueError("technician ids must be unique")
         if self.default_issue is not None and self.default_issue not in known:

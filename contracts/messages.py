@@ -32,6 +32,7 @@ __all__ = [
     "IngestAck",
     "Message",
     "Notification",
+    "PreventiveVisit",
     "Telemetry",
     "WorkOrder",
     "WorkOrderStatus",
@@ -159,7 +160,13 @@ class Command(Message, frozen=True, kw_only=True):
 
 
 class Contact(Message, frozen=True, kw_only=True):
-    """An owner reaching support about a device (`contact/{channel}`, JSON)."""
+    """An owner reaching support about a device (`contact/{channel}`, JSON).
+
+    A contact about a fault describes it by ``symptom``. One about something else (a how-to
+    question, billing, set-up help) names that ``reason`` (and repeats it as ``symptom``): support
+    answers it on the contact, with no case and no visit. ``reason`` is left out of a fault
+    contact's JSON, so that its wire form is what it was before such contacts existed.
+    """
 
     contact_id: Id
     owner_id: Id
@@ -167,11 +174,31 @@ class Contact(Message, frozen=True, kw_only=True):
     channel: Channel
     ts: Seconds
     symptom: Name
-    resolved: bool = False  # the agent (or self-service) fixed it during the contact
+    resolved: bool = False  # the agent (or self-service) fixed it (or answered the question) during the contact
+    reason: Name | msgspec.UnsetType = msgspec.UNSET
+
+    @property
+    def about_a_fault(self) -> bool:
+        """Whether the owner got in touch about a fault of the device (else about ``reason``)."""
+        return not isinstance(self.reason, str)
+
+
+class PreventiveVisit(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What a preventive work order is for: the maintenance ``plan`` that made it due, and the
+    failure modes the technician services on the visit (``services``; none: an inspection only)."""
+
+    plan: Name
+    services: Annotated[list[Name], msgspec.Meta(max_length=64)] = []
 
 
 class WorkOrder(Message, frozen=True, kw_only=True):
-    """A field job the engine dispatches (`engine/workorder`, JSON)."""
+    """A field job the engine dispatches (`engine/workorder`, JSON).
+
+    A corrective work order answers a case (``case_id``). A preventive one (``maintenance`` set) is
+    due by a maintenance plan, whatever the device's state: no case is opened for it, and
+    ``case_id`` is the visit's own id. ``maintenance`` is left out of a corrective work order's
+    JSON, so that its wire form is what it was before preventive work orders existed.
+    """
 
     work_order_id: Id
     case_id: Id
@@ -184,6 +211,12 @@ class WorkOrder(Message, frozen=True, kw_only=True):
     priority: Annotated[int, msgspec.Meta(ge=1, le=5)] = 3
     technician_id: Id | None = None  # assigned by the engine (when it knows the technicians), else by the field
     billable: bool = False  # out of warranty
+    maintenance: PreventiveVisit | msgspec.UnsetType = msgspec.UNSET
+
+    @property
+    def preventive(self) -> bool:
+        """Whether this is a preventive visit (due by a maintenance plan), not an answer to a case."""
+        return isinstance(self.maintenance, PreventiveVisit)
 
 
 class WorkOrderStatus(Message, frozen=True, kw_only=True):

@@ -12,8 +12,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+
+from harness.progress import progress
 
 if TYPE_CHECKING:
     from experiments.experiment import Outcome, Precision
@@ -83,14 +85,15 @@ def _run(plan: Plan, out_dir: Path, **kwargs: Any) -> Outcome:
     from harness.errors import HarnessError
 
     previous = signal.signal(signal.SIGTERM, _interrupt)
-    bar = Progress(
+    bar = progress(
+        console,
+        "replications",
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("{task.fields[state]}"),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
-        console=console,
     )
     task = bar.add_task(f"{plan.base.name} · {len(plan.arms)} arms", total=0, state="")
     tally = {"done": 0, "running": 0, "failed": 0, "reused": 0}

@@ -165,11 +165,26 @@ def probe(url: BrokerUrl, timeout_s: float = 3.0) -> None:
         )
 
 
-def _handshake(url: BrokerUrl, timeout_s: float) -> str | None:
+def _handshake(url: BrokerUrl, timeout_s: float, protocol: int = 4) -> str | None:
     """Do one MQTT CONNECT through the world's adapter; None on success, else the reason."""
     from harness.mqtt_transport import handshake
 
-    return handshake(url, timeout_s)
+    return handshake(url, timeout_s, protocol)
+
+
+def speaks(url: BrokerUrl, protocol: str, timeout_s: float = 3.0) -> int:
+    """The MQTT version to use with the broker at ``url``: 5 or 4 (3.1.1) as ``protocol`` says, or for
+    ``auto`` MQTT 5 when the broker accepts it, else 3.1.1 (amqtt speaks only 3.1.1)."""
+    if protocol not in ("auto", "5", "3.1.1"):
+        raise BrokerError(f"--protocol {protocol!r}: expected auto, 5 or 3.1.1")
+    if protocol == "3.1.1":
+        return 4
+    reason = _handshake(url, timeout_s, 5)
+    if reason is None:
+        return 5
+    if protocol == "5":
+        raise BrokerError(f"the broker at {url} refused an MQTT 5 connection ({reason}): try --protocol 3.1.1")
+    return 4
 
 
 def mosquitto_available() -> bool:

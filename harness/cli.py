@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import msgspec
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from contracts.engine_config import POLICIES
@@ -23,8 +23,11 @@ from contracts.topics import DEFAULT_PREFIX, Topics
 from experiments.command import compare as compare_command
 from experiments.command import sweep as sweep_command
 from harness.broker_command import broker as broker_command
+from harness.chaos_command import chaos as chaos_command
 from harness.errors import BrokerError, HarnessError
+from harness.lint_command import lint as lint_command
 from harness.outputs import write_run
+from harness.progress import progress
 from loadtest.command import loadtest as loadtest_command
 from sim.errors import ScenarioError
 from sim.scenario import MAX_SEED, Scenario
@@ -42,14 +45,17 @@ EXIT_INVALID = 2
 
 
 def _load(path: Path) -> Scenario:
+    from rich.markup import escape
+
     from sim.scenario_file import load
 
     try:
         return load(path)
     except ScenarioError as exc:
         console.print(f"[bold red]{exc.source}[/]: {len(exc.problems)} problem(s)")
-        for problem in exc.problems:
-            console.print(f"  [red]{problem.path or '<document>'}[/]: {problem.message}")
+        for problem in exc.problems:  # escaped: paths and names hold brackets (`failure_modes[power_loss]`)
+            where, at = escape(problem.where(exc.source)), escape(problem.path or "<document>")
+            console.print(f"  {where}[red]{at}[/]: {escape(problem.message)}")
         console.print(
             "Fix the file and run [bold]sot validate[/] again; [bold]sot schema[/] gives a JSON Schema for your editor."
         )
@@ -57,7 +63,10 @@ def _load(path: Path) -> Scenario:
 
 
 @app.command()
-def validate(scenario: Annotated[Path, typer.Argument(help="Scenario YAML file.")]) -> None:
+def validate(
+    scenario: Annotated[Path, typer.Argument(help="Scenario YAML file.")],
+    strict: Annotated[bool, typer.Option("--strict", help="Also lint it (sot lint); exit 1 on a lint error.")] = False,
+) -> None:
     """Check a scenario file; list every problem with its path (exit 2), or summarise it (exit 0)."""
     s = _load(scenario)
     modes = sum(len(f.failure_modes) for f in s.fleets)
@@ -67,6 +76,10 @@ def validate(scenario: Annotated[Path, typer.Argument(help="Scenario YAML file."
         f"[green]ok[/] {scenario}: scenario {s.name!r}, {s.device_count:,} devices in {len(s.fleets)} fleet(s) "
         f"({products}), {modes} failure mode(s), {consumables} consumable(s), {s.duration_days:g} days, seed {s.seed}"
     )
+    if strict:
+        from harness.lint_command import check
+
+        check(s)
 
 
 @app.command()
@@ -127,8 +140,17 @@ def run(
     broker_kind: Annotated[
         str, typer.Option(help="Broker to start when --broker is not given: auto, mosquitto or amqtt.")
     ] = "auto",
+    protocol: Annotated[
+        str,
+        typer.Option(help="MQTT version for --broker: auto (5 if the broker speaks it, else 3.1.1), 5 or 3.1.1."),
+    ] = "auto",
     out_dir: Annotated[
-        Path, typer.Option("--out", help="Directory for result.json, events.csv, ground_truth.csv.")
+        Path,
+        typer.Option(
+            "--out",
+            help="Directory for result.json, events.csv, ground_truth.csv, connectivity.csv, timeseries.csv "
+            "(docs/outputs.md).",
+        ),
     ] = Path("runs/latest"),
     days: Annotated[float | None, typer.Option(help="Override the scenario's duration_days.")] = None,
     warmup_days: Annotated[
@@ -196,6 +218,8 @@ def run(
     _check_memory(s.device_count, "--devices" if devices is not None else "SCENARIO")
     if policy is not None and policy not in POLICIES:
         raise typer.BadParameter(f"{policy!r} is not one of {', '.join(POLICIES)}", param_hint="--policy")
+    if protocol not in ("auto", "5", "3.1.1"):
+        raise typer.BadParameter(f"{protocol!r}: expected auto, 5 or 3.1.1", param_hint="--protocol")
     if broker_kind not in ("auto", "mosquitto", "amqtt"):
         raise typer.BadParameter("must be auto, mosquitto or amqtt", param_hint="--broker-kind")
     try:
@@ -226,14 +250,15 @@ def run(
         )
     signal.signal(signal.SIGTERM, _raise_interrupt)
     out_dir.mkdir(parents=True, exist_ok=True)
-    bar = Progress(
+    bar = progress(
+        console,
+        "day",
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         TextColumn("day {task.completed:.1f} of {task.total:.0f}"),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
-        console=console,
-        disable=quiet,
+        quiet=quiet,
     )
     task = bar.add_task(
         f"{s.name} · {policy or s.engine.policy} · seed {seed if seed is not None else s.seed}"
@@ -257,6 +282,7 @@ def run(
                 "topics": topics,
                 "progress": lambda t, end: bar.update(task, completed=t / 86400.0),
                 "on_broker": on_broker,
+                "protocol": protocol,
             }
             outcome = run_scenario(s, engines=engines, **common) if live is None else run_live(s, factor=live, **common)
     except KeyboardInterrupt:
@@ -432,6 +458,8 @@ def _print_kpis(result: dict[str, Any]) -> None:
         table.add_row(f"net cost / device-year ({result['ledger'].get('currency', '')})", f"{net:,.2f}")
     m = result["messages"]
     table.add_row("messages published / ingested / lost", f"{m['published']:,} / {m['ingested']:,} / {m['lost']:,}")
+    if m.get("broker_dropped"):  # the broker's own count: its queue limit is too small for this run
+        table.add_row("broker dropped (sent again)", f"{m['broker_dropped']:,}")
     out.print(table)
     out.print(
         f"broker: {result['manifest']['broker']} · {result['timing']['wall_s']:.1f} s wall · {result['timing']['readings_per_s']:,} readings/s"
@@ -556,84 +584,12 @@ def engine(
     os.execv(sys.executable, [sys.executable, "-m", "support_engine", *args])
 
 
-@app.command()
-def chaos(
-    scenario: Annotated[Path, typer.Argument(help="Scenario YAML file.")],
-    fault: Annotated[
-        list[str],
-        typer.Option(
-            "--fault",
-            help="A fault, KIND@TIME[+DURATION] (TIME simulated, DURATION wall; units s, m, h, d): "
-            "broker-kill@2d, broker-kill@2d+5s, broker-restart@12h, engine-kill@36h, engine-kill:1@36h, "
-            "partition:engine@3d+15s. Repeat for several.",
-        ),
-    ],
-    days: Annotated[float | None, typer.Option(help="Override the scenario's duration_days.")] = None,
-    seed: Annotated[
-        int | None, typer.Option(help="Random seed (default: the scenario's).", min=0, max=MAX_SEED)
-    ] = None,
-    engines: Annotated[int, typer.Option(min=1, max=64, help="Engine partitions, as for sot run.")] = 1,
-    out_dir: Annotated[Path, typer.Option("--out", help="Directory for the faulted run's files.")] = Path("runs/chaos"),
-) -> None:
-    """Run a scenario undisturbed and again with faults injected; pass when nothing is lost and every KPI
-    is the same (exit 0), fail otherwise (exit 1). The verdict is in result.json under "chaos"."""
-    from harness.faults import Fault
-    from harness.runner import run_scenario
-    from sim.scenario_file import with_overrides
-
-    s = _load(scenario)
-    if days is not None:
-        try:
-            s = with_overrides(s, duration_days=days)
-        except ScenarioError as exc:
-            raise typer.BadParameter(str(exc), param_hint="--days") from exc
-    try:
-        faults = [Fault.parse(text) for text in fault]
-    except HarnessError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--fault") from exc
-    _writable_dir(out_dir)
-    try:
-        with console.status("the undisturbed run"):
-            calm = run_scenario(s, seed=seed, engines=engines, workdir=out_dir / "undisturbed").result
-        with console.status(f"the run with {len(faults)} fault(s)"):
-            hit = run_scenario(s, seed=seed, engines=engines, workdir=out_dir, faults=faults)
-    except (BrokerError, HarnessError) as exc:
-        console.print(f"[bold red]sot chaos failed[/]: {exc}")
-        raise typer.Exit(1) from exc
-    result = hit.result
-    differing = sorted(
-        k for k in set(calm["kpis"]) | set(result["kpis"]) if calm["kpis"].get(k) != result["kpis"].get(k)
-    )
-    lost = result["messages"]["lost"]
-    verdict = "pass" if lost == 0 and not differing and not result["chaos"]["not_reached"] else "fail"
-    result["chaos"].update({"verdict": verdict, "lost": lost, "kpis_differing": differing})
-    write_run(out_dir, result, hit.records)
-    table = Table(title=f"{s.name}: {verdict.upper()}", show_header=True)
-    table.add_column("fault")
-    table.add_column("at (simulated)", justify="right")
-    table.add_column("injection took", justify="right")
-    for done in result["chaos"]["injected"]:
-        table.add_row(done["fault"], f"{done['at_s'] / 86400:.2f} d", f"{done['took_s']:.2f} s")
-    for missed in result["chaos"]["not_reached"]:
-        table.add_row(missed, "after the end", "not injected")
-    console.print(table)
-    m = result["messages"]
-    console.print(
-        f"published {m['published']:,} · ingested {m['ingested']:,} · lost {lost:,} · duplicates absorbed "
-        f"{m['duplicates']:,} · broker reconnects {result['timing']['broker_reconnects']}"
-    )
-    console.print(
-        "KPIs: identical to the undisturbed run" if not differing else f"KPIs differing: {', '.join(differing)}"
-    )
-    console.print(f"wrote {out_dir}/result.json (the undisturbed run: {out_dir}/undisturbed/)")
-    if verdict != "pass":
-        raise typer.Exit(1)
-
-
+app.command("chaos")(chaos_command)
 app.command("broker")(broker_command)
 app.command("loadtest")(loadtest_command)
 app.command("compare")(compare_command)
 app.command("sweep")(sweep_command)
+app.command("lint")(lint_command)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,10 @@ are out and before its clock, so that the step is in flight) and may last a *wal
     broker-restart@12h    stop the broker cleanly (it saves its state) and start it again
     engine-kill@36h       SIGKILL the engine (every partition; engine-kill:1@36h: partition 1 only)
                           and start it again, on the same database and session
+    engine-pause@36h+5s   freeze the engine (SIGSTOP; engine-pause:1@...: partition 1 only) for 5
+                          wall seconds, then SIGCONT; it strikes before the step's messages go out,
+                          so the whole step meets a frozen engine: its broker queues meanwhile, and
+                          drops past its queue limit
     partition:engine@3d+15s   cut the engine off the broker for 15 wall seconds (connections reset,
                               new ones refused), then let it back
 
@@ -30,13 +34,15 @@ from harness.errors import HarnessError
 
 __all__ = ["Fault", "FaultProxy", "parse_duration"]
 
-FaultKind = Literal["broker-kill", "broker-restart", "engine-kill", "partition"]
+FaultKind = Literal["broker-kill", "broker-restart", "engine-kill", "engine-pause", "partition"]
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
-_FAULT = re.compile(r"^(broker-kill|broker-restart|engine-kill(?::(\d+))?|partition:engine)@([^+]+)(?:\+(.+))?$")
+_FAULT = re.compile(
+    r"^(broker-kill|broker-restart|engine-(?:kill|pause)(?::(\d+))?|partition:engine)@([^+]+)(?:\+(.+))?$"
+)
 _HELP = (
     "expected KIND@TIME[+DURATION]: broker-kill@2d, broker-restart@12h, engine-kill@36h, engine-kill:1@36h, "
-    "partition:engine@3d+15s (TIME simulated, DURATION wall; units s, m, h, d)"
+    "engine-pause@1d+5s, partition:engine@3d+15s (TIME simulated, DURATION wall; units s, m, h, d)"
 )
 
 
@@ -55,7 +61,7 @@ class Fault:
     kind: FaultKind
     at_s: float
     for_s: float = 0.0
-    partition: int | None = None  # engine-kill: one partition (None: every one)
+    partition: int | None = None  # engine-kill, engine-pause: one partition (None: every one)
 
     @classmethod
     def parse(cls, text: str) -> Fault:
@@ -69,8 +75,9 @@ class Fault:
             for_s = parse_duration(lasting) if lasting else 0.0
         except HarnessError as exc:
             raise HarnessError(f"--fault {text!r}: {exc}") from exc
-        if kind == "partition" and for_s <= 0:
-            raise HarnessError(f"--fault {text!r}: a partition needs how long it lasts (partition:engine@3d+15s)")
+        if kind in ("partition", "engine-pause") and for_s <= 0:
+            example = "partition:engine@3d+15s" if kind == "partition" else "engine-pause@1d+5s"
+            raise HarnessError(f"--fault {text!r}: {kind} needs how long it lasts ({example})")
         if kind in ("broker-restart", "engine-kill") and lasting:
             raise HarnessError(f"--fault {text!r}: {kind} takes no duration")
         return cls(kind, at_s, for_s, None if partition is None else int(partition))

@@ -122,12 +122,14 @@ def run_live(
     start_lead_s: float = 2.0,
     catch_up_s: float = 30.0,
     handshake_timeout_s: float = 120.0,
+    protocol: str = "auto",
 ) -> RunOutcome:
     """Run ``scenario`` live at ``factor`` simulated seconds per wall second; stop everything started.
 
     ``start_lead_s`` is the engine's start-up allowance (simulated time 0 is that long after it is
     started; a slower start is caught up). ``catch_up_s`` bounds the wait, after the last step, for
-    the engine to ingest everything published and for its answers to arrive.
+    the engine to ingest everything published and for its answers to arrive. ``protocol``: an
+    external broker's MQTT version, as for :func:`~harness.runner.run_scenario`.
     """
     if not (math.isfinite(factor) and factor > 0):
         raise ValueError(f"factor must be a finite number > 0, not {factor!r}")
@@ -152,6 +154,7 @@ def run_live(
             on_broker=on_broker,
             clock_args=clock_args,
             world=world,
+            mqtt=protocol,
         )
         transport = services.transport
         _Barrier(transport, topics, services.engine, handshake_timeout_s).handshake()

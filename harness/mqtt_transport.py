@@ -5,7 +5,8 @@ every run. Over MQTT 5 its session outlives a dropped connection for :data:`SESS
 what the broker queued for the world meanwhile (the engine's outputs) waits for it; after every
 reconnect the world subscribes again (a broker that lost its state has forgotten the
 subscriptions too) and :attr:`WorldTransport.connects` tells the barrier to send its open step
-again.
+again. It also reads the broker's count of dropped messages (:attr:`WorldTransport.broker_drops`):
+a step the broker threw away is sent again too.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from contracts.broker_stats import SYS_DROPPED, DropCount
 from harness.errors import BrokerError
 
 if TYPE_CHECKING:
@@ -63,6 +65,8 @@ class WorldTransport:
         self._lock = threading.Condition()
         self._subscriptions: list[str] = []
         self.published = 0
+        self.broker_drops = DropCount()
+        self.dropped_at = 0.0  # time.monotonic() of the latest growth of the broker's dropped count
         self.connects = 0
         """Successful connections so far: more than one means the connection dropped and came back."""
 
@@ -86,7 +90,7 @@ class WorldTransport:
         done = threading.Event()
         self._client.on_subscribe = lambda *args: done.set()
         self._subscriptions = list(subscriptions)
-        self._client.subscribe([(f, 1) for f in subscriptions])
+        self._client.subscribe(self._filters())
         if not done.wait(timeout_s):
             raise BrokerError("no SUBACK from the broker")
 
@@ -95,10 +99,17 @@ class WorldTransport:
         if reason.is_failure:
             return
         if self._subscriptions:  # a reconnect: the broker may have lost the subscriptions with its state
-            client.subscribe([(f, 1) for f in self._subscriptions])
+            client.subscribe(self._filters())
         self.connects += 1
 
+    def _filters(self) -> list[tuple[str, int]]:
+        return [(f, 1) for f in self._subscriptions] + [(SYS_DROPPED, 0)]
+
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
+        if message.topic == SYS_DROPPED:  # the broker's own count, not the engine's
+            if self.broker_drops.observe(bytes(message.payload)):
+                self.dropped_at = time.monotonic()
+            return
         self.inbox.put((message.topic, bytes(message.payload)))
 
     def _on_publish(self, client: paho.Client, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
@@ -151,9 +162,9 @@ def secure(client: paho.Client, url: BrokerUrl) -> None:
             raise BrokerError(f"cannot use the TLS files of {url}: {exc}") from exc
 
 
-def handshake(url: BrokerUrl, timeout_s: float) -> str | None:
-    """Do one MQTT 3.1.1 clean-session CONNECT to ``url`` (with its login and TLS); None on CONNACK
-    success, else the reason."""
+def handshake(url: BrokerUrl, timeout_s: float, protocol: int = 4) -> str | None:
+    """Do one clean-session CONNECT to ``url`` (with its login and TLS), MQTT 3.1.1 (``protocol`` 4)
+    or 5; None on CONNACK success, else the reason."""
     host, port = url.host, url.port
     deadline = time.monotonic() + timeout_s
     outcome: list[str | None] = []
@@ -162,11 +173,12 @@ def handshake(url: BrokerUrl, timeout_s: float) -> str | None:
         failed = getattr(reason_code, "is_failure", False)
         outcome.append(f"the broker refused the connection ({reason_code})" if failed else None)
 
+    v5 = protocol == 5
     client = paho.Client(
         CallbackAPIVersion.VERSION2,
         client_id=f"sot-probe-{secrets.token_hex(6)}",
-        clean_session=True,
-        protocol=paho.MQTTv311,
+        clean_session=None if v5 else True,
+        protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
     )
     client.on_connect = on_connect
     client.connect_timeout = max(timeout_s, 0.001)

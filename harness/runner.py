@@ -40,7 +40,8 @@ from contracts.errors import ContractError, PartitionError
 from contracts.messages import Clock, ClockAck, Message
 from contracts.partitions import Partition, check_partitionable
 from contracts.topics import DEFAULT_PREFIX, Kind, Topics
-from harness.broker import BrokerUrl, RunningBroker, probe, start_broker
+from harness.accounting import Accounting, read_effects
+from harness.broker import BrokerUrl, RunningBroker, probe, speaks, start_broker
 from harness.engine_process import EngineProcess
 from harness.errors import HarnessError
 from harness.faults import Fault, FaultProxy
@@ -62,6 +63,8 @@ __all__ = ["RunOutcome", "run_scenario"]
 Progress = Callable[[float, float], None]
 _PARTITION_COUNTS = ("msg_ingested", "readings", "devices_provisioned", "cases_opened", "msg_emitted")
 _OUT_ORDER = {Kind.WORK_ORDER: 0, Kind.NOTIFY: 1, Kind.COMMAND: 2, Kind.ORDER: 3}
+_DROP_QUIET_S = 2.0  # the broker's dropped count still this long: the overflow is over, send the step again
+_MAX_DROP_RESENDS = 10  # per step: a broker that drops every time is one whose limit is too small
 
 
 @dataclass
@@ -103,6 +106,9 @@ class _Barrier:
         self._step: list[tuple[str, bytes]] = []
         self._clock = b""
         self._connects = transport.connects
+        self.accounting: Accounting | None = None  # every message sent, by key, when the run is audited
+        self._drops_handled = 0  # the broker's dropped count when the step was last sent again for it
+        self._drop_resends = 0  # this step's
 
     def handshake(self) -> None:
         """Wait until the engine is subscribed: repeat clock(0) until it answers."""
@@ -148,6 +154,9 @@ class _Barrier:
         for topic, payload in messages:
             self.transport.publish(topic, payload)
         self._step = messages
+        self._drop_resends = 0
+        if self.accounting is not None:
+            self.accounting.add(messages)
 
     def sync(self, t: float, published: int, final: bool = False, shards: list[int] | None = None) -> list[Message]:
         """Publish clock(t), wait for ack(t) and every output it counts; return them in a fixed order.
@@ -185,11 +194,14 @@ class _Barrier:
                     who = f" from partitions {late}" if len(self.engines) > 1 and late else ""
                     raise HarnessError(
                         f"no complete ack for t={t}{who} within {wait_s} s (received {self.received} of "
-                        f"{emitted if self.acks else '?'} engine messages)\n{self._log_tails(late or None)}"
+                        f"{emitted if self.acks else '?'} engine messages{self._dropped_note()})\n"
+                        f"{self._log_tails(late or None)}"
                     )
                 raise TimeoutError
             if self.transport.connects != self._connects:
                 self._resend()
+            elif self._dropped_meanwhile():
+                self._resend_dropped()
             try:
                 topic, payload = self.transport.inbox.get(timeout=min(remaining, 0.5))
             except queue.Empty:
@@ -245,6 +257,30 @@ class _Barrier:
             self.transport.publish(self.topics.clock, self._clock)
         self.resent += len(self._step)
 
+    def _dropped_meanwhile(self) -> bool:
+        """The broker has dropped messages since the step was last sent, and its count has held
+        still for :data:`_DROP_QUIET_S` (the queue that overflowed has room again)."""
+        drops = self.transport.broker_drops
+        return drops.total > self._drops_handled and time.monotonic() - self.transport.dropped_at >= _DROP_QUIET_S
+
+    def _resend_dropped(self) -> None:
+        """Send the open step again after the broker dropped messages: the engine takes each once."""
+        drops = self.transport.broker_drops
+        self._drops_handled = drops.total
+        self._drop_resends += 1
+        if self._drop_resends > _MAX_DROP_RESENDS:
+            raise HarnessError(
+                f"the broker at {self.transport.host}:{self.transport.port} keeps dropping this run's messages "
+                f"({drops.total:,} so far, by its $SYS count) although the step was sent {_MAX_DROP_RESENDS} times "
+                f"more: its queue limit (max_queued_messages) is below a step's {len(self._step):,} messages. "
+                "Raise it, or drop --broker to run on a broker of the run's own"
+            )
+        self._resend()
+
+    def _dropped_note(self) -> str:
+        total = self.transport.broker_drops.total
+        return f"; the broker dropped {total:,} messages meanwhile (its $SYS count)" if total else ""
+
     def _check_engine(self) -> None:
         for k, engine in enumerate(self.engines):
             if not engine.alive():
@@ -265,11 +301,17 @@ class _Chaos:
         self.pending = sorted(faults, key=lambda f: f.at_s)
         self.services = services
         self.done: list[dict[str, Any]] = []
-        self._heals: list[threading.Timer] = []
+        self._heals: list[tuple[threading.Timer, Callable[[], None]]] = []
 
-    def inject_due(self, t: float) -> None:
-        while self.pending and self.pending[0].at_s <= t:
-            fault = self.pending.pop(0)
+    def inject_due(self, t: float, *, before_send: bool = False) -> None:
+        """Inject the faults due at step ``t``: with ``before_send``, only those that strike before the
+        step's messages go out (an engine pause: the whole step meets a frozen engine)."""
+        while True:
+            due = [f for f in self.pending if f.at_s <= t and (not before_send or f.kind == "engine-pause")]
+            if not due:
+                return
+            fault = due[0]
+            self.pending.remove(fault)
             started = time.monotonic()
             self._inject(fault)
             self.done.append({"fault": str(fault), "at_s": t, "took_s": round(time.monotonic() - started, 3)})
@@ -283,24 +325,36 @@ class _Chaos:
                 s.broker.kill()
                 time.sleep(fault.for_s)
             s.broker.restart()
-        elif fault.kind == "engine-kill":
+        elif fault.kind in ("engine-kill", "engine-pause"):
             chosen = range(len(s.engines)) if fault.partition is None else [fault.partition]
+            if any(k >= len(s.engines) for k in chosen):
+                raise HarnessError(f"{fault}: the run has {len(s.engines)} engine partitions")
             for k in chosen:
-                if k >= len(s.engines):
-                    raise HarnessError(f"{fault}: the run has {len(s.engines)} engine partitions")
-                s.engines[k].kill()
-                s.engines[k].restart()  # same database, same session: it takes up where it was
+                if fault.kind == "engine-pause":
+                    s.engines[k].pause()
+                    self._later(fault.for_s, s.engines[k].resume)
+                else:
+                    s.engines[k].kill()
+                    s.engines[k].restart()  # same database, same session: it takes up where it was
         elif fault.kind == "partition":
             assert s.proxy is not None
             s.proxy.cut()
-            heal = threading.Timer(fault.for_s, s.proxy.heal)
-            heal.daemon = True
-            heal.start()
-            self._heals.append(heal)
+            self._later(fault.for_s, s.proxy.heal)
+
+    def _later(self, after_s: float, undo: Callable[[], None]) -> None:
+        """End a lasting fault ``after_s`` wall seconds from now (in a timer: the run goes on meanwhile)."""
+        timer = threading.Timer(after_s, undo)
+        timer.daemon = True
+        timer.start()
+        self._heals.append((timer, undo))
 
     def settle(self) -> None:
-        for heal in self._heals:
-            heal.cancel()
+        """End every lasting fault still on (the run stopped early): no engine is left frozen."""
+        for timer, undo in self._heals:
+            if timer.is_alive():
+                timer.cancel()
+                with contextlib.suppress(Exception):
+                    undo()
 
     def report(self) -> dict[str, Any]:
         """What was injected, and what was not (a fault past the run's end)."""
@@ -322,14 +376,21 @@ def _id_of(message: Message) -> str:
 
 @contextlib.contextmanager
 def _broker_for(
-    url: BrokerUrl | None, kind: str, workdir: Path, prefix: str = DEFAULT_PREFIX, engines: int = 1
+    url: BrokerUrl | None,
+    kind: str,
+    workdir: Path,
+    prefix: str = DEFAULT_PREFIX,
+    engines: int = 1,
+    protocol: str = "auto",
 ) -> Iterator[tuple[BrokerUrl, str, int, RunningBroker | None, ServiceLogins]]:
-    """The run's broker and how the world and the engines log in (``kind`` secure: :mod:`harness.secure_broker`)."""
+    """The run's broker and how the world and the engines log in (``kind`` secure: :mod:`harness.secure_broker`);
+    an external broker's MQTT version as ``protocol`` says (``auto``: 5 if it speaks it, else 3.1.1)."""
     if url is not None:
         probe(url)
+        version = speaks(url, protocol)
         logins = logins_for_url(url, engines, workdir)
         try:
-            yield url, f"external {url}", 5, None, logins
+            yield url, f"external {url}", version, None, logins
         finally:
             for secret in {f for f in logins.password_files if f is not None}:
                 secret.unlink(missing_ok=True)
@@ -379,6 +440,11 @@ def _prepare(
     return seed, policy, topics, workdir
 
 
+def _engine_name(k: int, engines: int) -> str:
+    """What partition ``k``'s files are called in the run's directory (``.sqlite``, ``.log``)."""
+    return "engine" if engines == 1 else f"engine-p{k}"
+
+
 def _start_services(
     stack: contextlib.ExitStack,
     *,
@@ -391,14 +457,16 @@ def _start_services(
     world: World,
     engines: int = 1,
     proxied: bool = False,
+    engine_args: Sequence[str] = (),
+    mqtt: str = "auto",
 ) -> _Services:
     """Start (or reach) the broker, start the engine with ``clock_args()``, connect the world.
 
     Everything started is stopped by ``stack``. ``clock_args`` is called just before the engine
-    starts (a live run computes its time origin then).
+    starts (a live run computes its time origin then). ``mqtt``: an external broker's MQTT version.
     """
     url, broker_version, protocol, broker, logins = stack.enter_context(
-        _broker_for(broker_url, broker_kind, workdir, topics.prefix, engines)
+        _broker_for(broker_url, broker_kind, workdir, topics.prefix, engines, mqtt)
     )
     proxy = None
     if proxied:  # the engines reach the broker through a proxy that can cut them off
@@ -413,14 +481,14 @@ def _start_services(
     clock = clock_args()
     processes = []
     for k in range(engines):
-        name = "engine" if engines == 1 else f"engine-p{k}"
+        name = _engine_name(k, engines)
         client = f"sot-engine-{workdir.name}"[: 64 - 4] + ("" if engines == 1 else f"-p{k}")
         process = EngineProcess(
             [
                 *logins.engine_args(k), "--db", str(workdir / f"{name}.sqlite"), *clock,
                 "--config", str(workdir / "engine-config.json"), "--devices", str(devices),
                 "--prefix", topics.prefix, "--client-id", client, "--partition", f"{k}/{engines}",
-                "--protocol", "5" if protocol == 5 else "3.1.1", "--log-level", "WARNING",
+                "--protocol", "5" if protocol == 5 else "3.1.1", "--log-level", "WARNING", *engine_args,
             ],
             workdir / f"{name}.log",
         )  # fmt: skip
@@ -495,9 +563,16 @@ def run_scenario(
     step_timeout_s: float = 120.0,
     engines: int = 1,
     faults: Sequence[Fault] = (),
+    audit: bool | None = None,
+    protocol: str = "auto",
 ) -> RunOutcome:
     """Run ``scenario`` through a broker and the engine process (``engines`` partitions of it),
-    injecting ``faults`` (:mod:`harness.faults`) at their simulated times; stop everything started, always."""
+    injecting ``faults`` (:mod:`harness.faults`) at their simulated times; stop everything started, always.
+
+    ``protocol`` is an external broker's MQTT version (``auto``: 5 if it speaks it, else 3.1.1).
+    ``audit`` (default: when there are faults) accounts for every message the world sent against
+    the engine's record of what it took in (:mod:`harness.accounting`), in the result's ``accounting``."""
+    audit = bool(faults) if audit is None else audit
     if broker_url is not None and any(f.kind.startswith("broker") for f in faults):
         raise HarnessError("broker faults need the run's own broker: drop --broker")
     topics = topics or Topics(shards=engines)
@@ -524,9 +599,12 @@ def run_scenario(
             world=world,
             engines=engines,
             proxied=any(f.kind == "partition" for f in faults),
+            engine_args=["--audit"] if audit else [],
+            mqtt=protocol,
         )
         transport = services.transport
         barrier = _Barrier(transport, topics, services.engines, step_timeout_s)
+        barrier.accounting = Accounting(topics) if audit else None
         chaos = _Chaos(faults, services)
         stack.callback(chaos.settle)
         barrier.handshake()
@@ -535,7 +613,9 @@ def run_scenario(
         steps = math.ceil(end / scenario.sync_interval_s)
         for k in range(1, steps + 1):
             t = min(k * scenario.sync_interval_s, end)
-            barrier.send(world.advance(t))
+            messages = world.advance(t)
+            chaos.inject_due(t, before_send=True)  # an engine frozen before the step goes out
+            barrier.send(messages)
             chaos.inject_due(t)  # the step's messages are on their way, its clock not yet
             for message in barrier.sync(t, world.published, final=k == steps, shards=world.published_by_shard.tolist()):
                 world.deliver(message)
@@ -563,8 +643,14 @@ def run_scenario(
     )
     if barrier.foreign:  # undecodable messages on the engine's topics: dropped, not acted on
         result["messages"]["foreign_dropped"] = dict(sorted(barrier.foreign.items()))
+    if transport.broker_drops.total:  # the broker's own count: a step it dropped was sent again
+        result["messages"]["broker_dropped"] = transport.broker_drops.total
     if barrier.repeated:  # the engine's outputs delivered again after a reconnect: taken once
         result["messages"]["engine_outputs_repeated"] = barrier.repeated
+    if barrier.accounting is not None:  # the engines have stopped: their records are complete
+        dbs = (workdir / f"{_engine_name(k, engines)}.sqlite" for k in range(engines))
+        tally = barrier.accounting.check(read_effects(dbs))
+        result["accounting"] = tally.as_dict()
     if faults:
         result["chaos"] = chaos.report()
     if engines > 1:  # how the work split: each partition's own counts

@@ -23,7 +23,10 @@ Roles, under one topic prefix P (each device topic also in its sharded form ``P/
 | ``probe`` | nothing (readiness checks only) | nothing |
 
 Devices and gateways get their rights from ``pattern`` lines on ``%u`` (the user name), so that the
-ACL does not grow with the fleet. ``use_username_as_clientid`` makes the user name the client id:
+ACL does not grow with the fleet; so a user name is one plain topic level (:func:`check_identity`),
+never a ``+`` or ``#`` that would widen a pattern to every device. The services read ``$SYS`` for the
+broker's own counters (``$SYS/broker/publish/messages/dropped``: messages it lost); devices never
+do. ``use_username_as_clientid`` makes the user name the client id:
 no identity can take over another's session (Mosquitto disconnects the older of two clients with
 one id), and only the engine's password opens the engine's session. Secrets are generated once and
 kept: writing the deployment again rewrites the configuration and keeps the passwords and the CA.
@@ -38,6 +41,7 @@ import ipaddress
 import json
 import os
 import pwd
+import re
 import secrets
 import stat
 from collections.abc import Iterable
@@ -60,6 +64,7 @@ __all__ = [
     "Deployment",
     "ServiceLogins",
     "check_config",
+    "check_identity",
     "logins_for_deployment",
     "logins_for_url",
     "password_entry",
@@ -73,10 +78,12 @@ BACKLOG_MESSAGES = 100_000
 drops past ``max_queued_messages`` silently, so the configuration holds this many and the lint
 refuses less."""
 MAX_CONNECTIONS = 10_000
-"""Connections the broker accepts (one file descriptor each: raise ``ulimit -n`` to match)."""
+"""Connections each listener accepts, plain and TLS counted apart (one file descriptor each: raise
+``ulimit -n`` to twice this to match)."""
 _PBKDF2_ITERATIONS = 101  # what mosquitto_passwd 2.0 writes
 _SALT_BYTES = 12
 _CERT_DAYS = 825
+_IDENTITY = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _DEVICE_LEAVES = ("dev/+/telemetry", "dev/+/event", "gw/+/batch", "contact/+", "field/+/status", "registry/+")
 
 
@@ -144,16 +151,15 @@ def write_deployment(
 
     Passwords and the CA already there are kept; identities new to this call get new passwords.
     ``engines`` > 1 names one engine identity per partition (``engine-p0`` ...)."""
-    directory = Path(directory).resolve()
-    directory.mkdir(parents=True, exist_ok=True)
-    os.chmod(directory, 0o700)
     engine_ids = ["engine"] if engines == 1 else [f"engine-p{k}" for k in range(engines)]
     roles = {name: "engine" for name in engine_ids} | {"harness": "harness", "probe": "probe"}
     roles |= {name: "device" for name in devices} | {name: "gateway" for name in gateways}
     roles |= {name: "technician" for name in technicians}
     for name in roles:
-        if not name or any(c in name for c in "+#/: \x00") or len(name) > 64:
-            raise ValueError(f"identity {name!r} is not a usable MQTT user name (no '+#/:', spaces; 1-64 characters)")
+        check_identity(name)
+    directory = Path(directory).resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    os.chmod(directory, 0o700)
     passwords = _passwords(directory, roles)
     _write_private(directory / "passwd", "".join(password_entry(u, p) + "\n" for u, p in passwords.items()))
     _write_private(directory / "acl", render_acl(prefix, roles))
@@ -162,6 +168,21 @@ def write_deployment(
     conf = render_conf(deployment, backlog=backlog, max_connections=max_connections)
     _write_private(directory / "mosquitto.conf", conf)
     return deployment
+
+
+def check_identity(name: str) -> str:
+    """Return ``name`` if it can be a user name of the deployment, else raise ``ValueError``.
+
+    The ACL's ``pattern`` lines put the user name into topics (``%u``), so a name must be one plain
+    topic level: a ``+`` or ``#`` would widen a pattern to every device, a ``/`` would move it to
+    other topics, a ``:`` or a line break would split a password-file or ACL line."""
+    if not _IDENTITY.fullmatch(name):
+        raise ValueError(
+            f"identity {name!r} is not a usable MQTT user name: 1-64 letters, digits and '_.-' "
+            "('+', '#' and '/' would widen the ACL's %u patterns; ':', spaces and control characters "
+            "would break the password file and the ACL)"
+        )
+    return name
 
 
 def _passwords(directory: Path, roles: dict[str, str]) -> dict[str, str]:
@@ -225,12 +246,15 @@ password_file {d}/passwd
 acl_file {d}/acl
 
 # Plain MQTT on loopback only; anything that crosses a network uses the TLS listener. On each, the
-# user name is the client id: nobody takes over another identity's session. (A listener setting:
-# before the first listener it would open a default listener on every interface, port 1883.)
+# user name is the client id: nobody takes over another identity's session, and at most
+# {max_connections:,} connections are accepted. (Listener settings: before the first listener they would
+# open a default listener on every interface, port 1883; after the last, they bind that one only.)
 listener {deployment.port} {deployment.host}
 use_username_as_clientid true
+max_connections {max_connections}
 listener {deployment.tls_port} {deployment.host}
 use_username_as_clientid true
+max_connections {max_connections}
 cafile {d}/ca.crt
 certfile {d}/server.crt
 keyfile {d}/server.key
@@ -238,9 +262,9 @@ tls_version tlsv1.2
 require_certificate false
 
 # Limits. The largest payload the engine decodes (contracts.codec.MAX_PAYLOAD_BYTES): larger ones
-# are refused at the broker (PUBACK "implementation specific error" on MQTT 5) and reach nobody.
+# are refused at the broker and reach nobody. The publisher is told 0x95 in its PUBACK on MQTT 5 (a
+# code the standard gives no PUBACK: paho drops the connection on it), nothing on MQTT 3.1.1.
 message_size_limit {MAX_PAYLOAD_BYTES}
-max_connections {max_connections}
 # The promised backlog: {backlog:,} messages queued per client (Mosquitto drops past it silently).
 max_queued_messages {backlog}
 max_queued_bytes 0
@@ -370,14 +394,15 @@ def check_config(path: Path, *, backlog: int = BACKLOG_MESSAGES) -> list[str]:
 
     Refused: anonymous access (or not refused explicitly), no password file (or one others can
     read), no ACL file, an ACL that grants ``#`` to every user, ``max_queued_messages`` below
-    ``backlog``, ``autosave_on_changes true``, no ``message_size_limit``/``max_packet_size``,
-    unbounded ``max_connections``, ``persistence false``, a plaintext listener beyond loopback."""
+    ``backlog``, ``autosave_on_changes true``, no ``message_size_limit``/``max_packet_size``, a
+    listener without its own ``max_connections`` (the setting binds only the listener above it),
+    ``persistence false``, a plaintext listener beyond loopback."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         return [f"{path}: cannot read: {exc}"]
     settings: dict[str, list[str]] = {}
-    listeners: list[tuple[str, bool]] = []  # (address, has TLS)
+    listeners: list[_Listener] = []
     for raw in text.splitlines():
         line = raw.strip()
         if not line or line.startswith("#"):
@@ -387,9 +412,11 @@ def check_config(path: Path, *, backlog: int = BACKLOG_MESSAGES) -> list[str]:
         settings.setdefault(key, []).append(value)
         if key == "listener":
             fields = value.split()
-            listeners.append((fields[1] if len(fields) > 1 else "", False))
+            listeners.append(_Listener(value, fields[1] if len(fields) > 1 else ""))
         elif key in ("certfile", "psk_hint") and listeners:
-            listeners[-1] = (listeners[-1][0], True)
+            listeners[-1].tls = True
+        elif key == "max_connections" and listeners:
+            listeners[-1].max_connections = value
     problems: list[str] = []
 
     def last(key: str) -> str | None:
@@ -429,15 +456,30 @@ def check_config(path: Path, *, backlog: int = BACKLOG_MESSAGES) -> list[str]:
     size = last("message_size_limit") or last("max_packet_size")
     if size is None or size == "0":
         problems.append("no message_size_limit (or max_packet_size): any client may send 256 MB messages")
-    if last("max_connections") in (None, "-1"):
+    if not listeners and last("max_connections") in (None, "-1"):
         problems.append("max_connections unset or -1: connections are bounded only by file descriptors")
-    for address, tls in listeners:
-        if not tls and not _is_loopback(address):
-            where = address or "every interface"
+    for listener in listeners:
+        if listener.max_connections in (None, "-1"):
+            problems.append(
+                f"max_connections unset or -1 on `listener {listener.spec}`: its connections are bounded only by "
+                "file descriptors (Mosquitto applies max_connections to the listener it follows, not to all)"
+            )
+        if not listener.tls and not _is_loopback(listener.address):
+            where = listener.address or "every interface"
             problems.append(f"plaintext listener on {where}: credentials would cross the network in clear (add TLS)")
     if not listeners and settings.get("port"):
         problems.append("`port` without `listener`: listens on every interface (use `listener PORT 127.0.0.1`)")
     return problems
+
+
+@dataclass
+class _Listener:
+    """What the lint gathers of one ``listener`` block: its line, address, TLS and connection limit."""
+
+    spec: str
+    address: str
+    tls: bool = False
+    max_connections: str | None = None
 
 
 def _private_file(name: str, what: str) -> list[str]:
@@ -524,6 +566,7 @@ def start_secure_broker(
     devices: Iterable[str] = (),
     gateways: Iterable[str] = (),
     technicians: Iterable[str] = (),
+    max_connections: int = MAX_CONNECTIONS,
 ) -> tuple[RunningBroker, Deployment]:
     """Start Mosquitto with a secure deployment in ``workdir`` on free loopback ports (plain and TLS)."""
     from harness.broker import _free_port
@@ -538,6 +581,7 @@ def start_secure_broker(
         devices=devices,
         gateways=gateways,
         technicians=technicians,
+        max_connections=max_connections,
     )
     written: list[Deployment] = [first]
     tls_ports: dict[int, int] = {}  # a restart keeps both ports: the clients reconnect where they were
@@ -554,6 +598,7 @@ def start_secure_broker(
             devices=devices,
             gateways=gateways,
             technicians=technicians,
+            max_connections=max_connections,
         )
         written.append(deployment)
         return deployment.conf.read_text()

@@ -3,13 +3,14 @@
 - :mod:`loadtest.fleet` — the fleet mix a scenario describes (products, counts, intervals, sensors);
 - :mod:`loadtest.shapes` — soak, ramp, step and spike, by name and parameters, each ending in a drain;
 - :mod:`loadtest.receipts` — sampled messages waiting for the engine's ``IngestAck``;
+- :mod:`loadtest.outbox` — a device's messages not yet acknowledged, sent again after a reconnect;
 - :mod:`loadtest.thresholds` — ``--fail-on`` conditions for CI;
 - :mod:`loadtest.report` — Locust's statistics, the broker's and the engine's counters, reconciled;
 - :mod:`loadtest.broker`, :mod:`loadtest.witnesses`, :mod:`loadtest.swarm` — Mosquitto for load, the
   engine process and the ``$SYS`` watch, Locust's processes;
 - :mod:`loadtest.runner` and :mod:`loadtest.command` — ``sot loadtest``;
-- :mod:`loadtest.locustfile` — the Locust users and the shape class.
+- :mod:`loadtest.locustfile` — the Locust users and the shape class; :mod:`loadtest.client` their MQTT client.
 
-Only the locustfile imports Locust (importing it patches the standard library through gevent), and
-only Locust's own processes load it. Importing this package connects nothing.
+Only the locustfile and its client import Locust (importing it patches the standard library through
+gevent), and only Locust's own processes load them. Importing this package connects nothing.
 """

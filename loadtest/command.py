@@ -14,10 +14,11 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from contracts.topics import DEFAULT_PREFIX
+from harness.progress import progress
 
 __all__ = ["EXIT_CROSSED", "EXIT_FAILED", "EXIT_INVALID", "loadtest"]
 
@@ -81,6 +82,14 @@ def loadtest(
         int, typer.Option(help="Sample every N-th message for a publish-to-ingest receipt (0: none).")
     ] = 10,
     qos: Annotated[int, typer.Option(help="QoS of the devices' messages: 0 or 1.")] = 1,
+    outbox: Annotated[
+        str,
+        typer.Option(
+            help="QoS 1: a device keeps a message until the broker's PUBACK (puback) or the engine's receipt "
+            "(receipt: needs --ack-every 1; survives a broker crash), and sends it again after a reconnect."
+        ),
+    ] = "puback",
+    outbox_size: Annotated[int, typer.Option(help="Messages a device's outbox holds at most (oldest dropped).")] = 100,
     jitter: Annotated[float, typer.Option(help="Each interval varies by up to this share.")] = 0.1,
     event_share: Annotated[float, typer.Option(help="Share of device ticks that also send an event.")] = 0.01,
     drain: Annotated[str, typer.Option(help="Seconds without users at the end, for the last receipts.")] = "10s",
@@ -130,6 +139,8 @@ def loadtest(
             rate=rate,
             ack_every=ack_every,
             qos=qos,
+            outbox=outbox,  # type: ignore[arg-type]  # checked by options.check()
+            outbox_size=outbox_size,
             jitter=jitter,
             event_share=event_share,
             drain_s=parse_duration(drain),
@@ -147,13 +158,14 @@ def loadtest(
     if options.locustfile is not None and not options.locustfile.exists():
         raise typer.BadParameter(f"{options.locustfile} does not exist", param_hint="--locustfile")
     signal.signal(signal.SIGTERM, _interrupt)
-    bar = Progress(
+    bar = progress(
+        console,
+        "second",
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         TextColumn("{task.completed:.0f}/{task.total:.0f} s {task.fields[note]}"),
         TimeElapsedColumn(),
-        console=console,
-        disable=quiet,
+        quiet=quiet,
     )
     label = f"{mix.scenario} · {options.users:,} {kind} users · {plan.shape.name}"
     task = bar.add_task(label, total=plan.total_s, note="")
@@ -228,6 +240,10 @@ def _print_summary(report: dict[str, Any]) -> None:
         " / ".join(_fmt(m[k]) for k in ("published", "ingested", "rejected", "lost")),
     )
     table.add_row("duplicates · publish failures", f"{_fmt(m['duplicates'])} · {_fmt(m['publish_failed'])}")
+    table.add_row(
+        "outbox: resent / overflow / unconfirmed",
+        " / ".join(_fmt(m.get(k)) for k in ("resent", "outbox_overflow", "unconfirmed")),
+    )
     table.add_row("receipts timed / missing", f"{_fmt(m['receipts']['timed'])} / {_fmt(m['receipts']['missing'])}")
     table.add_row(
         "msgs/s published (mean · median second)",

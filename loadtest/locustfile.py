@@ -13,6 +13,12 @@ Both build on :class:`locust.contrib.mqtt.MqttUser` (``use_loop_selectors``: pas
 | ``publish`` | telemetry, event, batch | publish to the broker's PUBACK |
 | ``ingest`` | telemetry, event, batch | publish to the engine's receipt (``IngestAck``) for sampled messages |
 | ``connect`` | device, gateway | CONNECT to CONNACK; ``lost``: a dropped connection |
+| ``resend`` | telemetry, event, batch | untimed: a copy the device's outbox sent again (``publish`` counts each message once) |
+| ``outbox`` | overflow, unconfirmed | untimed failures: a message dropped from a full outbox; one still without its receipt when its device stopped |
+
+The MQTT client is :mod:`loadtest.client`. QoS 1 devices keep what is not yet acknowledged in an
+outbox (:mod:`loadtest.outbox`; ``--sot-outbox`` ``puback`` or ``receipt``, at most
+``--sot-outbox-size`` messages) and send it again after a reconnect.
 
 The fleet comes from ``--sot-fleet`` (JSON, what ``sot loadtest`` passes) or ``--sot-scenario``.
 The one shape class runs the shape ``--sot-shape`` over ``-u``/``-r``/``-t`` and then drains.
@@ -26,7 +32,6 @@ or debug one user with ``python loadtest/locustfile.py -H mqtt://127.0.0.1:1883 
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import logging
 import random
@@ -39,13 +44,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import gevent
-import gevent.event
 import locust.stats
 import numpy as np
 import numpy.typing as npt
 import paho.mqtt.client as paho
 from locust import LoadTestShape, events, task
-from locust.contrib.mqtt import MqttClient, MqttUser, PublishedMessageContext
+from locust.contrib.mqtt import MqttUser
 from locust.env import Environment
 from locust.exception import StopUser
 from locust.runners import MasterRunner
@@ -58,7 +62,9 @@ from contracts.topics import DEFAULT_PREFIX, Kind, Topics
 from harness.broker import BrokerUrl
 from harness.errors import BrokerError
 from harness.mqtt_transport import secure
+from loadtest.client import GatewayClient, SotClient, fire, message_name, nodelay
 from loadtest.fleet import Allocator, FleetMix, FleetSpec, UserKind, from_scenario_file
+from loadtest.outbox import ACK_MODES, DEFAULT_CAPACITY, Entry, Outbox
 from loadtest.receipts import Receipts
 from loadtest.shapes import Plan, parse_shape
 
@@ -69,24 +75,12 @@ log = logging.getLogger("sot.loadtest")
 CONNECT_TIMEOUT_S = 30.0
 CONNECT_SPREAD_S = 1.0  # a starting device dials in at a random moment within this
 STOP_WAIT_S = 5.0  # at most: on stop, wait this long for the user's un-acknowledged publishes
-# paho's network loop wakes every second when idle; 10,000 idle wake-ups a second cost a core. A
-# publish wakes the loop through paho's socket pair anyway, and keep-alive is 60 s.
-LOOP_IDLE_WAKE_S = 10.0
 _POLL_S = 0.05
-WARMUP = "warm-up"  # the name of messages sent during --sot-warmup: counted, left out of the quantiles
 _EXPIRE_EVERY_S = 0.5
 
 
 class ReceiptMissing(Exception):
     """A sampled message's receipt did not come back within the timeout."""
-
-
-class PublishRefused(Exception):
-    """paho refused a publish (its return code says why)."""
-
-
-class PublishUnacknowledged(Exception):
-    """A publish the broker had not acknowledged when its device stopped."""
 
 
 def _bucket(ms: float) -> float:
@@ -132,6 +126,8 @@ def _options(parser: Any) -> None:
     add("--sot-drain", type=float, default=10.0, help="Seconds without users at the end, for the last receipts.")
     add("--sot-receipt-timeout", type=float, default=5.0, help="Seconds before a receipt counts as missing.")
     add("--sot-warmup", type=float, default=0.0, help="Seconds from the start whose messages are named warm-up.")
+    add("--sot-outbox", default="puback", choices=list(ACK_MODES), help="QoS 1: keep a message until this ack.")
+    add("--sot-outbox-size", type=int, default=DEFAULT_CAPACITY, help="Messages an outbox holds at most.")
 
 
 @dataclass
@@ -149,6 +145,7 @@ class _Process:
     allocators: dict[str, Allocator] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     listener: _ReceiptListener | None = None
+    outboxes: dict[tuple[str, int], SotClient] = field(default_factory=dict)  # (source, boot_id): receipt mode
     warmup_until: float = 0.0  # wall time: messages sent before it are named WARMUP
 
     def next_fleet(self, kind: UserKind) -> FleetSpec:
@@ -164,6 +161,11 @@ class _Process:
     @property
     def ack_every(self) -> int:
         return int(self.options.sot_ack_every)
+
+    @property
+    def receipt_outboxes(self) -> bool:
+        """Whether devices keep their messages until the engine's receipt (``--sot-outbox receipt``)."""
+        return str(self.options.sot_outbox) == "receipt"
 
     @property
     def stop_wait_s(self) -> float:
@@ -266,7 +268,7 @@ class _ReceiptListener:
         self.environment, self.state = environment, state
         self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"sot-receipts-{uuid.uuid4().hex[:12]}")
         self.client.on_message = self._on_message
-        self.client.on_socket_open = _nodelay
+        self.client.on_socket_open = nodelay
         secure(self.client, state.url)
         self._subscribed = False
         self._expiry: Any = None
@@ -299,7 +301,10 @@ class _ReceiptListener:
         assert isinstance(ack, IngestAck)
         got = self.state.receipts.receive(ack.source, ack.boot_id, ack.seq, now)
         if got is not None:
-            _fire(self.environment, "ingest", got.kind, got.latency_s * 1000, None)
+            fire(self.environment, "ingest", got.kind, got.latency_s * 1000, None)
+        device = self.state.outboxes.get((ack.source, ack.boot_id))
+        if device is not None:
+            device.confirmed(ack.seq, now)
 
     def _expire_forever(self) -> None:
         timeout = float(self.state.options.sot_receipt_timeout)
@@ -307,114 +312,7 @@ class _ReceiptListener:
             gevent.sleep(_EXPIRE_EVERY_S)
             for m in self.state.receipts.expire(time.time(), timeout):
                 error = ReceiptMissing(f"no receipt within {timeout:g} s")
-                _fire(self.environment, "ingest", m.kind, None, error)  # untimed: the histogram holds receipts only
-
-
-def _fire(environment: Environment, request_type: str, name: str, ms: float | None, error: Exception | None) -> None:
-    environment.events.request.fire(
-        request_type=request_type, name=name, response_time=ms, response_length=0, exception=error, context={}
-    )
-
-
-def _nodelay(client: paho.Client, userdata: Any, sock: Any) -> None:
-    """Small messages must not wait for Nagle's algorithm (see docs/mqtt-field-notes)."""
-    with contextlib.suppress(OSError, AttributeError):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
-# -- the MQTT client: Locust's, with requests named by message kind ---------------------------------
-class SotClient(MqttClient):  # type: ignore[misc]
-    """Locust's MQTT client with ``publish``/``connect`` request types named by message kind, not topic
-    (a topic per device would make one statistics row per device)."""
-
-    label = "device"
-    warmup_until = 0.0  # set by the user: messages published before it are named WARMUP
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.on_socket_open = _nodelay
-        self.connect_started = time.time()
-        self.connected_once = False
-        self.connected = gevent.event.Event()  # set at the first CONNACK: a starting user waits on it
-
-    def loop_start(self) -> Any:
-        """Not yet: MqttUser's constructor calls this, but Locust may drop a user between building and
-        starting it (a new spawn message kills the spawning greenlet), which would leave a connection
-        nobody uses. The user connects when it starts (:meth:`start_network`)."""
-        return paho.MQTT_ERR_SUCCESS
-
-    def start_network(self) -> None:
-        """Connect (asynchronously, as MqttUser set up) and start the network loop."""
-        self.connect_started = time.time()
-        super().loop_start()
-
-    def _loop(self, timeout: float = 1.0) -> Any:
-        return super()._loop(max(timeout, LOOP_IDLE_WAKE_S))
-
-    def publish(
-        self,
-        topic: str,
-        payload: paho.PayloadType | None = None,
-        qos: int = 0,
-        retain: bool = False,
-        properties: Any = None,
-    ) -> paho.MQTTMessageInfo:
-        size = len(payload) if isinstance(payload, (bytes, bytearray, str)) else 0
-        context = PublishedMessageContext(qos=qos, topic=topic, start_time=time.time(), payload_size=size)
-        info = paho.Client.publish(self, topic, payload=payload, qos=qos, retain=retain, properties=properties)
-        if info.rc != paho.MQTT_ERR_SUCCESS:
-            error = PublishRefused(paho.error_string(info.rc))
-            _fire(self.environment, "publish", self.name_of(context), None, error)
-        else:
-            self._publish_requests[info.mid] = context
-        return info
-
-    def name_of(self, context: PublishedMessageContext) -> str:
-        return _name(_kind(context.topic), context.start_time, self.warmup_until)
-
-    def _on_publish_cb(self, client: Any, userdata: Any, mid: int) -> None:
-        now = time.time()
-        context = self._publish_requests.pop(mid, None)
-        if context is None:
-            _fire(self.environment, "publish", "unknown", None, AssertionError(f"no record of message id {mid}"))
-            return
-        ms = (now - context.start_time) * 1000
-        self.environment.events.request.fire(
-            request_type="publish",
-            name=self.name_of(context),
-            response_time=ms,
-            response_length=context.payload_size,
-            exception=None,
-            context={},
-        )
-
-    def _on_connect_cb(self, client: Any, userdata: Any, flags: Any, rc: Any) -> None:
-        now = time.time()
-        error = None if rc == 0 else ConnectionError(f"CONNACK {rc}")
-        name = self.label if not self.connected_once else "reconnect"
-        _fire(self.environment, "connect", name, (now - self.connect_started) * 1000, error)
-        self.connected_once = self.connected_once or error is None
-        if error is None:
-            self.connected.set()
-        self.connect_started = now  # a reconnect counts from here
-
-    def _on_disconnect_cb(self, client: Any, userdata: Any, rc: Any) -> None:
-        if rc != 0:  # a normal disconnect is no request; a lost connection is a failure
-            _fire(self.environment, "connect", "lost", None, ConnectionError(f"connection lost: {rc}"))
-            self.connect_started = time.time()
-
-
-class GatewayClient(SotClient):  # type: ignore[misc]
-    label = "gateway"
-
-
-def _kind(topic: str) -> str:
-    return topic.rsplit("/", 1)[-1]
-
-
-def _name(kind: str, sent_s: float, warmup_until: float) -> str:
-    """The statistics row of a message: its kind, or WARMUP while the load is still building up."""
-    return WARMUP if sent_s < warmup_until else kind
+                fire(self.environment, "ingest", m.kind, None, error)  # untimed: the histogram holds receipts only
 
 
 # -- users ----------------------------------------------------------------------------------------
@@ -451,6 +349,9 @@ class _FleetUser(MqttUser):  # type: ignore[misc]
         self.jitter = min(max(float(state.options.sot_jitter), 0.0), 1.0)
         self.qos = int(state.options.sot_qos)
         self.client.warmup_until = state.warmup_until
+        if self.qos == 1:  # QoS 0 has nothing to wait for: no outbox
+            mode, size = state.options.sot_outbox, int(state.options.sot_outbox_size)
+            self.client.outbox = Outbox(mode, size, resend_after_s=float(state.options.sot_receipt_timeout))
         self.next_at = 0.0
 
     def on_start(self) -> None:
@@ -460,22 +361,22 @@ class _FleetUser(MqttUser):  # type: ignore[misc]
         self.client.start_network()
         if not self.client.connected.wait(CONNECT_TIMEOUT_S):
             error = ConnectionError(f"not connected after {CONNECT_TIMEOUT_S:g} s")
-            _fire(self.environment, "connect", self.kind, None, error)
+            fire(self.environment, "connect", self.kind, None, error)
             raise StopUser()
+        if self.client.outbox is not None and self.state.receipt_outboxes:
+            self.state.outboxes[(self.source, self.boot_id)] = self.client  # the receipt listener confirms
         phase = self.rng.uniform(0.0, self.interval_s)  # devices do not tick in step
         self.next_at = time.monotonic() + phase
         gevent.sleep(phase)
 
     def on_stop(self) -> None:
-        """Wait a little for un-acknowledged publishes, count the rest as failed, disconnect."""
+        """Wait a little for un-acknowledged messages (sending again what is overdue), count the rest, disconnect."""
         deadline = time.monotonic() + self.state.stop_wait_s
-        pending = self.client._publish_requests
-        while pending and time.monotonic() < deadline:
+        while self.client.awaiting() and time.monotonic() < deadline:
+            self.client.resend_overdue()
             gevent.sleep(_POLL_S)
-        for context in list(pending.values()):
-            error = PublishUnacknowledged("no PUBACK before the device disconnected")
-            _fire(self.environment, "publish", self.client.name_of(context), None, error)
-        pending.clear()
+        self.state.outboxes.pop((self.source, self.boot_id), None)
+        self.client.give_up()
         self.client.disconnect()
         self.client.loop_stop()
 
@@ -484,12 +385,18 @@ class _FleetUser(MqttUser):  # type: ignore[misc]
         self.next_at = max(self.next_at + step, time.monotonic())
 
     def _send(self, kind: str, topic: str, payload: bytes, seq: int, ts: float) -> None:
-        """Publish, noting the message for its receipt when the engine samples its seq."""
+        """Publish (through the outbox at QoS 1), noting the message for its receipt when the engine samples its seq."""
         sampled = self.state.ack_every > 0 and seq % self.state.ack_every == 0
         if sampled:
-            self.state.receipts.expect(_name(kind, ts, self.state.warmup_until), self.source, self.boot_id, seq, ts)
-        info = self.client.publish(topic, payload, qos=self.qos)
-        if sampled and info.rc != paho.MQTT_ERR_SUCCESS:
+            self.state.receipts.expect(
+                message_name(kind, ts, self.state.warmup_until), self.source, self.boot_id, seq, ts
+            )
+        if self.client.outbox is not None:
+            self.client.resend_overdue()  # older messages first
+            sent = self.client.send(Entry(seq=seq, kind=kind, topic=topic, payload=payload, created_s=ts))
+        else:
+            sent = self.client.publish(topic, payload, qos=self.qos).rc == paho.MQTT_ERR_SUCCESS
+        if sampled and not sent:
             self.state.receipts.forget(self.source, self.boot_id, seq)
 
 

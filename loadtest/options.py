@@ -10,6 +10,7 @@ from pathlib import Path
 from contracts.topics import DEFAULT_PREFIX
 from harness.broker import BrokerUrl
 from loadtest.fleet import FleetMix, UserKind
+from loadtest.outbox import ACK_MODES, DEFAULT_CAPACITY, AckMode
 from loadtest.shapes import Plan, parse_shape
 
 __all__ = ["LOCUSTFILE", "LOCUST_REPORT_S", "LoadTestOptions"]
@@ -22,7 +23,8 @@ LOCUST_REPORT_S = 3.0  # a Locust worker reports its statistics to the master th
 class LoadTestOptions:
     """How to run a load test. ``speed`` divides the fleet's telemetry intervals; ``rate`` (messages
     per second at the peak) sets it instead. ``workers`` None: one Locust worker per core; 0: Locust
-    in a single process."""
+    in a single process. ``outbox``: what a QoS 1 device waits for before it forgets a message (see
+    :mod:`loadtest.outbox`), ``outbox_size`` the messages it holds at most."""
 
     users: int
     spawn_rate: float
@@ -42,6 +44,8 @@ class LoadTestOptions:
     drain_s: float = 10.0
     receipt_timeout_s: float = 5.0
     warmup_s: float = 0.0
+    outbox: AckMode = "puback"
+    outbox_size: int = DEFAULT_CAPACITY
     ui: bool = False
     ui_port: int = 8089
     locustfile: Path = LOCUSTFILE
@@ -67,6 +71,12 @@ class LoadTestOptions:
             raise ValueError(
                 f"--drain ({self.drain_s:g} s) must exceed the receipt timeout ({self.receipt_timeout_s:g} s) by "
                 f"{LOCUST_REPORT_S + 1:g} s: a worker reports its last statistics every {LOCUST_REPORT_S:g} s"
+            )
+        if self.outbox not in ACK_MODES or self.outbox_size < 1:
+            raise ValueError(f"--outbox must be one of {', '.join(ACK_MODES)} and --outbox-size >= 1")
+        if self.outbox == "receipt" and (self.ack_every != 1 or self.qos != 1):
+            raise ValueError(
+                "--outbox receipt keeps each message until its receipt: it needs --ack-every 1 and --qos 1"
             )
         if not 0 <= self.warmup_s < self.duration_s:
             raise ValueError("--warmup must be shorter than --duration")

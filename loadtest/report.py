@@ -1,8 +1,9 @@
 """What a load test found: Locust's statistics, the broker's counters and the engine's, reconciled.
 
 Three witnesses count the messages. **Locust** counts what the broker acknowledged (``publish``
-requests that succeeded) and times the engine's receipts (``ingest``). The **broker** counts the
-PUBLISH packets it received, sent and dropped (``$SYS``). The **engine** counts what it took in,
+requests that succeeded, one per message however many copies its device sent: the copies sent
+again are ``resend`` requests) and times the engine's receipts (``ingest``). The **broker** counts
+the PUBLISH packets it received, sent and dropped (``$SYS``). The **engine** counts what it took in,
 rejected (by reason) and recognised as duplicates (``/metrics``). ``lost`` is what the broker
 acknowledged and the engine neither took in nor rejected. Pure: the runner gathers, this module
 reads and adds up.
@@ -240,11 +241,16 @@ def build_report(
     ingest = latency_summary(stats, "ingest")
     connect = latency_summary(stats, "connect", timed=("device", "gateway"))
     published = publish["count"] - publish["failures"]
+    outbox = {s.name: s.requests for s in stats if s.method == "outbox"}
     series = _per_second(stats, "publish")
     span_s = float(max(series) - min(series) + 1) if series else 0.0
     messages: dict[str, Any] = {
         "published": published,
         "publish_failed": publish["failures"],
+        "generated": publish["count"],
+        "resent": sum(s.requests for s in stats if s.method == "resend"),
+        "outbox_overflow": outbox.get("overflow", 0),
+        "unconfirmed": outbox.get("unconfirmed", 0),
         "by_kind": {k: v["count"] - v["failures"] for k, v in publish["by_name"].items()},
         "ingested": None,
         "rejected": None,
@@ -327,6 +333,8 @@ def flat_metrics(report: Mapping[str, Any]) -> dict[str, float | None]:
     flat.update(
         published=published,
         publish_failed=m["publish_failed"],
+        resent=m.get("resent"),
+        outbox_overflow=m.get("outbox_overflow"),
         ingested=m["ingested"],
         rejected=m["rejected"],
         duplicates=m["duplicates"],

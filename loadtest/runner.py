@@ -222,6 +222,7 @@ def _run_section(
         "ack_every": options.ack_every,
         "event_share": options.event_share if options.kind == "device" else 0.0,
         "warmup_s": options.warmup_s,
+        "outbox": {"mode": options.outbox if options.qos == 1 else None, "size": options.outbox_size},
         "manifest": {
             "broker": broker_version,
             "engine": engine_label,

@@ -93,6 +93,7 @@ def locust_args(options: LoadTestOptions, url: BrokerUrl, speed: float, out_dir:
         "--sot-event-share", repr(options.event_share), "--sot-ack-every", str(options.ack_every),
         "--sot-qos", str(options.qos), "--sot-shape", options.shape, "--sot-drain", repr(options.drain_s),
         "--sot-receipt-timeout", repr(options.receipt_timeout_s), "--sot-warmup", repr(options.warmup_s),
+        "--sot-outbox", options.outbox, "--sot-outbox-size", str(options.outbox_size),
     ]  # fmt: skip
     if options.ui:
         args += ["--autostart", "--autoquit", "30", "--web-host", "127.0.0.1", "--web-port", str(options.ui_port)]

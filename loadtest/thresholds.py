@@ -26,7 +26,9 @@ _QUANTILES = ("p50", "p90", "p95", "p99", "max")
 METRICS: dict[str, str] = {
     **{f"{q}_{name}_ms": f"{q} of {what}, ms" for name, what in _LATENCIES.items() for q in _QUANTILES},
     "published": "messages the broker acknowledged (Locust's publish requests that succeeded)",
-    "publish_failed": "publishes refused by the client or never acknowledged",
+    "publish_failed": "messages refused by the client, dropped from a full outbox or never acknowledged",
+    "resent": "copies the devices' outboxes sent again (after a reconnect, or a receipt overdue)",
+    "outbox_overflow": "messages dropped from a full device outbox (the oldest first)",
     "ingested": "messages the engine took in during the run",
     "rejected": "messages the engine rejected (dead-lettered), any reason",
     "duplicates": "redelivered messages the engine recognised",

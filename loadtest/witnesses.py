@@ -3,7 +3,9 @@
 :func:`start_engine` runs the engine as its own process on the wall clock, with ingest receipts and
 its HTTP API; :func:`scrape` reads its counters. :class:`BrokerWatch` is the runner's own MQTT
 connection: it keeps the broker's latest ``$SYS`` counters and counts what the engine publishes, so
-that the devices' PUBLISH packets can be told from the engine's.
+that the devices' PUBLISH packets can be told from the engine's. It subscribes again after each
+reconnect, and a broker restarted mid-run (its counters start again from 0) has the previous
+one's last counts added to its own.
 """
 
 from __future__ import annotations
@@ -101,6 +103,7 @@ _SYS_TOPICS = {
     "$SYS/broker/publish/messages/dropped": "dropped",
     "$SYS/broker/clients/connected": "connected",
 }
+_CUMULATIVE = ("received", "sent", "dropped")  # counted since the broker started; "connected" is a level
 
 
 class BrokerWatch:
@@ -109,6 +112,8 @@ class BrokerWatch:
     def __init__(self, url: BrokerUrl, topics: Topics) -> None:
         self.url, self.topics = url, topics
         self._values: dict[str, float] = {}
+        self._raw: dict[str, float] = {}  # the values as the current broker process counts them
+        self._carried: dict[str, float] = {}  # what earlier broker processes had counted (restarts)
         self._updated: dict[str, float] = {}
         self.connected_max = 0.0
         self.engine_publishes = 0
@@ -117,17 +122,17 @@ class BrokerWatch:
         self._client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"sot-loadtest-watch-{os.getpid()}")
         self._client.on_message = self._on_message
         self._client.on_subscribe = lambda *args: self._ready.set()
+        self._client.on_connect = self._on_connect
         secure(self._client, url)
+        p = topics.prefix
+        self._filters = [(f, 0) for f in (*_SYS_TOPICS, f"{p}/engine/#", f"{p}/dev/+/cmd", f"{p}/clock/ack")]
 
     def start(self, timeout_s: float = 10.0) -> None:
-        p = self.topics.prefix
-        filters = [*_SYS_TOPICS, f"{p}/engine/#", f"{p}/dev/+/cmd", f"{p}/clock/ack"]
         try:
             self._client.connect(self.url.host, self.url.port, keepalive=30)
         except OSError as exc:
             raise BrokerError(f"cannot reach the broker at {self.url}: {exc}") from exc
         self._client.loop_start()
-        self._client.subscribe([(f, 0) for f in filters])
         if not self._ready.wait(timeout_s):
             self.stop()
             raise BrokerError(f"the broker at {self.url} did not acknowledge the runner's subscriptions")
@@ -139,6 +144,11 @@ class BrokerWatch:
         self._client.disconnect()
         self._client.loop_stop()
 
+    def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        """Subscribe on every connection: a broker that restarted has forgotten the subscriptions."""
+        if not reason.is_failure:
+            client.subscribe(self._filters)
+
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
         name = _SYS_TOPICS.get(message.topic)
         with self._lock:
@@ -146,7 +156,13 @@ class BrokerWatch:
                 self.engine_publishes += 1
                 return
             with contextlib.suppress(ValueError):
-                self._values[name] = float(message.payload)
+                value = float(message.payload)
+                if name in _CUMULATIVE:
+                    if value < self._raw.get(name, 0.0):  # a new broker process counts from 0 again
+                        self._carried[name] = self._carried.get(name, 0.0) + self._raw[name]
+                    self._raw[name] = value
+                    value += self._carried.get(name, 0.0)
+                self._values[name] = value
                 self._updated[name] = time.monotonic()
                 if name == "connected":
                     self.connected_max = max(self.connected_max, self._values[name])

@@ -208,12 +208,15 @@ class ContactCentre:
         patience_s: float = math.inf,
         fixable: bool = False,
         on_answer: Callable[[str], object] | None = None,
+        handle_s: float | None = None,
     ) -> Generator[simpy.Event, Any, CallOutcome]:
         """Queue for an agent of ``skill``, hold them for the handling time; ``yield from`` it.
 
         ``on_answer(agent_id)`` runs when the call is answered, before the handling time. A
         ``self_service`` call needs no agent: answered at once, resolved when ``fixable`` and the
-        first-contact draw succeeds. Raises ValueError when no group serves ``skill``.
+        first-contact draw succeeds. ``handle_s`` is a handling time the caller drew (a contact
+        stream's own); by default it is the centre's, drawn for ``(caller, k)``. Raises ValueError
+        when no group serves ``skill``.
         """
         env = self.env
         if channel == SELF_SERVICE:
@@ -252,8 +255,11 @@ class ContactCentre:
         stats.total_wait_s += wait
         stats.waited += wait > 0
         stats.answered_within_service_level += wait <= self.spec.service_level_s
-        dist = self._handle_time_s.get(channel, self.spec.handle_time_s)
-        handle = float(dist.ppf(self._handle.one(caller, k)))
+        if handle_s is None:
+            dist = self._handle_time_s.get(channel, self.spec.handle_time_s)
+            handle = float(dist.ppf(self._handle.one(caller, k)))
+        else:
+            handle = handle_s
         try:
             if on_answer is not None:
                 on_answer(agent.id)

@@ -5,7 +5,10 @@ and has a skill the visit needs takes the best order it can, preferring the devi
 technician picks the predicted parts the van lacks from a depot *only if they are on hand*, drives,
 diagnoses what :meth:`FieldWorld.faults` reports, fixes what its skills and parts allow and reports
 ``part_missing`` or ``incomplete`` otherwise; the order then returns to the queue once the missing
-parts have reached the site, or for a technician with the missing skill.
+parts have reached the site, or for a technician with the missing skill. A preventive work order
+(``maintenance`` set) is carried out the same way, and on site the technician also services the
+modes it names that are neither failed nor drifting (:meth:`FieldWorld.services`); its job is of
+kind ``preventive`` and ends ``serviced``, ``inspected`` or ``service_incomplete``.
 
 Depots run (S-1, S) base stock per part, so Palm's theorem holds: with Poisson demand at rate λ
 and i.i.d. replenishment times of mean L, the number of units in resupply is Poisson(λL) whatever
@@ -20,12 +23,12 @@ import bisect
 import math
 from collections import Counter
 from collections.abc import Generator, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
 import simpy
 
-from contracts.messages import Message, WorkOrder, WorkOrderStatus
+from contracts.messages import Message, PreventiveVisit, WorkOrder, WorkOrderStatus
 from contracts.topics import Topics
 from sim.depots import Depots
 from sim.distributions import Distribution
@@ -55,12 +58,14 @@ Process = Generator[simpy.Event, Any, None]
 
 
 class Fault(NamedTuple):
-    """A problem a technician finds on site: which mode, the skill and part it needs, how long it takes."""
+    """A problem a technician finds on site: which mode, the skill and part it needs, how long it
+    takes; or (``service``) a mode a preventive visit services, though nothing is wrong with it."""
 
     mode: int
     skill: str
     part: str | None
     duration_h: Distribution
+    service: bool = False
 
 
 class FieldScenario(Protocol):
@@ -94,7 +99,14 @@ class FieldWorld(Protocol):
     def faults(self, device: int) -> list[Fault]:
         """What a technician on site finds now (failed modes and those drifting towards failure)."""
 
+    def services(self, device: int, names: Sequence[str]) -> list[Fault]:
+        """What a preventive visit services of the modes ``names`` (those not found as faults)."""
+
+    def mode_names(self, device: int) -> Sequence[str]:
+        """The names of the device's modes (failure modes, then consumables), by index."""
+
     def repair(self, device: int, mode: int) -> None: ...
+    def service(self, device: int, mode: int) -> None: ...
     def on_visit(self, device: int) -> None: ...
 
 
@@ -177,6 +189,8 @@ class _Order:
     region: str | None
     seq: int = 0
     tech: str = ""
+    services: list[str] = field(default_factory=list)  # a preventive order's modes not serviced yet
+    worked: bool = False  # a visit of this order serviced or repaired something
 
 
 class _Visit(NamedTuple):
@@ -232,10 +246,13 @@ class FieldService:
     def dispatch(self, order: WorkOrder) -> None:
         """Take a work order from the engine and carry it out."""
         w = self.world
-        job = Job(order.work_order_id, order.device_id, order.issue, float(self.env.now))
+        visit = order.maintenance
+        kind = "preventive" if isinstance(visit, PreventiveVisit) else "corrective"
+        job = Job(order.work_order_id, order.device_id, order.issue, float(self.env.now), kind=kind)
         w.records.jobs[order.work_order_id] = job
         device = w.index_of(order.device_id)
-        self.env.process(self._carry_out(_Order(order, job, device, w.region_of(device))))
+        services = list(visit.services) if isinstance(visit, PreventiveVisit) else []
+        self.env.process(self._carry_out(_Order(order, job, device, w.region_of(device), services=services)))
 
     @property
     def waiting(self) -> int:
@@ -369,6 +386,9 @@ class FieldService:
             skills, wanted, shipped = visit.next_skills, visit.next_parts, Counter(visit.missing_parts)
         job = o.job
         job.outcome = visit.status if visit is not None else "open"
+        if job.kind == "preventive":  # outcomes of their own: no corrective figure counts them
+            done = job.outcome in ("fixed", "no_fault_found")
+            job.outcome = ("serviced" if o.worked else "inspected") if done else "service_incomplete"
         job.closed_s = float(self.env.now)
         self._status(o, "closed", job.visits, visit.note if visit is not None else "")
 
@@ -398,7 +418,10 @@ class FieldService:
         fixable: list[tuple[Fault, str]] = []  # (fault, where its part comes from: "", "kit" or "van")
         missing: list[str] = []
         unfixed: list[Fault] = []
-        for fault in w.faults(o.device):
+        found = w.faults(o.device)
+        if o.services:  # a preventive visit: what is wrong first, then the service of the rest
+            found += [f for f in w.services(o.device, o.services) if f.mode not in {g.mode for g in found}]
+        for fault in found:
             if not tech.has(fault.skill):
                 unfixed.append(fault)
             elif fault.part is None:
@@ -418,12 +441,23 @@ class FieldService:
         work_h = max(hours, default=DIAGNOSIS_H)
         yield env.timeout(work_h * HOUR_S)
         job.labour_h += travel_h + work_h
+        done = set()
         for fault, source in fixable:
             if fault.part is not None:
                 job.parts_used.append(fault.part)
                 if source == "van":
                     env.process(self._restock(tech, fault.part, o.device))
-            w.repair(o.device, fault.mode)
+            if fault.service:
+                w.service(o.device, fault.mode)
+            else:
+                w.repair(o.device, fault.mode)
+            done.add(fault.mode)
+            o.worked = True
+        if o.services:  # a mode repaired or serviced on this visit needs no service on the next
+            mode_names = w.mode_names(o.device)
+            names = {mode_names[m] for m in done}
+            job.serviced += [n for n in o.services if n in names]
+            o.services = [n for n in o.services if n not in names]
         tech.van.update(+kit)
 
         skill_gaps = sorted({f.skill for f in unfixed if not tech.has(f.skill)})

@@ -228,6 +228,20 @@ class FleetState:
             life = scale * self.modes[j].life_days.residual_ppf(u, age / scale) * DAY_S
             self.next_fail[j] = np.where(self.active[j], life, math.inf)
         self.life_k[:] = 1
+        # Counters (running hours, cycles): each rises by its rate times the device's usage, from the
+        # baseline when the unit was new; a row per counter sensor, none for a fleet without.
+        rises = np.array([x.rises_per_day for x in spec.sensors] + [0.0] * len(self.consumables))
+        self.counter_rows = np.flatnonzero(rises > 0.0)
+        self._counter_rate = rises[self.counter_rows, None] * self.usage[None, :] / DAY_S
+        self._counter_start = self._counter_rate * (age * DAY_S)[None, :]
+        # Ages of the modes that a service makes younger without renewing them (``restores`` < 1):
+        # the installed age of every device, and from its first repair or service on, when each
+        # such (mode, device) was "born" (its age is now minus that), kept only for those.
+        self._ageing = {
+            j for j, mode in enumerate(self.modes) if mode.service is not None and mode.service.restores < 1.0
+        }
+        self._age_days = age if self._ageing else np.zeros(0)
+        self._born: dict[tuple[int, int], float] = {}
         for c, item in enumerate(self.consumables):
             start = np.clip(item.start_fraction.ppf(self._life[nf + c].uniform(everyone, 0)), 0.0, 1.0)
             self.next_fail[nf + c] = start * item.capacity / self.rate[c]
@@ -280,16 +294,38 @@ class FleetState:
         A failure mode draws its next life (k-th life, k-th number); a consumable refills to
         capacity and runs empty again after capacity over its drain rate.
         """
+        self._restart(mode, device, now, 0.0)
+
+    def service(self, mode: int, device: int, now: float) -> None:
+        """A preventive service of failure mode ``mode`` on one device (not failed): its age goes back
+        by its service's ``restores`` of itself and its remaining life is drawn again at that age
+        (the next number of its stream); ``restores`` 1 (the default) renews it as a repair does."""
+        spec = self.modes[mode].service
+        if mode not in self._ageing or spec is None:
+            self._restart(mode, device, now, 0.0)
+            return
+        born = self._born.get((mode, device), -float(self._age_days[device]) * DAY_S)
+        self._restart(mode, device, now, (now - born) * (1.0 - spec.restores))
+
+    def _restart(self, mode: int, device: int, now: float, age_s: float) -> None:
+        """Clear ``mode`` on one device and schedule its next failure from age ``age_s`` (0: new)."""
         self.failed[mode, device] = False
         k = int(self.life_k[mode, device])
         self.life_k[mode, device] = k + 1
+        if mode in self._ageing:
+            self._born[(mode, device)] = now - age_s
         if self.is_consumable(mode):
             c = mode - self.n_failure_modes
             self.next_fail[mode, device] = now + self.capacity[c] / self.rate[c, device]
             self.low_reported[c, device] = False
         elif self.active[mode, device]:
             u = float(self._life[mode].uniform(np.array([device]), np.array([k]))[0])
-            life = float(self.modes[mode].life_days.ppf(u)) * self._scale_of(mode, device)
+            scale = self._scale_of(mode, device)
+            life_days = self.modes[mode].life_days
+            if age_s > 0.0:
+                life = float(life_days.residual_ppf(np.array([u]), np.array([age_s / DAY_S / scale]))[0]) * scale
+            else:
+                life = float(life_days.ppf(u)) * scale
             self.next_fail[mode, device] = now + life * DAY_S
         else:
             self.next_fail[mode, device] = math.inf
@@ -362,6 +398,13 @@ class FleetState:
     # -- telemetry ------------------------------------------------------------------------------
     def readings(self, now: float) -> Floats:
         """Every sensor of every device at ``now``: an array of shape (sensors, devices)."""
+        values = self._readings(now)
+        if self.counter_rows.size:
+            values[self.counter_rows] += self._counter_start + self._counter_rate * now
+        return values
+
+    def _readings(self, now: float) -> Floats:
+        """:meth:`readings` but the counters' rise: noise, precursor drift, failure effects, levels."""
         values = self._noise.standard_normal((len(self.baseline), self.n))
         values *= self.noise_sd[:, None]
         values += self.baseline[:, None]

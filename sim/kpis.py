@@ -7,6 +7,8 @@ the owner noticed (a failure prevented while it drifted counts when the engine t
 meanwhile); detection lead is the failure onset minus the engine first telling the owner
 (positive: ahead of the failure). With a
 warm-up (``start_s``) only what begins at or after it counts, over the counted period's device-years.
+Preventive jobs (maintenance plans' visits) count in the truck rolls, work orders and costs, not in
+first-time fix, and apart in ``maintenance`` when the scenario has plans.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
-from sim.records import POWER, Incident, Records
+from sim.contact_centre import SELF_SERVICE
+from sim.records import POWER, Enquiry, Incident, Job, Records
 from sim.scenario import Scenario
 
 __all__ = ["FIXERS", "compute_kpis", "mode_names"]
@@ -123,7 +126,8 @@ def compute_kpis(
     costs = scenario.costs
     cost_downtime = sum(span_h(i) * hourly(i) for i in incidents)
     cost_field = visits * costs.truck_roll + labour_h * costs.labour_per_hour
-    cost_contact = contacts * costs.contact
+    streams = _contact_streams(scenario, records, start_s) if any(f.contact_streams for f in scenario.fleets) else None
+    cost_contact = (contacts + (streams["contacts"] if streams is not None else 0)) * costs.contact
     cost_parts = sum(costs.parts.get(p, 0.0) for j in jobs for p in j.parts_used)
     failures = [f for f in all_failures if not f.prevented]
     by_mode = Counter(dict.fromkeys(mode_names(scenario), 0))
@@ -134,7 +138,7 @@ def compute_kpis(
     respond_h = [(i.informed_s - i.onset_s) / 3600.0 for i in incidents if not math.isnan(i.informed_s)]
     link = Counter(kind for _, _, kind, _ in _since(records.link, lambda row: row[0], start_s))
     world = world or {}
-    kpis = {
+    kpis: dict[str, Any] = {
         "devices": devices,
         "failures": len(failures),
         "prevented_failures": len(prevented),
@@ -182,4 +186,57 @@ def compute_kpis(
             "total": _r(cost_downtime + cost_field + cost_contact + cost_parts),
         },
     }
+    if scenario.engine.maintenance:  # only where plans are configured: other results keep their keys
+        kpis["maintenance"] = _maintenance(scenario, jobs)
+    if streams is not None:  # only where a fleet has contact streams, likewise
+        kpis["contact_streams"] = streams
     return {k: _clean(v) for k, v in kpis.items()}
+
+
+def _maintenance(scenario: Scenario, jobs: list[Job]) -> dict[str, Any]:
+    """Preventive work apart from corrective: work orders, visits (truck rolls), modes serviced, cost."""
+    devices, costs = scenario.device_count, scenario.costs
+    preventive = [j for j in jobs if j.kind == "preventive"]
+    visits = sum(j.visits for j in preventive)
+    corrective = sum(j.visits for j in jobs if j.kind != "preventive")
+    labour_h = sum(j.labour_h for j in preventive)
+    parts = sum(costs.parts.get(p, 0.0) for j in preventive for p in j.parts_used)
+    serviced = Counter(m for j in preventive for m in j.serviced)
+    return {
+        "work_orders": len(preventive),
+        "visits": visits,
+        "truck_rolls_per_1000_devices": _r(1000.0 * visits / devices),
+        "corrective_truck_rolls_per_1000_devices": _r(1000.0 * corrective / devices),
+        "serviced": dict(sorted(serviced.items())),
+        "outcomes": dict(sorted(Counter(j.outcome for j in preventive).items())),
+        "labour_hours": _r(labour_h),
+        "cost": _r(visits * costs.truck_roll + labour_h * costs.labour_per_hour + parts),
+    }
+
+
+def _contact_streams(scenario: Scenario, records: Records, start_s: float) -> dict[str, Any]:
+    """Contacts of the contact streams (questions, not faults), in all and by reason."""
+    enquiries = _since(records.enquiries, lambda e: e.arrived_s, start_s)
+    devices, level = scenario.device_count, scenario.contact_centre.service_level_s
+    reasons = sorted({reason for f in scenario.fleets for reason in f.contact_streams})
+    by_reason = {r: _enquiry_figures([e for e in enquiries if e.reason == r], devices, level) for r in reasons}
+    return {**_enquiry_figures(enquiries, devices, level), "by_reason": by_reason}
+
+
+def _enquiry_figures(enquiries: list[Enquiry], devices: int, service_level_s: float) -> dict[str, Any]:
+    """Contacts answered, calls given up, waits of the calls to agents, and first-contact settlement."""
+    answered = [e for e in enquiries if e.answered]
+    ended = [e for e in enquiries if e.channel != SELF_SERVICE and (e.answered or e.abandoned)]  # needed an agent
+    taken = [e for e in ended if e.answered]
+    first = [e for e in answered if e.attempt == 0 and e.resolved is not None]
+    within = sum(1 for e in taken if e.wait_s <= service_level_s)
+    return {
+        "contacts": len(answered),
+        "contacts_per_1000_devices": _r(1000.0 * len(answered) / devices),
+        "repeat_contacts": sum(1 for e in answered if e.attempt > 0),
+        "abandoned": len(ended) - len(taken),
+        "asa_s": _r(_mean([e.wait_s for e in taken])),
+        "p_wait": _r(_mean([1.0 if e.wait_s > 0 else 0.0 for e in taken])),
+        "service_level": _r(within / len(ended) if ended else 0.0),
+        "settled_first_contact_rate": _r(_mean([1.0 if e.resolved else 0.0 for e in first])),
+    }

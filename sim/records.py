@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-__all__ = ["LEVELS", "NO_POWER", "POWER", "Failure", "Incident", "Job", "Records"]
+__all__ = ["LEVELS", "NO_POWER", "POWER", "Enquiry", "Failure", "Incident", "Job", "Records"]
 
 POWER = "power_outage"
 """The mode of a power cut of an outage: a failure outside the fleets' own modes."""
@@ -71,7 +71,12 @@ class Incident:
 
 @dataclass
 class Job:
-    """One work order as the field lived it."""
+    """One work order as the field lived it.
+
+    ``kind`` is ``corrective`` (it answers a case) or ``preventive`` (a maintenance plan's visit),
+    whose outcomes are ``serviced``, ``inspected`` (nothing to service or fix) or
+    ``service_incomplete``, never those of a corrective job, so that first-time fix and false
+    dispatches count corrective work alone."""
 
     work_order_id: str
     device_id: str
@@ -83,6 +88,26 @@ class Job:
     second_visit_causes: list[str] = field(default_factory=list)
     outcome: str = "open"
     closed_s: float = math.nan
+    kind: str = "corrective"
+    serviced: list[str] = field(default_factory=list)  # preventive: the failure modes serviced
+
+
+@dataclass
+class Enquiry:
+    """One contact of a contact stream (a question, not a fault) as the owner lived it."""
+
+    device_id: str
+    fleet: str
+    reason: str
+    channel: str
+    arrived_s: float  # when the owner got in touch
+    attempt: int  # 0: the first contact about the matter; 1, 2, ...: again (not settled, or gave up)
+    answered: bool = (
+        False  # an agent (or self-service) took it; neither this nor ``abandoned``: still queued at the end
+    )
+    abandoned: bool = False  # the owner gave up waiting in the queue
+    wait_s: float = 0.0  # in the queue until answered or given up (0 for self-service)
+    resolved: bool | None = None  # the contact settled the matter; None until it ends
 
 
 @dataclass
@@ -93,6 +118,7 @@ class Records:
     incidents: list[Incident] = field(default_factory=list)
     jobs: dict[str, Job] = field(default_factory=dict)
     contact_waits_s: list[float] = field(default_factory=list)
+    enquiries: list[Enquiry] = field(default_factory=list)  # contacts of the contact streams
     link: list[tuple[float, str, str, str]] = field(default_factory=list)  # connectivity ground truth
     events: list[tuple[float, str, str, str, str, str]] = field(default_factory=list)
     levels: list[tuple[float, ...]] = field(default_factory=list)  # one row of LEVELS per sync step

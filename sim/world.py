@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from contracts import codec
 from contracts.messages import Command, ConsumableOrder, DeviceEvent, DeviceRecord, Message, Notification, WorkOrder
 from contracts.topics import Topics
 from sim.contact_centre import ContactCentre
+from sim.contact_streams import ContactStreams
 from sim.distributions import Fixed
 from sim.field import Fault, FieldService
 from sim.fleet import FleetState
@@ -93,6 +94,7 @@ class World:
         self.owners = Owners(self, self_seed)
         self.contact_centre = ContactCentre(self.env, scenario.contact_centre, self_seed)
         self.field = FieldService(self, self_seed)
+        self.contact_streams = ContactStreams(self, self_seed)  # questions, not faults: demand of its own
         for fleet, link in zip(self.fleets, self.links, strict=True):
             self.env.process(self._run_fleet(fleet, link))
         for outage in scenario.outages:
@@ -186,6 +188,42 @@ class World:
                 repair = fleet.modes[m].repair
                 found.append(Fault(m, repair.skill, repair.part, repair.duration_h))
         return found
+
+    def services(self, device: int, names: Sequence[str]) -> list[Fault]:
+        """What a preventive visit services on ``device``: the named modes it has that are neither
+        failed nor drifting (those are :meth:`faults`, repaired), each as its ``service`` says (else
+        as its repair), and the named consumables that are not empty (a refill)."""
+        fleet, _, local = self._local(device)
+        now = self.now
+        found = []
+        for m, name in enumerate(fleet.mode_names):
+            if name not in names or fleet.failed[m, local]:
+                continue
+            if fleet.is_consumable(m):
+                found.append(Fault(m, "", name, REFILL_H, service=True))
+            elif not fleet.in_precursor(m, local, now):
+                spec, service = fleet.modes[m], fleet.modes[m].service
+                part, hours = (
+                    (spec.repair.part, spec.repair.duration_h)
+                    if service is None
+                    else (service.part, service.duration_h)
+                )
+                found.append(Fault(m, spec.repair.skill, part, hours, service=True))
+        return found
+
+    def mode_names(self, device: int) -> list[str]:
+        """The names of ``device``'s modes by index: its fleet's failure modes, then its consumables."""
+        return self.fleet_of(device).mode_names
+
+    def service(self, device: int, mode: int) -> None:
+        """A technician serviced ``mode`` on ``device`` (see :meth:`FleetState.service`): not a repair,
+        as nothing had failed, so no failure is recorded; the event log says ``serviced``."""
+        fleet, _, local = self._local(device)
+        if fleet.is_consumable(mode):
+            fleet.renew(mode, local, self.now)
+        else:
+            fleet.service(mode, local, self.now)
+        self.records.log(self.now, "technician", "serviced", fleet.ids[local], fleet.mode_names[mode])
 
     @property
     def unsent(self) -> int:

@@ -9,7 +9,6 @@ import math
 import os
 import signal
 import sys
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +24,7 @@ from contracts.engine_config import EngineConfig
 from contracts.errors import PartitionError
 from contracts.partitions import Partition
 from contracts.topics import DEFAULT_PREFIX, Topics
+from support_engine.database import DatabaseInUse
 from support_engine.errors import EngineError
 from support_engine.metrics import EngineMetrics
 from support_engine.mqtt_transport import MqttLogin, MqttTransport, Protocol
@@ -245,6 +245,14 @@ def main(
             min=0,
         ),
     ] = 0,
+    audit: Annotated[
+        bool,
+        typer.Option(
+            "--audit",
+            help="Record the key of every message taken in, in table ingest_audit, with its effects (fault "
+            "tests count on it what was taken in once, twice or never; it grows with every message).",
+        ),
+    ] = False,
 ) -> None:
     """Serve until SIGTERM/SIGINT: ingest, detect, open cases, dispatch, notify."""
     if log_format not in ("text", "json"):
@@ -291,6 +299,7 @@ def main(
             metrics=metrics,
             ack_every=ack_every,
             partition=part,
+            audit=audit,
         )
         if devices is not None:  # read and applied a chunk at a time, committed once
             service.provision_chunks(iter_devices(devices))
@@ -304,9 +313,13 @@ def main(
         if http is not None:  # the API opens its own connections: the URL with its password, if any
             api = _start_api(
                 db, metrics, transport, http_host, http, http_token,
-                degraded=lambda: _held_up(storage), service_ready=lambda: service.subscribed,
+                degraded=lambda: _held_up(storage) or service.held_up(),
+                service_ready=lambda: service.subscribed,
             )  # fmt: skip
         service.run()
+    except DatabaseInUse as exc:  # another engine writes this database: refused at start, as a bad option is
+        typer.echo(f"sot engine: {exc}", err=True)
+        raise typer.Exit(2) from exc
     except EngineError as exc:
         typer.echo(f"sot engine: {exc}", err=True)
         raise typer.Exit(1) from exc
@@ -349,9 +362,8 @@ def _start_api(
 
 
 def _held_up(storage: Storage) -> str | None:
-    """What holds the engine up, for /healthz: its database locked by another process."""
-    since = storage.waiting
-    return None if since is None else f"database locked by another process for {time.monotonic() - since:.0f} s"
+    """What holds the engine up, for /healthz: its database locked by another process, or lost."""
+    return storage.held_up
 
 
 _ = Protocol

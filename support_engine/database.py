@@ -5,7 +5,15 @@
 transaction; :class:`ReadOnly` opens read-only connections (the HTTP API's, one per request).
 Statements go through :mod:`support_engine.sql_dialect` on both backends, so that SQL which would
 not run on PostgreSQL fails on SQLite too; driver errors come out as :class:`StorageError`.
-psycopg is imported only when a PostgreSQL URL is used.
+PostgreSQL's connections are in :mod:`support_engine.postgres`, imported (with psycopg) only when
+a PostgreSQL URL is used.
+
+The writer waits out what would otherwise stop the engine: a SQLite file that another process
+holds locked (for up to :data:`BUSY_RETRY_S`), a PostgreSQL connection lost (it reconnects and
+sends the open transaction again, for up to :data:`RECONNECT_RETRY_S`); meanwhile its ``waiting``
+says since when. One process at a time writes a SQLite file: the writer holds an exclusive lock on
+``<file>.lock`` (:mod:`support_engine.writer_lock`), and another process's writer is refused with
+:class:`DatabaseInUse`; readers take no lock.
 """
 
 from __future__ import annotations
@@ -18,16 +26,14 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from support_engine.errors import StorageError
-from support_engine.sql_dialect import portable, to_postgres
+from support_engine.sql_dialect import portable
+from support_engine.writer_lock import DatabaseInUse, WriterLock
 
-if TYPE_CHECKING:
-    import psycopg
-
-__all__ = ["Connection", "Location", "ReadOnly", "connect", "locate"]
+__all__ = ["Connection", "DatabaseInUse", "Location", "ReadOnly", "connect", "locate"]
 
 Backend = Literal["sqlite", "postgresql"]
 _CONNECT_TIMEOUT_S = 10
@@ -35,6 +41,14 @@ _BUSY_TIMEOUT_S = 1.0  # SQLite waits this long for a lock itself, then the writ
 BUSY_RETRY_S = 600.0
 """How long the writer keeps retrying a statement that another process's lock holds up before it
 gives up (its messages are still unacknowledged then: the broker delivers them again)."""
+RECONNECT_RETRY_S = 600.0
+"""How long the PostgreSQL writer keeps trying to get a lost connection back, and the open
+transaction with it, before it gives up (the messages of that transaction are still unacknowledged
+then: the broker delivers them again)."""
+REPLAY_ROWS = 1_000_000
+"""The most rows the PostgreSQL writer keeps of an open transaction to send again after a lost
+connection; a bigger transaction (a huge registry provisioned at start) is not replayed: losing
+its connection is an error, as it was before replaying."""
 _BACKOFF_S = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 log = logging.getLogger("sot.engine")
 _MANGLED = re.compile(r"(?i)(postgres|postgresql|sqlite):/(?!/)")
@@ -101,6 +115,8 @@ class Connection:
         self.location = location
         self._sql = sql
         self._errors = errors
+        self.waiting: float | None = None  # time.monotonic() since something holds the writer up
+        self.waiting_for = ""  # what holds it up, while it does
 
     @contextlib.contextmanager
     def _guard(self, what: str) -> Iterator[None]:
@@ -154,6 +170,11 @@ class Connection:
         with self._guard("commit"):
             self._raw.commit()
 
+    def rollback(self) -> None:
+        """Forget the open transaction's writes and open the next one."""
+        with self._guard("rollback"):
+            self._raw.rollback()
+
     def close(self) -> None:
         """Commit what is open (quietly: the caller is leaving) and close."""
         with contextlib.suppress(self._errors):
@@ -171,10 +192,12 @@ class _SqliteConnection(Connection):
     SQLite keeps the open transaction across a busy statement, so trying it again is safe.
     """
 
-    def __init__(self, raw: sqlite3.Connection, location: Location, *, transaction: bool) -> None:
+    def __init__(
+        self, raw: sqlite3.Connection, location: Location, *, transaction: bool, lock: WriterLock | None = None
+    ) -> None:
         super().__init__(raw, location, portable, sqlite3.Error)
         self._transaction = transaction
-        self.waiting: float | None = None  # time.monotonic() since a lock holds the writer up
+        self._lock = lock
         self.retry_s = BUSY_RETRY_S
         if transaction:
             self.execute("BEGIN")
@@ -202,7 +225,7 @@ class _SqliteConnection(Connection):
                     self.waiting = None
                     raise
                 if self.waiting is None:
-                    self.waiting = now
+                    self.waiting, self.waiting_for = now, "database locked by another process"
                 if now - warned >= 60.0:
                     warned = now
                     log.warning(
@@ -228,11 +251,22 @@ class _SqliteConnection(Connection):
         self.execute("COMMIT")
         self.execute("BEGIN")
 
+    def rollback(self) -> None:
+        if not self._transaction:
+            return
+        self.execute("ROLLBACK")
+        self.execute("BEGIN")
+
     def close(self) -> None:
-        if self._transaction:
-            with contextlib.suppress(sqlite3.Error):
-                self._raw.execute("COMMIT")
-        self._raw.close()
+        try:
+            if self._transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    self._raw.execute("COMMIT")
+            self._raw.close()
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
@@ -244,64 +278,36 @@ def _first_words(sql: str) -> str:
     return " ".join(sql.split()[:3])
 
 
-class _PostgresConnection(Connection):
-    """psycopg 3: a transaction opens with the first statement after a commit."""
-
-    def __init__(self, raw: psycopg.Connection[Any], location: Location) -> None:
-        import psycopg
-
-        super().__init__(raw, location, to_postgres, psycopg.Error)
-
-    def tables(self) -> set[str]:
-        rows = self.rows("SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()")
-        return {str(name) for (name,) in rows}
-
-    def commit(self) -> None:
-        from psycopg.pq import TransactionStatus
-
-        if self._raw.info.transaction_status == TransactionStatus.INERROR:  # COMMIT would roll back, quietly
-            self._raw.rollback()
-            raise StorageError(f"commit failed on {self.location.shown!r}: an earlier statement failed")
-        super().commit()
-
-
-def _pg_connect(location: Location, *, read_only: bool) -> psycopg.Connection[Any]:
-    """A psycopg connection (autocommit when read-only); its errors are psycopg's."""
-    import psycopg
-    from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
-    params = conninfo_to_dict(location.target)
-    params.setdefault("connect_timeout", _CONNECT_TIMEOUT_S)
-    options = [str(params.get("options") or ""), "-c client_min_messages=warning"]
-    if read_only:
-        options.append("-c default_transaction_read_only=on")
-    params["options"] = " ".join(o for o in options if o)
-    return psycopg.connect(make_conninfo("", **params), autocommit=read_only)
-
-
 def connect(location: Location) -> Connection:
-    """The writer connection of ``location``, in an open transaction; :class:`StorageError` if it cannot open."""
+    """The writer connection of ``location``, in an open transaction; :class:`StorageError` if it cannot
+    open, :class:`DatabaseInUse` if another process writes the same SQLite file."""
+    lock: WriterLock | None = None
     try:
         if location.backend == "postgresql":
-            import psycopg
+            from support_engine import postgres
 
             try:
-                return _PostgresConnection(_pg_connect(location, read_only=False), location)
-            except psycopg.Error as exc:
+                return postgres.writer(location)
+            except (postgres.Error, StorageError) as exc:
                 raise StorageError(
                     f"cannot open database {location.shown!r}: {_one_line(exc)}; {_HINT[location.backend]}"
                 ) from exc
         if location.target != ":memory:":
             Path(location.target).parent.mkdir(parents=True, exist_ok=True)
+            lock = WriterLock.take(location.target, location.shown)
         db = sqlite3.connect(location.target, isolation_level=None, check_same_thread=False, timeout=_BUSY_TIMEOUT_S)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA foreign_keys=ON")
-    except (OSError, sqlite3.Error) as exc:
+        return _SqliteConnection(db, location, transaction=True, lock=lock)
+    except (OSError, sqlite3.Error, StorageError) as exc:
+        if lock is not None:
+            lock.release()
+        if isinstance(exc, StorageError):
+            raise
         raise StorageError(
             f"cannot open database {location.shown!r}: {_one_line(exc)}; {_HINT[location.backend]}"
         ) from exc
-    return _SqliteConnection(db, location, transaction=True)
 
 
 class ReadOnly:
@@ -324,11 +330,11 @@ class ReadOnly:
         """A read-only connection, closed on leaving; :class:`StorageError` if it cannot open."""
         conn: Connection
         if self.location.backend == "postgresql":
-            import psycopg
+            from support_engine import postgres
 
             try:
-                conn = _PostgresConnection(_pg_connect(self.location, read_only=True), self.location)
-            except psycopg.Error as exc:
+                conn = postgres.reader(self.location)
+            except postgres.Error as exc:
                 raise StorageError(f"cannot open database {self.location.shown!r}: {_one_line(exc)}") from exc
         else:
             try:

@@ -32,13 +32,14 @@ def over_limits(limits: Limits, message: Message | BatchView, ahead_s: float | N
 
 
 class Budgets:
-    """The engine-wide budgets: distinct sensor names (the rules' always count) and devices heard
+    """The engine-wide budgets: distinct sensor names (the rules' and usage plans' always count) and devices heard
     from without a registry entry. Taken up in arrival order; relearned after a restart, as the twins are."""
 
     def __init__(self, core: Engine, config: EngineConfig) -> None:
         self.core = core
         self.limits = config.limits
         self.sensors = {rule.sensor for rule in config.all_rules}  # sensor names taken in
+        self.sensors |= {plan.usage_sensor for plan in config.maintenance if plan.usage_sensor is not None}
         self.new_devices: set[str] = set()  # unregistered devices taken in since the last step: no twin yet
 
     def take(self, message: Message | BatchView) -> Refusal | None:

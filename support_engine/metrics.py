@@ -125,6 +125,12 @@ class EngineMetrics:
         self.sessions_lost = Counter(
             "sot_broker_sessions_lost", "Reconnects to a broker that had lost the engine's session.", registry=r
         )
+        self.broker_dropped = Counter(
+            "sot_broker_dropped",
+            "Messages the broker says it dropped ($SYS/broker/publish/messages/dropped, every client's) since the "
+            "engine first read its count.",
+            registry=r,
+        )
         for origin in CASE_ORIGINS:
             self.cases_opened.labels(origin=origin)
         for action in get_args(CommandAction):
@@ -220,6 +226,8 @@ class EngineMetrics:
                 self.readings_late.inc(grown)
             elif name == "broker_session_lost":
                 self.sessions_lost.inc(grown)
+            elif name == "broker_dropped":
+                self.broker_dropped.inc(grown)
 
     def _note_campaigns(self, core: Engine, outbound: Sequence[Outbound]) -> None:
         """Record the rollouts this group started: a rollout's commands go out with the case that triggers it."""

@@ -6,7 +6,8 @@ down are delivered when it returns; MQTT 3.1.1 brokers get ``clean_session=False
 sends a Receive Maximum, so that the engine knows how many un-acknowledged messages the broker may
 hand it (:attr:`MqttTransport.receive_window`; unknown on 3.1.1, where the broker's own setting rules).
 A :class:`MqttLogin` adds a user name and password and TLS (verified against a CA, with an optional
-client certificate).
+client certificate). Beside its own topics it reads the broker's count of dropped messages
+(:data:`~contracts.broker_stats.SYS_DROPPED`, QoS 0) into :attr:`MqttTransport.broker_drops`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from contracts.broker_stats import SYS_DROPPED, DropCount
 from support_engine.errors import TransportError
 from support_engine.transport import Delivery
 
@@ -87,6 +89,7 @@ class MqttTransport:
         keepalive_s: int = 30,
         receive_maximum: int = RECEIVE_MAXIMUM,
         login: MqttLogin | None = None,
+        watch_broker: bool = True,
     ) -> None:
         if not 1 <= receive_maximum <= 65535:
             raise ValueError(f"receive_maximum must be 1-65535, not {receive_maximum}")
@@ -109,6 +112,8 @@ class MqttTransport:
         self.connects = 0  # CONNACKs accepted
         self.sessions_lost = 0  # reconnects on which the broker had no session for us
         self.dropped = 0  # QoS 0 messages (dead letters, receipts) not sent while disconnected
+        self.watch_broker = watch_broker
+        self.broker_drops = DropCount()  # the broker's $SYS count of dropped messages, as it comes
         self._filters: list[tuple[str, int]] = []
         self._generation = 0  # of the connection; a delivery's mid carries it (see :meth:`ack`)
 
@@ -195,6 +200,9 @@ class MqttTransport:
             self._connack = (False, str(reason))
 
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
+        if message.topic == SYS_DROPPED:  # the broker's own count (QoS 0): not a message for the engine
+            self.broker_drops.observe(bytes(message.payload))
+            return
         mid = (self._generation << 16) | message.mid  # a packet id is 16 bits: the connection's number above it
         self.inbox.put(Delivery(message.topic, bytes(message.payload), mid, message.qos, bool(message.dup)))
 
@@ -203,7 +211,7 @@ class MqttTransport:
         client = self._require()
         done = threading.Event()
         client.on_subscribe = lambda *args: done.set()
-        self._filters = [(f, qos) for f in filters]
+        self._filters = [(f, qos) for f in filters] + ([(SYS_DROPPED, 0)] if self.watch_broker else [])
         rc, _ = client.subscribe(self._filters)
         if rc != paho.MQTT_ERR_SUCCESS or not done.wait(timeout_s):
             raise TransportError(f"subscribe to {filters} failed (rc={rc})")

@@ -56,6 +56,7 @@ from support_engine.metrics import EngineMetrics
 from support_engine.ratelimit import RateLimiter
 from support_engine.storage import Storage
 from support_engine.transport import Delivery, Transport
+from support_engine.watch import LossWatch
 
 __all__ = ["EngineService"]
 
@@ -68,7 +69,9 @@ _GROUP_MAX = 1000  # wall clock: the most messages in one commit group (and fewe
 _IDLE_S = 0.05  # nothing came for this long: commit or spill what is waiting
 _SPILL_GROUP = 500  # event time, broker window unknown: spill received messages at least this often
 _TIMER_TICK_S = 0.1
-_SERVICE_COUNTERS = frozenset({"registry_received", "broker_session_lost"})  # counted here, not by the core
+_SERVICE_COUNTERS = frozenset(
+    {"registry_received", "broker_session_lost", "broker_dropped"}
+)  # counted here, not by the core
 _SHARDED = frozenset({Kind.TELEMETRY, Kind.BATCH, Kind.EVENT, Kind.CONTACT, Kind.FIELD_STATUS, Kind.REGISTRY})
 _RECEIPT_KINDS: dict[str, Literal["telemetry", "batch", "event"]] = {
     "telemetry": "telemetry",
@@ -92,6 +95,7 @@ class _Step:
     held: list[Delivery] = field(default_factory=list)  # event time: counted, acknowledged at the step's commit
     clocks: list[Delivery] = field(default_factory=list)  # acknowledged once the step is handled
     records: list[DeviceRecord] = field(default_factory=list)  # registry entries, applied first
+    again: list[tuple[Key, float]] = field(default_factory=list)  # copies of committed messages: receipted again
     opened: float | None = None  # wall clock: when the group's first message came (time.monotonic)
 
     @property
@@ -123,7 +127,9 @@ class EngineService:
         metrics: EngineMetrics | None = None,
         ack_every: int = 0,
         partition: Partition | None = None,
+        audit: bool = False,
     ) -> None:
+        """``audit``: record the key of every message taken in (:meth:`Storage.audit`), for fault tests."""
         if not (math.isfinite(time_origin) and math.isfinite(speed) and speed > 0):
             raise ConfigError(f"wall clock needs a finite origin and a speed > 0, not {time_origin!r} and {speed!r}")
         self.partition = partition or Partition()
@@ -143,6 +149,7 @@ class EngineService:
         if ack_every < 0:
             raise ConfigError(f"ack_every must be >= 0 (0: no ingest receipts), not {ack_every}")
         self.ack_every = ack_every
+        self.audit = audit
         limit = config.rate_limit
         self.limiter = RateLimiter(limit.per_s, limit.burst) if limit is not None else None
         self.limits = config.limits
@@ -166,6 +173,10 @@ class EngineService:
         self._answered_t: float | None = None  # event time: the last clock answered, and what its step sent
         self._answered_outputs: list[tuple[str, bytes]] = []
         self._sessions_lost = 0  # the transport's count, as last seen
+        self.loss = LossWatch()  # the broker's dropped count and sequence gaps, logged as they grow
+        self._drops_seen = 0
+        self._missing_seen = self.core.stats.get("readings_missing", 0)
+        self._next_watch = 0.0
         self._step = _Step()
         self._clock: Clock | None = None
         self._stop = threading.Event()
@@ -258,6 +269,8 @@ class EngineService:
             log.error(
                 "reconnected to a broker that had lost our session: subscribed again; queued messages may be lost"
             )
+        if time.monotonic() >= self._next_watch:
+            self._watch_loss()
         if self.clock == "event":
             self._maybe_step()
             if (self._step.held or self._step.acks) and self._spill_due(idle=delivery is None):
@@ -269,6 +282,28 @@ class EngineService:
         elif self._group_due() or time.monotonic() - self._last_commit > _TIMER_TICK_S:
             self._flush(now=self.wall_now())
             self._last_commit = time.monotonic()
+
+    def _watch_loss(self) -> None:
+        """Twice a second: what the broker says it dropped, and new sequence gaps, logged and counted."""
+        self._next_watch = time.monotonic() + 0.5
+        drops = getattr(self.transport, "broker_drops", None)
+        if drops is not None and drops.total != self._drops_seen:
+            grown, self._drops_seen = drops.total - self._drops_seen, drops.total
+            self.counters["broker_dropped"] += grown
+            self.loss.dropped(grown, drops.total)
+            if self.metrics is not None:
+                self.metrics.counted(self._all_counters())
+        missing = self.core.stats.get("readings_missing", 0)
+        if missing != self._missing_seen:
+            twins = self.core.twins
+            gap = twins.last_gap
+            example = None if gap is None else (twins.ids[gap[0]], gap[1], gap[2])
+            self.loss.gaps(missing - self._missing_seen, example)
+            self._missing_seen = missing
+
+    def held_up(self) -> str | None:
+        """What holds the engine up beyond its database, for ``/healthz``: a broker dropping messages."""
+        return self.loss.held_up()
 
     def finish(self) -> None:
         """Commit what is counted (what :meth:`run` does last); event time, held messages go to the
@@ -397,6 +432,8 @@ class EngineService:
                 self.counters["msg_duplicates"] += 1
                 if verdict == "stale":  # older than the ledger's window: taken for a duplicate
                     self.counters["msg_duplicates_stale"] += 1
+                elif self.ack_every:  # its receipt may be what was lost: a device waiting for it gets it now
+                    self._step.again.append((dedup, ts))
                 self._acknowledge_later(d)
                 return
         if not recovered:  # a recovered message was counted before the restart
@@ -506,6 +543,8 @@ class EngineService:
         if not (step.pending or step.acks or step.clocks or actions or step.records):
             return []  # an idle timer tick: nothing to commit
         self.storage.record_ledger(self.ledger.drain())  # the streams this step's messages moved
+        if self.audit:  # in the same transaction as the effects: a crash loses both or neither
+            self.storage.audit(p.key for p in handled if p.key is not None)
         self.storage.apply(actions)
         if actions:
             self.storage.save_state(msgspec.json.encode(self.core.snapshot()))
@@ -522,7 +561,7 @@ class EngineService:
         for topic, payload in published:
             self.transport.publish(topic, payload)
         if self.ack_every:
-            self._receipts(handled)
+            self._receipts([(p.key, p.order[0]) for p in handled if p.key is not None] + step.again)
         if self.metrics is not None:
             ts, step_s = [p.order[0] for p in handled], time.monotonic() - started
             self.metrics.committed(self.core, self._all_counters(), outbound, ts=ts, now=now, step_s=step_s)
@@ -574,16 +613,17 @@ class EngineService:
             self._dead_letter(Delivery(topic, codec.encode(records[0]), 0, 0, False), "handler_error", repr(exc))
             return []
 
-    def _receipts(self, handled: list[_Pending]) -> None:
-        """Publish an :class:`IngestAck` for every committed device message whose seq is a multiple of
-        ``ack_every`` (load tests sample publish → ingest latency from them)."""
+    def _receipts(self, committed_keys: list[tuple[Key, float]]) -> None:
+        """Publish an :class:`IngestAck` for every committed device message (and every copy of one
+        committed before) whose seq is a multiple of ``ack_every``: load tests sample publish → ingest
+        latency from them, and devices that keep messages until their receipt resend the others."""
         committed = self.wall_now()
-        for p in handled:
-            if p.key is None or p.key[0] not in _RECEIPT_KINDS or p.key[3] % self.ack_every:
+        for key, ts in committed_keys:
+            if key[0] not in _RECEIPT_KINDS or key[3] % self.ack_every:
                 continue
-            kind, source, boot_id, seq = p.key
+            kind, source, boot_id, seq = key
             receipt = IngestAck(
-                kind=_RECEIPT_KINDS[kind], source=source, boot_id=boot_id, seq=seq, ts=p.order[0], committed_s=committed
+                kind=_RECEIPT_KINDS[kind], source=source, boot_id=boot_id, seq=seq, ts=ts, committed_s=committed
             )
             self.transport.publish(self.topics.ingest_ack, codec.encode(receipt), qos=0)
 

@@ -6,14 +6,23 @@ for PostgreSQL with :mod:`support_engine.sql_dialect`). Write new tables and sta
 SQL with ``?`` placeholders and portable upserts (``INSERT ... ON CONFLICT ...``).
 
 Writes are grouped: the shell calls :meth:`Storage.commit` once per batch of messages, and only
-then acknowledges them to the broker, so an acknowledged message is always a committed one.
+then acknowledges them to the broker, so an acknowledged message is always a committed one. A
+transaction is that unit of work, whole or not at all: when PostgreSQL's connection is lost in
+the middle of one (or during its COMMIT), the writer reconnects and sends all of its writes again
+(unless the COMMIT had landed), and :attr:`Storage.waiting` says since when meanwhile; a
+transaction in which a statement failed is rolled back, never committed in part.
+
+One engine per database: a second process's :class:`Storage` on the same SQLite file is refused
+(:class:`~support_engine.database.DatabaseInUse`); read-only connections are not.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import operator
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
@@ -40,6 +49,7 @@ from support_engine.core.actions import (
     WorkOrderChanged,
 )
 from support_engine.core.ledger import Ledger, StreamRow
+from support_engine.errors import EngineError
 from support_engine.sql_dialect import statements
 
 __all__ = ["Storage"]
@@ -86,6 +96,8 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS inbox (arrival INTEGER PRIMARY KEY, topic TEXT NOT NULL, payload BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS engine_state (id INTEGER PRIMARY KEY CHECK (id = 1), state BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS ingest_audit (
+    kind TEXT NOT NULL, source TEXT NOT NULL, boot_id INTEGER NOT NULL, seq INTEGER NOT NULL);
 """
 
 
@@ -104,6 +116,7 @@ class Storage:
     ``where`` is a file path, ``sqlite:///PATH``, ``:memory:``, or ``postgresql://user@host:port/db``
     (also ``postgres://``). ``path`` names it: the file, or the URL without its password. Used by
     one thread; writes go in one open transaction that :meth:`commit` makes durable.
+    :class:`~support_engine.database.DatabaseInUse` if another process writes the same SQLite file.
     """
 
     def __init__(self, where: str | Path) -> None:
@@ -119,6 +132,8 @@ class Storage:
                 self._fold_ingest()
             self._db.commit()
         except BaseException:
+            with contextlib.suppress(EngineError):
+                self._db.rollback()  # half a schema upgrade is not committed on the way out
             self._db.close()
             raise
         self.path = location.shown
@@ -200,6 +215,11 @@ class Storage:
             ],
         )
 
+    def audit(self, keys: Iterable[tuple[str, str, int, int]]) -> None:
+        """Record the key of every message taken in, once per effect (``sot engine --audit``): no key
+        is unique here, so a message that took effect twice shows twice. Fault tests read it back."""
+        self._db.executemany("INSERT INTO ingest_audit (kind, source, boot_id, seq) VALUES (?, ?, ?, ?)", list(keys))
+
     def hold(self, rows: Iterable[tuple[str, bytes]]) -> None:
         """Keep received messages until they are handled (so that they can be acknowledged now)."""
         self._db.executemany("INSERT INTO inbox (topic, payload) VALUES (?, ?)", list(rows))
@@ -237,8 +257,15 @@ class Storage:
 
     @property
     def waiting(self) -> float | None:
-        """Since when (``time.monotonic()``) another process's lock holds the writer up; None when it does not."""
-        return getattr(self._db, "waiting", None)
+        """Since when (``time.monotonic()``) the writer is held up, None when it is not: another
+        process's lock on the SQLite file, or PostgreSQL's connection lost (while it reconnects)."""
+        return self._db.waiting
+
+    @property
+    def held_up(self) -> str | None:
+        """What holds the writer up and for how long (for ``/healthz``), None when nothing does."""
+        since = self._db.waiting
+        return None if since is None else f"{self._db.waiting_for} for {time.monotonic() - since:.0f} s"
 
     def close(self) -> None:
         self._db.close()

@@ -2,9 +2,10 @@
 
 The core is one class, :class:`support_engine.core.engine.Engine`, put together from parts by
 concept: devices (registry, twins' reported/desired state, connectivity), alerting (alerts and
-flapping), service levels (SLA clocks), fleet patterns (cohort campaigns) and the engine itself
-(input, cases, remedies, the field). They share the state set up here; where one part answers
-through another (a device gone silent opens a case), the hook is declared here.
+flapping), service levels (SLA clocks), fleet patterns (cohort campaigns), maintenance (preventive
+visits by plan) and the engine itself (input, cases, remedies, the field). They share the state set
+up here; where one part answers through another (a device gone silent opens a case), the hook is
+declared here.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from contracts.messages import DeviceRecord, Notification
 from support_engine.core.actions import Action, CaseChanged, DeviceChanged, Notify
 from support_engine.core.campaigns import Campaign
 from support_engine.core.lifecycle import CASE, WORK_ORDER
+from support_engine.core.schedule import PlanClock, PlanScope, PreventiveOrder
 from support_engine.core.twins import Twins
 
 __all__ = ["Case", "EngineBase", "WorkOrderState"]
@@ -94,6 +96,14 @@ class EngineBase:
         self.campaign_commands: dict[str, tuple[str, str]] = {}
         self.cohorts_checked: dict[str, float] = {}
         self._campaign_rules = {rule.name: rule for rule in config.campaigns}
+        # Preventive maintenance: each plan's schedule, the preventive work orders out (by id, and by
+        # (plan, device)), each usage plan's counters as restored (until its scope is made), scopes.
+        self.registry_version = 0  # moves whenever a registry entry is added or changed
+        self.plan_clocks: dict[str, PlanClock] = {}
+        self.preventive: dict[str, PreventiveOrder] = {}
+        self.preventive_of: dict[tuple[str, str], str] = {}
+        self.usage_seen: dict[str, dict[str, float]] = {}
+        self._scopes: dict[str, PlanScope] = {}  # plan -> its devices, kept until the registry changes
 
     def _next_id(self, prefix: str) -> str:
         self._ids[prefix] += 1
@@ -165,3 +175,6 @@ class EngineBase:
 
     def _campaign_failure(self, device: str) -> None:
         raise NotImplementedError  # FleetPatterns: a device a campaign reached failed
+
+    def _assign(self, skill: str, device: str) -> str | None:
+        raise NotImplementedError  # Engine: the technician for a visit needing ``skill``

@@ -28,6 +28,7 @@ class Devices(EngineBase):
             if self.devices.get(record.device_id) == record:
                 continue
             self.devices[record.device_id] = record
+            self.registry_version += 1
             slot = self.twins.slot(record.device_id)
             self.twins.set_product(slot, record.product)
             self.twins.expected_interval[slot] = np.nan if record.interval_s is None else record.interval_s

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from typing import ClassVar
 
 import msgspec
 import numpy as np
@@ -32,7 +31,9 @@ from support_engine.core.base import Case, EngineBase, WorkOrderState
 from support_engine.core.campaigns import Campaign
 from support_engine.core.devices import Devices
 from support_engine.core.fleet_patterns import FleetPatterns
-from support_engine.core.lifecycle import CASE, WORK_ORDER
+from support_engine.core.lifecycle import CASE, FIELD_STATES, WORK_ORDER
+from support_engine.core.maintenance import Maintenance
+from support_engine.core.schedule import PlanClock, PreventiveOrder
 from support_engine.core.service_levels import ServiceLevels
 
 __all__ = ["Case", "Engine", "Snapshot", "WorkOrderState"]
@@ -59,10 +60,14 @@ class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
     campaign_commands: dict[str, tuple[str, str]] = {}  # command id -> (campaign, device)
     cohorts_checked: dict[str, float] = {}  # campaign rule -> last comparison
     remote_claims: list[tuple[str, str, float]] = []  # (device, issue, when a remote fix claimed it gone)
+    plan_clocks: list[PlanClock] = []  # maintenance plans' schedules
+    preventive_orders: list[PreventiveOrder] = []  # preventive work orders not closed yet
+    usage_seen: dict[str, dict[str, float]] = {}  # usage plan -> device -> its counter at the last check
 
 
-class Engine(Alerting, Devices, FleetPatterns, ServiceLevels, EngineBase):
-    """Twins, rules, alerts, cases, remedies, work orders, SLA clocks and campaigns for one deployment."""
+class Engine(Alerting, Devices, FleetPatterns, ServiceLevels, Maintenance, EngineBase):
+    """Twins, rules, alerts, cases, remedies, work orders, SLA clocks, campaigns and preventive
+    maintenance for one deployment."""
 
     # -- restart ----------------------------------------------------------------------------------
     def snapshot(self) -> Snapshot:
@@ -85,6 +90,9 @@ class Engine(Alerting, Devices, FleetPatterns, ServiceLevels, EngineBase):
             campaign_commands=dict(sorted(self.campaign_commands.items())),
             cohorts_checked=dict(sorted(self.cohorts_checked.items())),
             remote_claims=sorted((device, issue, t) for (device, issue), t in self.remote_claims.items()),
+            plan_clocks=[c for _, c in sorted(self.plan_clocks.items())],
+            preventive_orders=[o for _, o in sorted(self.preventive.items())],
+            usage_seen=self._usage_state(),
         )
 
     def restore(self, snapshot: Snapshot, stats: dict[str, int] | None = None) -> None:
@@ -106,11 +114,14 @@ class Engine(Alerting, Devices, FleetPatterns, ServiceLevels, EngineBase):
         self.campaign_commands = dict(snapshot.campaign_commands)
         self.cohorts_checked = dict(snapshot.cohorts_checked)
         self.remote_claims = {(device, issue): t for device, issue, t in snapshot.remote_claims}
-        self.tech_load = Counter(
-            w.technician_id
-            for w in self.work_orders.values()
-            if w.technician_id is not None and w.state not in ("closed", "cancelled")
-        )
+        self.plan_clocks = {c.plan: c for c in snapshot.plan_clocks}
+        self.preventive = {o.work_order_id: o for o in snapshot.preventive_orders}
+        self.preventive_of = {(o.plan, o.device_id): o.work_order_id for o in snapshot.preventive_orders}
+        self.usage_seen = {plan: dict(counters) for plan, counters in snapshot.usage_seen.items()}
+        self._scopes = {}
+        out = [(w.technician_id, w.state) for w in self.work_orders.values()]
+        out += [(o.technician_id, o.state) for o in self.preventive.values()]
+        self.tech_load = Counter(t for t, state in out if t is not None and state not in ("closed", "cancelled"))
         if stats is not None:
             self.stats = Counter(stats)
 
@@ -140,12 +151,13 @@ class Engine(Alerting, Devices, FleetPatterns, ServiceLevels, EngineBase):
 
     def advance(self, now: float) -> list[Action]:
         """Run the timers up to ``now``: SLA clocks of open cases (replenishment cases have none),
-        devices gone silent, alerts that stopped flapping."""
+        devices gone silent, alerts that stopped flapping, campaigns, preventive visits due."""
         actions = self._sla_clocks(now)
         actions += self._diagnoses_due(now)
         actions += self._silent(now)
         actions += self._unflap(now)
         actions += self._fleet_patterns(now)
+        actions += self._maintenance(now)
         return actions
 
     def _diagnoses_due(self, now: float) -> list[Action]:
@@ -344,7 +356,7 @@ class Engine(Alerting, Devices, FleetPatterns, ServiceLevels, EngineBase):
         """Send a technician: a work order with the issue's skill and predicted parts."""
         issue = self._issue(case.issue)
         wo_id = self._next_id("wo")
-        technician = self._assign(issue, case.device_id)
+        technician = self._assign(issue.skill, case.device_id)
         self.work_orders[wo_id] = WorkOrderState(wo_id, case.case_id, case.device_id, technician_id=technician)
         case.work_orders.append(wo_id)
         self.stats["work_orders"] += 1
@@ -369,8 +381,8 @@ class Engine(Alerting, Devices, FleetPatterns, ServiceLevels, EngineBase):
             WorkOrderChanged(wo_id, case.case_id, case.device_id, "created", t, 1, technician),
         ]
 
-    def _assign(self, issue: IssueType, device: str) -> str | None:
-        """The technician for a visit: able (skill), available, with room (open work orders below
+    def _assign(self, skill: str, device: str) -> str | None:
+        """The technician for a visit: able (``skill``), available, with room (open work orders below
         ``max_open``); from the device's region if possible, then the least loaded, then by id.
         None when no technician is configured or none can take it (the field assigns it then)."""
         if not self.config.technicians:
@@ -380,9 +392,7 @@ class Engine(Alerting, Devices, FleetPatterns, ServiceLevels, EngineBase):
         able = [
             tech
             for tech in self.config.technicians
-            if tech.available
-            and (not tech.skills or issue.skill in tech.skills)
-            and self.tech_load[tech.id] < tech.max_open
+            if tech.available and (not tech.skills or skill in tech.skills) and self.tech_load[tech.id] < tech.max_open
         ]
         if not able:
             self.stats["work_orders_unassigned"] += 1
@@ -461,6 +471,8 @@ class Engine(Alerting, Devices, FleetPatterns, ServiceLevels, EngineBase):
 
     def _contact(self, contact: Contact, now: float) -> list[Action]:
         self.stats["contacts"] += 1
+        if not contact.about_a_fault:  # a question (how-to, billing, set-up), answered on the contact:
+            return []  # no fault case to open or join, nobody to send, and the device's open case stays as it is
         issue = self.config.symptoms.get(contact.symptom) or self.config.default_issue or "unknown"
         case, opened = self._case_for(contact.device_id, issue, contact.ts, "contact")
         case.contacts += 1
@@ -488,22 +500,15 @@ class Engine(Alerting, Devices, FleetPatterns, ServiceLevels, EngineBase):
         return [self._note(case, contact.ts, "visit_scheduled", text)]
 
     # -- field ----------------------------------------------------------------------------------
-    _WO_STATE: ClassVar[dict[str, str]] = {
-        "accepted": "accepted",
-        "arrived": "on_site",
-        "fixed": "done",
-        "no_fault_found": "done",
-        "part_missing": "awaiting_part",
-        "incomplete": "awaiting_part",
-        "closed": "closed",
-    }
-
     def _field_status(self, status: WorkOrderStatus, now: float) -> list[Action]:
         wo = self.work_orders.get(status.work_order_id)
         if wo is None:
+            preventive = self.preventive.get(status.work_order_id)
+            if preventive is not None:
+                return self._preventive_status(preventive, status)
             self.stats["unknown_work_order_status"] += 1
             return []
-        wanted = self._WO_STATE[status.status]
+        wanted = FIELD_STATES[status.status]
         if wanted == wo.state:
             return []
         if wanted not in WORK_ORDER.table[wo.state]:

@@ -16,13 +16,10 @@ import sys
 from collections.abc import Iterable
 from typing import Literal
 
-from contracts.codec import BatchView
-from contracts.messages import Contact, DeviceEvent, Message, Telemetry, WorkOrderStatus
+from contracts.keys import Key, key_of
 
 __all__ = ["WINDOW", "Key", "Ledger", "Stream", "StreamRow", "Verdict", "key_of"]
 
-Key = tuple[str, str, int, int]
-"""(kind, source, boot_id, seq)."""
 Stream = tuple[str, str, int]
 """(kind, source, boot_id): the messages whose seqs are compared with each other."""
 StreamRow = tuple[str, str, int, int, int]
@@ -32,21 +29,6 @@ Verdict = Literal["new", "duplicate", "stale"]
 
 WINDOW = 1024
 """Seqs below a stream's highest that are still told apart exactly (a late message within them is taken in)."""
-
-
-def key_of(message: Message | BatchView) -> Key | None:
-    """The de-duplication key of ``message``, or None for messages that are idempotent anyway."""
-    if isinstance(message, BatchView):
-        return ("batch", message.gateway_id, message.boot_id, message.seq)
-    if isinstance(message, Telemetry):
-        return ("telemetry", message.device_id, message.boot_id, message.seq)
-    if isinstance(message, DeviceEvent):
-        return ("event", message.device_id, message.boot_id, message.seq)
-    if isinstance(message, Contact):
-        return ("contact", message.contact_id, 0, 0)
-    if isinstance(message, WorkOrderStatus):
-        return ("status", message.work_order_id, 0, message.seq)
-    return None
 
 
 class Ledger:

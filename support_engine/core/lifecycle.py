@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 from support_engine.errors import IllegalTransition
 
-__all__ = ["CASE", "WORK_ORDER", "Lifecycle"]
+__all__ = ["CASE", "FIELD_STATES", "WORK_ORDER", "Lifecycle"]
 
 
 class Lifecycle:
@@ -61,3 +61,14 @@ WORK_ORDER = Lifecycle(
     },
     initial="created",
 )
+
+FIELD_STATES: Mapping[str, str] = {
+    "accepted": "accepted",
+    "arrived": "on_site",
+    "fixed": "done",
+    "no_fault_found": "done",
+    "part_missing": "awaiting_part",
+    "incomplete": "awaiting_part",
+    "closed": "closed",
+}
+"""The work-order state each field status (``WorkOrderStatus.status``) moves an order to."""

@@ -72,6 +72,9 @@ class Twins:
         self.late = np.zeros(capacity, dtype=np.int64)  # readings older than the twin's last one
         self.missing_total = 0  # the sums of both, over every device
         self.late_total = 0
+        self.last_gap: tuple[int, int, int] | None = (
+            None  # the largest gap of the latest readings with one: (slot, missing, seq)
+        )
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -200,6 +203,7 @@ class Twins:
             np.maximum.at(top, where, seq[fresh].astype(np.int64))
             heard_before = np.isfinite(self.last_seen[devices])
             missing = np.where(heard_before, np.maximum(top - self.last_seq[devices] - received, 0), 0)
+            showed = top
             _, last = np.unique(slots[::-1], return_index=True)  # a device's last reading wins for its rules too
             wins = np.zeros(len(slots), dtype=bool)
             wins[len(slots) - 1 - last] = True
@@ -208,6 +212,10 @@ class Twins:
             devices = slots[fresh]
             jump = np.where(np.isfinite(previous[fresh]), seq[fresh].astype(np.int64) - self.last_seq[devices], 1)
             missing = np.maximum(jump - 1, 0)
+            showed = seq[fresh].astype(np.int64)
+        if len(missing) and missing.any():
+            worst = int(np.argmax(missing))
+            self.last_gap = (int(devices[worst]), int(missing[worst]), int(showed[worst]))
         self.gaps[devices] += missing
         self.missing_total += int(missing.sum())
         slots = slots[fresh]

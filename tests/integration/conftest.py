@@ -1,13 +1,17 @@
-"""Fixtures of the integration tests: a PostgreSQL server for the session, a fresh database per test."""
+"""Fixtures of the integration tests: a PostgreSQL server for the session, a fresh database per test,
+and a Mosquitto with the generated secure deployment per test module."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from harness.broker import RunningBroker
+from harness.secure_broker import Deployment, start_secure_broker
 from tests.postgres import ENV_URL, INSTALL, fresh_database, pg_bin, private_cluster
 
 
@@ -46,3 +50,25 @@ def db_location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return str(tmp_path / "engine.sqlite")
     url: str = request.getfixturevalue("postgres_url")
     return url
+
+
+@pytest.fixture(scope="module")
+def deployed(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[RunningBroker, Deployment]]:
+    """Mosquitto with a secure deployment of two devices (d-a, d-b) and a technician (tech-1), started on
+    free ports, one per test module; its ACL is written for the module's ``PREFIX``."""
+    prefix: str = request.module.PREFIX
+    workdir = tmp_path_factory.mktemp("secure-broker")
+    broker, deployment = start_secure_broker(workdir, prefix=prefix, devices=["d-a", "d-b"], technicians=["tech-1"])
+    with broker:
+        yield broker, deployment
+
+
+@pytest.fixture
+def clients() -> Iterator[list[Any]]:
+    """The MQTT clients a test makes (anything with ``close()``), closed after it."""
+    made: list[Any] = []
+    yield made
+    for c in made:
+        c.close()

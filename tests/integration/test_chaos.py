@@ -4,7 +4,8 @@ faulted run loses nothing and gives every KPI and engine decision of the same ru
 The faults strike once a step's messages are on their way and before its clock: the broker killed
 with SIGKILL (it saves its state every 300 s, so it comes back without the sessions), the engine
 killed and started again on its database and session, the engine cut off the broker by a proxy,
-one engine partition of two killed. `sot chaos` runs the pair and gives the verdict.
+one engine partition of two killed. Message by message, every key the world sent is taken in by
+the engine exactly once. `sot chaos` runs the pair and gives the verdict.
 """
 
 from __future__ import annotations
@@ -47,6 +48,9 @@ def _hit(s: Scenario, tmp: Path, *faults: str, engines: int = 1) -> dict[str, An
 
 def _same_run(calm: dict[str, Any], hit: dict[str, Any]) -> None:
     assert hit["messages"]["lost"] == 0
+    books = hit["accounting"]  # message by message: every key the world sent taken in exactly once
+    assert (books["lost"], books["duplicated"], books["unexpected"]) == (0, 0, 0), books
+    assert books["ingested_once"] == books["sent"] > 0
     assert hit["messages"]["published"] == hit["messages"]["ingested"] + hit["messages"]["rejected"]
     assert hit["kpis"] == calm["kpis"]
     for name in DECISIONS:  # no case, order or notice twice, none missing
@@ -96,6 +100,7 @@ def test_sot_chaos_gives_the_verdict_and_refuses_a_fault_it_cannot_read(tmp_path
     assert "PASS" in said and "identical to the undisturbed run" in said
     verdict = json.loads((out / "result.json").read_text())["chaos"]
     assert verdict["verdict"] == "pass" and verdict["lost"] == 0 and verdict["kpis_differing"] == []
+    assert "taken in" in said and "never (lost)" in said  # the accounting table
     bad = sot("chaos", str(FREEZERS), "--fault", "meteor@1d", "--out", str(tmp_path / "bad"))
     words = " ".join(re.sub(r"[│╭╮╰╯─]", " ", bad.stdout + bad.stderr).split())
     assert bad.returncode == 2 and "expected KIND@TIME" in words

@@ -9,7 +9,6 @@ import json
 import queue
 import ssl
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,22 +20,13 @@ from paho.mqtt.reasoncodes import ReasonCode
 from harness.broker import BrokerUrl, RunningBroker, probe
 from harness.errors import BrokerError
 from harness.mqtt_transport import secure
-from harness.secure_broker import Deployment, check_config, start_secure_broker
+from harness.secure_broker import Deployment, check_config
 from tests.integration.cli import FREEZERS, sot
 
 pytestmark = pytest.mark.integration
 
 WAIT_S = 5.0
-PREFIX = "sot/test-secure"
-
-
-@pytest.fixture(scope="module")
-def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningBroker, Deployment]]:
-    """Mosquitto with a deployment of two devices (d-a, d-b) and a technician, started on free ports."""
-    workdir = tmp_path_factory.mktemp("secure-broker")
-    broker, deployment = start_secure_broker(workdir, prefix=PREFIX, devices=["d-a", "d-b"], technicians=["tech-1"])
-    with broker:
-        yield broker, deployment
+PREFIX = "sot/test-secure"  # the topic prefix of this module's `deployed` broker (conftest.py)
 
 
 class Client:
@@ -75,14 +65,6 @@ class Client:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
-
-
-@pytest.fixture
-def clients() -> Iterator[list[Client]]:
-    made: list[Client] = []
-    yield made
-    for c in made:
-        c.close()
 
 
 def connected(made: list[Client], url: BrokerUrl, client_id: str = "") -> Client:

@@ -1,7 +1,8 @@
 """The harness trusts only its own engine: on a broker others can publish to, messages on the
 engine's topics that the engine did not send make the run fail with what to do, rather than
 change what the world is told; undecodable ones are dropped and counted; an output delivered
-twice is taken once.
+twice is taken once. A step the broker says it dropped is sent again, and a broker that keeps
+dropping fails the run naming itself and its limit.
 
 The barrier runs against an in-memory stand-in for the world's connection (what the engine
 "publishes" is put on its inbox) and an engine process that is always alive.
@@ -14,7 +15,9 @@ import queue
 import pytest
 
 from contracts import Topics, codec
+from contracts.broker_stats import DropCount
 from contracts.messages import ClockAck, Notification
+from harness import runner
 from harness.errors import HarnessError
 from harness.runner import _Barrier
 
@@ -26,6 +29,9 @@ class Connection:
         self.inbox: queue.Queue[tuple[str, bytes]] = queue.Queue()
         self.sent: list[tuple[str, bytes]] = []
         self.connects = 1
+        self.host, self.port = "127.0.0.1", 1883
+        self.broker_drops = DropCount()
+        self.dropped_at = 0.0
 
     def publish(self, topic: str, payload: bytes) -> None:
         self.sent.append((topic, payload))
@@ -104,3 +110,36 @@ def test_every_partition_must_answer_and_a_copy_of_an_answer_is_no_contradiction
     link.inbox.put((TOPICS.clock_ack, ack(3600.0, 0, partition=0)))  # answered again (a clock sent again)
     with pytest.raises(HarnessError, match=r"no complete ack for t=3600.0 from partitions \[1\]"):
         b.sync(3600.0, published=0)
+
+
+def test_a_step_the_broker_dropped_is_sent_again_once_its_count_holds_still() -> None:
+    b, link = barrier()
+    step = [(TOPICS.telemetry("d-1"), b"r1"), (TOPICS.telemetry("d-2"), b"r2")]
+    b.send(step)
+    link.broker_drops.observe(b"0")
+    link.broker_drops.observe(b"2")  # the broker dropped two messages, long enough ago
+    b.timeout_s = 1.5
+    with pytest.raises(HarnessError, match=r"no complete ack .* the broker dropped 2 messages meanwhile"):
+        b.sync(3600.0, published=2)
+    assert (
+        link.sent[3:5] == step and len(link.sent) == 6 and b.resent == 2
+    )  # sent again, once: the count did not grow again
+
+
+def test_a_broker_that_drops_every_time_fails_the_run_naming_its_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runner, "_MAX_DROP_RESENDS", 2)
+    b, link = barrier()
+    b.send([(TOPICS.telemetry("d-1"), b"r1")])
+    link.broker_drops.observe(b"0")
+
+    def publish(topic: str, payload: bytes) -> None:  # every copy is dropped too
+        link.sent.append((topic, payload))
+        if topic != TOPICS.clock:
+            link.broker_drops.observe(str(link.broker_drops.total + 1).encode())
+
+    link.publish = publish  # type: ignore[method-assign]
+    link.broker_drops.observe(b"1")
+    b.timeout_s = 60.0
+    with pytest.raises(HarnessError, match=r"broker at 127.0.0.1:1883 keeps dropping .*max_queued_messages"):
+        b.sync(3600.0, published=1)
+    assert b.resent == 2

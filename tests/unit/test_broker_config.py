@@ -47,6 +47,44 @@ def test_secrets_are_private_and_kept_when_written_again(deployment_dir: Path) -
         assert (deployment_dir / name).stat().st_mode & 0o077 == 0, name
 
 
+@pytest.mark.parametrize("name", ["+", "#", "d-+", "d/#", "a/b", "a:b", "a b", "a\nuser engine", "", "x" * 65, "dé"])
+def test_a_user_name_that_could_widen_the_acl_is_refused_before_any_file_is_written(tmp_path: Path, name: str) -> None:
+    """Plan E5/D14: ``pattern ... %u`` with a ``+`` or ``#`` user name would match every device's topic;
+    a ``/`` moves the pattern, a ``:`` or a line break splits the password file or the ACL."""
+    directory = tmp_path / "deployment"
+    for role in ("devices", "gateways", "technicians"):
+        with pytest.raises(ValueError, match="is not a usable MQTT user name"):
+            write_deployment(directory, **{role: [name]})
+    assert not directory.exists()
+
+
+def test_each_listener_carries_its_own_connection_limit(tmp_path: Path) -> None:
+    """Mosquitto applies ``max_connections`` to the listener it follows: one line after the last
+    listener left the plain one unbounded."""
+    d = write_deployment(tmp_path, port=18830, tls_port=18883, max_connections=7)
+    limits: dict[str | None, str] = {}
+    listener = None
+    for line in d.conf.read_text().splitlines():
+        key, _, value = line.partition(" ")
+        if key == "listener":
+            listener = value
+        elif key == "max_connections":
+            limits[listener] = value
+    assert limits == {"18830 127.0.0.1": "7", "18883 127.0.0.1": "7"}
+
+
+def test_the_lint_names_a_listener_without_a_connection_limit(tmp_path: Path, deployment_dir: Path) -> None:
+    text = (deployment_dir / "mosquitto.conf").read_text()
+    first, rest = text.split("max_connections 10000\n", 1)  # drop the plain listener's limit only
+    conf = tmp_path / "mosquitto.conf"
+    conf.write_text(first + rest)
+    problems = check_config(conf)
+    assert problems == [
+        "max_connections unset or -1 on `listener 18830 127.0.0.1`: its connections are bounded only by file "
+        "descriptors (Mosquitto applies max_connections to the listener it follows, not to all)"
+    ]
+
+
 def test_a_password_entry_is_mosquitto_2_pbkdf2_sha512() -> None:
     salt = bytes(range(12))
     user, rest = password_entry("engine", "secret", salt).split(":", 1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +11,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from contracts.engine_config import ThresholdRule
 from harness.cli import app
+from harness.lint import Report, lint
 from sim import catalogue
 from sim.distributions import Weibull
 from sim.errors import Problem
@@ -128,40 +129,32 @@ def test_every_repair_part_has_a_price(product: str) -> None:
             assert scenario.costs.parts[mode.repair.part] > 0, mode.name
 
 
-def fires(rule: ThresholdRule, level: float) -> bool:
-    if rule.above is not None:
-        return level > rule.above
-    assert rule.below is not None
-    return level < rule.below
+@functools.cache
+def linted(product: str) -> Report:
+    """``sot lint`` of the entry in a minimal scenario: its rules dry-run on its own sensor model."""
+    return lint(fleet_of(product)[1])
 
 
 @pytest.mark.parametrize("product", ENTRIES)
 def test_rules_stay_quiet_on_healthy_devices_and_catch_every_precursor(product: str) -> None:
-    """Each threshold is at least 4 noise sd from the healthy level; each precursor drifts across one."""
-    fleet, scenario = fleet_of(product)
-    sensors = {s.name: s for s in fleet.sensors}
-    for rule in scenario.engine.rules:
-        sensor = sensors[rule.sensor]
-        assert not fires(rule, sensor.baseline + 4 * sensor.noise_sd), rule.name
-        assert not fires(rule, sensor.baseline - 4 * sensor.noise_sd), rule.name
-    for mode in fleet.failure_modes:
-        if mode.precursor is not None:
-            p = mode.precursor
-            drifted = sensors[p.sensor].baseline + p.delta
-            assert any(r.sensor == p.sensor and fires(r, drifted) for r in scenario.engine.rules), mode.name
+    """No rule raises a false alarm on healthy devices in the dry run; a rule fires on each precursor before the failure."""
+    report = linted(product)
+    assert [f for f in report.findings if f.code in ("false_alarms", "missed_precursor", "never_fires")] == []
+    assert all(r.false_alarms_per_1000_device_days == 0 for r in report.rules)
+    fleet, _ = fleet_of(product)
+    with_precursor = {m.name for m in fleet.failure_modes if m.precursor is not None}
+    assert {m.mode for m in report.modes if m.caught_early_by} >= with_precursor
 
 
 @pytest.mark.parametrize("product", ENTRIES)
 def test_every_failure_is_detectable_or_passes_on_its_own(product: str) -> None:
-    """A rule sees the mode's precursor or effects, or the device reports a fault code, or it self-restores."""
-    fleet, scenario = fleet_of(product)
-    baseline = {s.name: s.baseline for s in fleet.sensors}
-    for mode in fleet.failure_modes:
-        shifted = dict(baseline)
-        for effect in mode.effects:
-            shifted[effect.sensor] += effect.delta
-        seen_by_rule = any(fires(r, shifted[r.sensor]) for r in scenario.engine.rules if r.sensor in shifted)
-        assert seen_by_rule or mode.precursor or mode.fault_code or mode.self_restore_h, mode.name
+    """A rule fires on the mode, or the device reports a fault code, or it self-restores (a note, not a warning)."""
+    fleet, _ = fleet_of(product)
+    restoring = {m.name for m in fleet.failure_modes if m.self_restore_h is not None}
+    for finding in linted(product).findings:
+        assert finding.code != "undetected" or finding.severity == "info", finding
+    for mode in linted(product).modes:
+        assert mode.caught_by or mode.fault_code or mode.mode in restoring, mode
 
 
 @pytest.mark.parametrize("product", ENTRIES)
@@ -169,16 +162,15 @@ def test_every_way_to_a_modes_issue_brings_its_part(product: str) -> None:
     """Symptom, fault code and precursor rule all lead to an issue predicting the mode's part (first-time fix)."""
     fleet, scenario = fleet_of(product)
     engine = scenario.engine
-    sensors = {s.name: s.baseline for s in fleet.sensors}
+    early = {m.mode: m.caught_early_by for m in linted(product).modes}
+    rules = {r.name: r for r in engine.all_rules}
     for mode in fleet.failure_modes:
         if mode.repair.part is None:
             continue
         issues = [engine.symptoms[mode.symptom]]
         if mode.fault_code is not None:
             issues.append(engine.fault_codes[mode.fault_code])
-        if mode.precursor is not None:
-            drifted = sensors[mode.precursor.sensor] + mode.precursor.delta
-            issues += [r.issue for r in engine.rules if r.sensor == mode.precursor.sensor and fires(r, drifted)]
+        issues += [rules[name].issue for name in early[mode.name]]
         for issue in issues:
             assert mode.repair.part in engine.issues[issue].parts, (mode.name, issue)
 
@@ -347,9 +339,10 @@ def test_the_scenarios_own_engine_and_prices_win_over_the_entry() -> None:
 
 def test_an_unknown_product_without_sensors_names_the_catalogue() -> None:
     problems = invalid(minimal("hovercraft"))
-    (problem,) = (p for p in problems if p.path == "fleets[0].sensors")
+    (problem,) = (p for p in problems if p.path == "fleets[0].product")
     assert "'hovercraft' is not in the catalogue" in problem.message
     assert all(name in problem.message for name in CORE)
+    assert "did you mean" not in problem.message  # nothing is close to a hovercraft
 
 
 def test_a_bad_override_is_reported_under_the_fleet() -> None:
@@ -364,8 +357,14 @@ def test_a_bad_override_is_reported_under_the_fleet() -> None:
 def test_an_override_naming_an_unknown_sensor_is_reported_under_the_fleet() -> None:
     drift = {"name": "slow_tyre_leak", "precursor": {"sensor": "tyre_temp_c", "lead_time_days": 5, "delta": 10}}
     problems = invalid(minimal("car", failure_modes=[drift]))
-    assert [p.path for p in problems] == [
-        f"fleets[0].failure_modes[{mode_index('car', 'slow_tyre_leak')}].precursor.sensor"
+    assert [p.path for p in problems] == ["fleets[0].failure_modes[0].precursor.sensor"]  # the user's own item
+
+
+def test_a_problem_in_what_the_catalogue_gave_names_the_item_and_the_product() -> None:
+    problems = invalid(minimal("car", without=["tyre_pressure_kpa"]))
+    assert [(p.path, p.message.rsplit(" (", 1)[-1]) for p in problems] == [
+        ("fleets[0].failure_modes[slow_tyre_leak].precursor.sensor", "in catalogue product 'car')"),
+        ("fleets[0].failure_modes[slow_tyre_leak].effects[0].sensor", "in catalogue product 'car')"),
     ]
 
 

@@ -9,8 +9,10 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from contracts import Topics
+from contracts import Topics, codec
 from contracts.codec import encode_batch
+from contracts.messages import IngestAck
+from contracts.topics import Kind
 from support_engine.core.ledger import WINDOW, Key, Ledger
 from support_engine.service import EngineService
 from support_engine.storage import Storage
@@ -120,3 +122,35 @@ def test_storage_keeps_one_row_a_stream_and_the_engine_counts_stale_duplicates(t
     assert (engine.counters["msg_duplicates"], engine.counters["msg_duplicates_stale"]) == (2, 1)
     assert engine.storage.ledger() == [("batch", "gw-1", 0, 3 * WINDOW - 1, 0)]
     assert engine.core.stats["readings"] == 3 * WINDOW - 1  # neither copy reached the twins
+
+
+def test_a_copy_of_a_committed_message_is_receipted_again_and_a_stale_one_is_not(tmp_path: Path) -> None:
+    """A device that keeps a message until its receipt sends it again when the receipt was lost: the
+    copy is taken for a duplicate, and its receipt comes (once it is committed) all the same."""
+    topics = Topics("receipts/v1")
+    transport = MemoryTransport()
+    engine = EngineService(CONFIG, transport, Storage(tmp_path / "e.sqlite"), topics=topics, clock="wall", ack_every=1)
+    engine.start()
+
+    def send(seq: int) -> list[tuple[str, int]]:
+        payload = encode_batch(
+            gateway_id="gw-1", ts=float(seq), boot_id=0, seq=seq, devices=["d-1"], index=[0], reading_ts=[float(seq)],
+            reading_seq=[seq], values={"temp": [4.0]},
+        )  # fmt: skip
+        before = len(transport.published)
+        transport.offer(topics.batch("gw-1"), payload)
+        engine.poll(timeout_s=0)
+        return [
+            (ack.source, ack.seq)
+            for topic, body, _ in transport.published[before:]
+            if topic == topics.ingest_ack
+            for ack in [codec.decode(Kind.INGEST_ACK, body)]
+            if isinstance(ack, IngestAck)
+        ]
+
+    assert send(1) == [("gw-1", 1)]
+    assert send(1) == [("gw-1", 1)]  # the copy: a duplicate, receipted again
+    for seq in range(2, WINDOW + 10):
+        send(seq)
+    assert send(2) == []  # beyond the window: no telling whether it came, so no receipt
+    assert engine.counters["msg_duplicates"] == 2

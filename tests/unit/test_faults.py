@@ -22,6 +22,8 @@ def test_faults_read_as_written() -> None:
     assert Fault.parse("engine-kill@36h") == Fault("engine-kill", 129_600.0)
     assert Fault.parse("engine-kill:1@90m") == Fault("engine-kill", 5_400.0, partition=1)
     assert Fault.parse("partition:engine@3d+15s") == Fault("partition", 259_200.0, 15.0)
+    assert Fault.parse("engine-pause@1d+5s") == Fault("engine-pause", 86_400.0, 5.0)
+    assert Fault.parse("engine-pause:1@2h+3s") == Fault("engine-pause", 7_200.0, 3.0, partition=1)
     assert str(Fault.parse("partition:engine@90s+15s")) == "partition:engine@90s+15s"
     assert parse_duration("1.5h") == 5400.0
 
@@ -33,6 +35,7 @@ def test_faults_read_as_written() -> None:
         ("meteor@2d", "expected KIND@TIME"),
         ("broker-kill@2 days", "is not a duration"),
         ("partition:engine@3d", "needs how long it lasts"),
+        ("engine-pause@3d", "needs how long it lasts"),
         ("engine-kill@1d+5s", "takes no duration"),
     ],
 )

@@ -142,7 +142,7 @@ def test_an_aged_fleet_of_wear_out_units_fails_sooner_than_a_new_one() -> None:
 def firmware_fleet() -> Fleet:
     return fleet(
         4_000,
-        firmware={"1.0": 0.5, "1.1": 0.5},
+        firmware={"1.0": 0.5, "1.1": 0.5, "1.3": 0.0},  # no device starts on 1.3; an update brings it
         failure_modes=[
             mode("bug", {"dist": "exponential", "mean": 100}, firmware=["1.1", "1.3"], remote_fix={"action": "ota"})
         ],

@@ -149,7 +149,7 @@ def test_every_independent_problem_is_reported_with_its_exact_path() -> None:
         "fleets[0].count: expected int, got str",
         "fleets[0].sensors[0].name: must be 1-64 letters, digits or '_.:-'",
         "fleets[0].failure_modes[0].life_days.dist: must be one of exponential, weibull, lognormal, gamma, uniform,"
-        " fixed, wiener (got 'weibul')",
+        " fixed, wiener (got 'weibul'); did you mean 'weibull'?",
         "fleets[0].failure_modes[0].severity: must be one of 'degraded', 'down' (got 'dead')",
         "fleets[0].failure_modes[1].life_days.shape: must be > 0",
         "contact_centre: give `agents` (one group with every skill) or `groups`",
@@ -163,7 +163,8 @@ def test_every_independent_problem_is_reported_with_its_exact_path() -> None:
     error = info.value
     assert isinstance(error, SimError) and isinstance(error, ValueError)
     assert str(error).startswith(f"bad.yaml: {len(expected)} problem(s)\n")
-    assert all(f"  {line}" in str(error) for line in expected)
+    assert all(f" {line}\n" in f"{error}\n" for line in expected)
+    assert all(line.startswith("  bad.yaml:") for line in str(error).splitlines()[1:])  # with line and column
     assert error.path == error.problems[0].path
 
 
@@ -202,7 +203,7 @@ def test_every_independent_problem_is_reported_with_its_exact_path() -> None:
         ),
         (
             lambda d: d["engine"]["symptoms"].update(warm="plumbing"),
-            "engine: symptom 'warm' maps to unknown issue 'plumbing'",
+            "engine.symptoms.warm: unknown issue 'plumbing' (engine.issues: cooling)",
         ),
     ],
     ids=lambda v: v if isinstance(v, str) else None,
