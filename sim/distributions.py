@@ -141,6 +141,8 @@ class _Dist(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
 
 
 class Exponential(_Dist, frozen=True, kw_only=True, tag="exponential"):
+    """A random, memoryless life or delay: ``mean`` is all it takes (a constant hazard)."""
+
     mean_: Annotated[Positive, _doc("Mean, in the unit of the field that holds the distribution.", 3000.0)] = (
         msgspec.field(name="mean")
     )
@@ -165,6 +167,8 @@ class Exponential(_Dist, frozen=True, kw_only=True, tag="exponential"):
 
 
 class Weibull(_Dist, frozen=True, kw_only=True, tag="weibull"):
+    """A life whose hazard grows with age (``shape`` > 1: wear-out), stays flat (1) or falls (< 1)."""
+
     shape: Annotated[Positive, _doc("Shape: above 1 wears out, 1 is random (exponential), below 1 fails early.", 2.5)]
     scale: Annotated[Positive, _doc("Scale, in the field's unit (the mean is scale times Gamma(1 + 1/shape)).", 1800.0)]
 
@@ -236,6 +240,8 @@ class Lognormal(_Dist, frozen=True, kw_only=True, tag="lognormal"):
 
 
 class Gamma(_Dist, frozen=True, kw_only=True, tag="gamma"):
+    """A sum of ``shape`` exponential stages of mean ``scale``: a delay with a mode away from 0."""
+
     shape: Annotated[Positive, _doc("Shape.", 2.0)]
     scale: Annotated[Positive, _doc("Scale, in the field's unit (the mean is shape times scale).", 250.0)]
 
@@ -270,6 +276,8 @@ class Gamma(_Dist, frozen=True, kw_only=True, tag="gamma"):
 
 
 class Uniform(_Dist, frozen=True, kw_only=True, tag="uniform"):
+    """Any value from ``low`` to ``high``, equally likely."""
+
     low: Annotated[NonNegative, _doc("Lowest value, in the field's unit.", 0.0)]
     high: Annotated[NonNegative, _doc("Highest value (at least `low`).", 2000.0)]
 
@@ -297,6 +305,8 @@ class Uniform(_Dist, frozen=True, kw_only=True, tag="uniform"):
 
 
 class Fixed(_Dist, frozen=True, kw_only=True, tag="fixed"):
+    """Always ``value``: no randomness."""
+
     value: Annotated[NonNegative, _doc("The value, every time, in the field's unit.", 1.0)]
 
     def ppf(self, u: npt.ArrayLike) -> Floats:

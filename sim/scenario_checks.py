@@ -13,13 +13,25 @@ author's own file.
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Iterable
-from typing import Any, NamedTuple
+from typing import Any
 
 from sim import catalogue
 from sim.catalogue import Builtin, Path, Trace
 from sim.records import NO_POWER
+from sim.scenario_view import (
+    FEEDS,
+    MISSING,
+    Finding,
+    FleetNames,
+    View,
+    entry_sets,
+    listed,
+    numbers,
+    suggest,
+    taints,
+    total,
+    union,
+)
 
 __all__ = ["OTHER", "Finding", "check", "suggest", "unresolved_fleets"]
 
@@ -27,196 +39,18 @@ OTHER = "other"
 """The symptom of an owner who calls while nothing has failed (just after a remote fix, say)."""
 FALLBACK_SKILL = "general"  # the skill of the engine's fallback issue `unknown` (support_engine.core.base)
 RULE_LISTS = ("rules", "trends", "anomalies")
-_MISSING = object()
-
-
-class Finding(NamedTuple):
-    """One problem at a place in the merged data."""
-
-    path: Path
-    message: str
-
-
-_LOOKALIKE = str.maketrans("lIoO", "1100")  # a version typed `4.l` or `2.O`
-
-
-def suggest(name: str, known: Iterable[str], cutoff: float = 0.65) -> str:
-    """``"; did you mean 'x'?"`` for the closest of ``known`` to ``name`` (difflib), or ``""``."""
-    names = sorted(set(known) - {name})
-    alike = [k for k in names if k.translate(_LOOKALIKE).casefold() == name.translate(_LOOKALIKE).casefold()]
-    close = alike or difflib.get_close_matches(name, names, n=1, cutoff=cutoff)
-    return f"; did you mean {close[0]!r}?" if close else ""
-
-
-def _listed(names: Iterable[str]) -> str:
-    return ", ".join(sorted(names)) or "none"
-
-
-def _union(sets: Iterable[set[str] | None]) -> set[str] | None:
-    out: set[str] = set()
-    for s in sets:
-        if s is None:
-            return None
-        out |= s
-    return out
-
-
-# What feeds each of the lenient name sets: a type problem at such a key (or at a whole item, list
-# or fleet) under ``fleets`` or ``products`` leaves the set incomplete, and the checks against it wait.
-_FEEDS = {
-    "sensors": {"sensors", "sensor", "name"},
-    "modes": {"name"},
-    "consumables": {"name"},
-    "codes": {"fault_code", "name"},
-    "symptoms": {"symptom"},
-    "parts": {"repair", "service", "part", "parts"},
-    "firmware": {"firmware"},
-    "dimensions": {"cohorts"},
-}
-_WHOLE = {"fleets", "products", "sensors", "failure_modes", "consumables", "engine"}
-
-
-def _taints(bad: Path, feeds: set[str]) -> bool:
-    if bad[:1] not in (("fleets",), ("products",)):
-        return False
-    return len(bad) <= 2 or isinstance(bad[-1], int) or bad[-1] in _WHOLE or bool(feeds.intersection(bad))
-
-
-def _numbers(*values: Any) -> bool:
-    return all(isinstance(x, int | float) and not isinstance(x, bool) for x in values)
-
-
-class _View:
-    """Lenient reads of the merged data that trust no part with a type problem."""
-
-    def __init__(self, data: Any, bad: set[Path]) -> None:
-        self.data = data
-        self.bad = bad
-
-    def broken(self, path: Path) -> bool:
-        """Whether a type problem lies at ``path`` or above it."""
-        return any(path[: len(b)] == b for b in self.bad)
-
-    def get(self, path: Path) -> Any:
-        node = self.data
-        for step in path:
-            if (isinstance(step, int) and isinstance(node, list) and 0 <= step < len(node)) or (
-                isinstance(step, str) and isinstance(node, dict) and step in node
-            ):
-                node = node[step]  # type: ignore[index]
-            else:
-                return _MISSING
-        return node
-
-    def text(self, path: Path) -> str | None:
-        value = self.get(path)
-        return value if isinstance(value, str) and not self.broken(path) else None
-
-    def items(self, path: Path) -> list[tuple[Path, dict[str, Any]]]:
-        """The mappings of the list at ``path`` with their paths (none if it is not a list)."""
-        value = self.get(path)
-        if not isinstance(value, list) or self.broken(path):
-            return []
-        return [((*path, i), item) for i, item in enumerate(value) if isinstance(item, dict)]
-
-    def keys(self, path: Path) -> list[tuple[Path, str, Any]]:
-        """The entries of the mapping at ``path`` (none if it is not a mapping)."""
-        value = self.get(path)
-        if not isinstance(value, dict) or self.broken(path):
-            return []
-        return [((*path, str(k)), str(k), v) for k, v in value.items()]
-
-    def names(self, path: Path, key: str = "name") -> set[str] | None:
-        """The ``key`` of every item of the list at ``path``; None if any of them is unknown."""
-        value = self.get(path)
-        if value is _MISSING:
-            return set()
-        if not isinstance(value, list) or self.broken(path):
-            return None
-        out = set()
-        for i, item in enumerate(value):
-            name = item.get(key) if isinstance(item, dict) else None
-            if not isinstance(name, str) or self.broken((*path, i, key)):
-                return None
-            out.add(name)
-        return out
-
-    def key_set(self, path: Path) -> set[str] | None:
-        value = self.get(path)
-        if value is _MISSING:
-            return set()
-        if not isinstance(value, dict) or self.broken(path):
-            return None
-        return {str(k) for k in value}
-
-
-def _entry_sets(entry: Any) -> dict[str, set[str]]:
-    """What a product entry (plain data) names, read leniently: for membership, never for errors."""
-    out: dict[str, set[str]] = {k: set() for k in ("sensors", "modes", "consumables", "codes", "symptoms")}
-    out |= {"parts": set(), "firmware": set(), "dimensions": set()}
-    if not isinstance(entry, dict):
-        return out
-
-    def each(key: str) -> list[dict[str, Any]]:
-        items = entry.get(key)
-        return [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
-
-    def add(kind: str, value: Any) -> None:
-        if isinstance(value, str):
-            out[kind].add(value)
-
-    for s in each("sensors"):
-        add("sensors", s.get("name"))
-    for m in each("failure_modes"):
-        add("modes", m.get("name"))
-        add("codes", m.get("fault_code"))
-        add("symptoms", m.get("symptom"))
-        for fix in (m.get("repair"), m.get("service")):
-            if isinstance(fix, dict):
-                add("parts", fix.get("part"))
-    for c in each("consumables"):
-        for kind in ("modes", "consumables", "codes"):
-            add(kind, c.get("name"))
-        add("sensors", c.get("sensor"))
-        add("symptoms", c.get("symptom"))
-    for key, kind in (("firmware", "firmware"), ("parts", "parts"), ("cohorts", "dimensions")):
-        if isinstance(entry.get(key), dict):
-            out[kind] |= {str(k) for k in entry[key]}
-    return out
-
-
-class _Fleet:
-    """What one merged fleet names; a None set is unknown (a type problem in it)."""
-
-    def __init__(self, v: _View, at: Path, fleet: dict[str, Any], entry: Any) -> None:
-        self.at = at
-        self.name = v.text((*at, "name"))
-        self.product = v.text((*at, "product"))
-        self.entry = entry if isinstance(entry, dict) else None
-        own = v.names((*at, "sensors"))
-        self.consumable_sensors = v.names((*at, "consumables"), "sensor")
-        self.sensor_list = own
-        self.sensors = _union([own, self.consumable_sensors])
-        self.consumables = v.names((*at, "consumables"))
-        self.modes = _union([v.names((*at, "failure_modes")), self.consumables])
-        self.firmware = v.key_set((*at, "firmware"))
-        regions = v.key_set((*at, "regions"))
-        self.regions = None if self.entry is None and not regions and not own else regions
-        self.dimensions = v.key_set((*at, "cohorts"))
-        self.of_entry = _entry_sets(self.entry)
-        merged = _entry_sets(fleet)  # lenient: the names this fleet has, for membership
-        self.known = {k: merged[k] | self.of_entry[k] for k in merged}
 
 
 class _Checker:
     def __init__(self, data: Any, original: Any, trace: Trace, bad: set[Path]) -> None:
-        self.v = _View(data, bad)
+        self.v = View(data, bad)
         self.original = original
         self.trace = trace
         self.out: list[Finding] = []
         entries = {**catalogue.builtin(), **(data.get("products") if isinstance(data.get("products"), dict) else {})}
-        self.entries = entries
-        self.fleets = [_Fleet(self.v, at, f, entries.get(str(f.get("product")))) for at, f in self.v.items(("fleets",))]
+        self.fleets = [
+            FleetNames(self.v, at, f, entries.get(str(f.get("product")))) for at, f in self.v.items(("fleets",))
+        ]
         self.fleets_known = isinstance(data.get("fleets"), list) and not self.v.broken(("fleets",))
         self.bad_bases = _bad_bases(original)  # such an entry is missing its base: what it names is unknown
         for f in self.fleets:
@@ -226,10 +60,10 @@ class _Checker:
         self.issues = self.v.key_set(("engine", "issues"))
         self.symptoms = self.v.key_set(("engine", "symptoms"))
         self.default_issue = self.v.text(("engine", "default_issue"))
-        self.all = {k: set().union(*(f.known[k] for f in self.fleets)) for k in _entry_sets(None)}
-        self.tainted = {kind for kind, feeds in _FEEDS.items() if any(_taints(b, feeds) for b in bad)}
+        self.all = {k: set().union(*(f.known[k] for f in self.fleets)) for k in entry_sets(None)}
+        self.tainted = {kind for kind, feeds in FEEDS.items() if any(taints(b, feeds) for b in bad)}
         if any(f.product in self.bad_bases for f in self.fleets):
-            self.tainted |= set(_FEEDS)
+            self.tainted |= set(FEEDS)
         self.priced = self.v.key_set(("costs", "parts"))
         self.repair_parts = self.all["parts"] | (self.priced or set())  # what an issue may predict
         issue_parts = [self.v.get((*at, "parts")) for at, _, _ in self.v.keys(("engine", "issues"))]
@@ -265,9 +99,9 @@ class _Checker:
         self.skills: set[str] | None = None
         self.field = True
         crews = self.v.get((*techs, "crews"))
-        if crews is _MISSING or crews == []:  # `count: N`: one crew with every skill; 0: no field service
+        if crews is MISSING or crews == []:  # `count: N`: one crew with every skill; 0: no field service
             count = self.v.get((*techs, "count"))
-            self.field = not (count in (0, _MISSING) and not self.v.broken(techs))
+            self.field = not (count in (0, MISSING) and not self.v.broken(techs))
             return
         groups = [self.v.get((*at, "skills")) for at, _ in self.v.items((*techs, "crews"))]
         if self.v.broken((*techs, "crews")) or not all(isinstance(g, list) for g in groups):
@@ -292,22 +126,23 @@ class _Checker:
         self.agents_known = True
         self.agent_skills = {x for s in skills for x in s if isinstance(x, str)}
 
-    def skill(self, path: Path, extra: str = "") -> None:
+    def skill(self, path: Path) -> None:
         skill = self.v.text(path)
         if skill is None or self.skills is None or not self.field or skill in self.skills:
             return
-        self.report(path, f"no technician crew has skill {skill!r}{extra}{suggest(skill, self.skills)}")
+        self.report(path, f"no technician crew has skill {skill!r}{suggest(skill, self.skills)}")
 
     def issue(self, path: Path) -> None:
         name = self.v.text(path)
         if name is None or self.issues is None or name in self.issues:
             return
-        self.report(path, f"unknown issue {name!r} (engine.issues: {_listed(self.issues)}){suggest(name, self.issues)}")
+        self.report(path, f"unknown issue {name!r} (engine.issues: {listed(self.issues)}){suggest(name, self.issues)}")
 
-    def member(self, path: Path, name: str | None, known: set[str] | None, what: str, listed: str = "") -> None:
+    def member(self, path: Path, name: str | None, known: set[str] | None, what: str, label: str = "") -> None:
+        """Report ``name`` unless it is one of ``known`` (None: unknown, nothing to check against)."""
         if name is None or known is None or name in known:
             return
-        shown = f" ({listed}: {_listed(known)})" if listed else ""
+        shown = f" ({label}: {listed(known)})" if label else ""
         self.report(path, f"{what} {name!r}{shown}{suggest(name, known)}")
 
     def unique(self, path: Path, key: str, what: str) -> None:
@@ -335,7 +170,7 @@ class _Checker:
     def top_level(self) -> None:
         duration, warmup = self.v.get(("duration_days",)), self.v.get(("warmup_days",))
         trusted = not self.v.broken(("warmup_days",)) and not self.v.broken(("duration_days",))
-        if trusted and _numbers(duration, warmup) and warmup >= duration:
+        if trusted and numbers(duration, warmup) and warmup >= duration:
             self.report(("warmup_days",), f"must be < duration_days ({duration:g})")
         self.unique(("fleets",), "name", "fleet name")
 
@@ -351,10 +186,10 @@ class _Checker:
                 entries = catalogue.names()
                 self.report(
                     (*at, "base"),
-                    f"unknown catalogue entry {base!r} (catalogue: {_listed(entries)}){suggest(str(base), entries)}",
+                    f"unknown catalogue entry {base!r} (catalogue: {listed(entries)}){suggest(str(base), entries)}",
                 )
             users = [f for f in self.fleets if f.product == name]
-            own = _entry_sets(entry)
+            own = entry_sets(entry)
             known = {k: own[k].union(*(f.known[k] for f in users)) for k in own}
             self.product_engine(at, name, known)
 
@@ -366,7 +201,7 @@ class _Checker:
                 if sensor is not None and self.sure("sensors", known["sensors"]) and sensor not in known["sensors"]:
                     self.report(
                         (*rule, "sensor"),
-                        f"product {name!r} has no sensor {sensor!r} (it has: {_listed(known['sensors'])}), so the rule"
+                        f"product {name!r} has no sensor {sensor!r} (it has: {listed(known['sensors'])}), so the rule"
                         f" would never fire{suggest(sensor, known['sensors'])}",
                     )
         self.dead_keys((*engine, "fault_codes"), known, f"of product {name!r}")
@@ -401,20 +236,20 @@ class _Checker:
             self.report(
                 at,
                 f"no failure mode or consumable {whose} reports fault code {key!r} (a mode reports its"
-                f" `fault_code`, a consumable running low its own name: {_listed(known['codes'])}){close}{hint}",
+                f" `fault_code`, a consumable running low its own name: {listed(known['codes'])}){close}{hint}",
             )
         elif kind == "symptoms" and key not in known["symptoms"] | {OTHER, NO_POWER}:
             self.report(
                 at,
                 f"no failure mode or consumable {whose} has symptom {key!r} (they have:"
-                f" {_listed(known['symptoms'])}; owners also say `{OTHER}` and `{NO_POWER}`)"
+                f" {listed(known['symptoms'])}; owners also say `{OTHER}` and `{NO_POWER}`)"
                 f"{suggest(key, known['symptoms'])}",
             )
         elif kind == "diagnoses" and key not in known["modes"] | {"ok"}:
             self.report(
                 at,
                 f"no failure mode or consumable {whose} is named {key!r} (a device answers a diagnostic with"
-                f" the name of what failed: {_listed(known['modes'])}){suggest(key, known['modes'])}",
+                f" the name of what failed: {listed(known['modes'])}){suggest(key, known['modes'])}",
             )
 
     def parts(self, path: Path, known: set[str]) -> None:
@@ -429,7 +264,7 @@ class _Checker:
                     f"{suggest(part, known)}",
                 )
 
-    def fleet(self, f: _Fleet) -> None:
+    def fleet(self, f: FleetNames) -> None:
         at = f.at
         if f.sensors == set() and f.product is not None and f.product not in self.bad_bases:
             if f.entry is None:
@@ -473,34 +308,33 @@ class _Checker:
                         self.report(
                             (*mode, "firmware", k),
                             f"firmware version {version!r} is in no firmware mix and no OTA installs it (versions:"
-                            f" {_listed(versions)}), so the mode never happens{suggest(version, versions)} (a version"
+                            f" {listed(versions)}), so the mode never happens{suggest(version, versions)} (a version"
                             " no device starts on goes in the mix with share 0)",
                         )
         for consumable, _ in self.v.items((*at, "consumables")):
             self.symptom((*consumable, "symptom"))
         for dim, _, values in self.v.keys((*at, "cohorts")):
             cohorts = values.values() if isinstance(values, dict) else []
-            shares = [c.get("share") for c in cohorts if isinstance(c, dict)]
-            numbers = [x for x in shares if isinstance(x, int | float)]
-            if numbers and len(numbers) == len(shares) and sum(numbers) <= 0:
+            shares = total(c.get("share") for c in cohorts if isinstance(c, dict))
+            if shares is not None and shares <= 0:
                 self.report(dim, "shares must add up to more than 0")
             for value, _, _ in self.v.keys(dim):
                 for _, mode_name, _ in self.v.keys((*value, "life_factor")):
                     self.member((*value, "life_factor"), mode_name, f.modes, "unknown failure mode", "fleet has")
         for key in ("firmware", "regions"):
             shares = self.v.get((*at, key))
-            weights = list(shares.values()) if isinstance(shares, dict) and not self.v.broken((*at, key)) else []
-            if weights and _numbers(*weights) and sum(weights) <= 0:
+            weights = total(shares.values()) if isinstance(shares, dict) and not self.v.broken((*at, key)) else None
+            if weights is not None and weights <= 0:
                 self.report((*at, key), "shares must add up to more than 0")
         interval, sync = self.v.get((*at, "telemetry_interval_s")), self.v.get(("sync_interval_s",))
-        sync = 3600.0 if sync is _MISSING else sync
+        sync = 3600.0 if sync is MISSING else sync
         trusted = not self.v.broken((*at, "telemetry_interval_s")) and not self.v.broken(("sync_interval_s",))
-        if trusted and _numbers(interval, sync) and interval > sync:
+        if trusted and numbers(interval, sync) and interval > sync:
             self.report((*at, "telemetry_interval_s"), "must be <= sync_interval_s")
         self.without(f)
         self.routed(f)
 
-    def without(self, f: _Fleet) -> None:
+    def without(self, f: FleetNames) -> None:
         drop = self.v.get((*f.at, "without"))
         if f.entry is None or not isinstance(drop, list) or self.v.broken((*f.at, "without")):
             return
@@ -513,7 +347,7 @@ class _Checker:
                     f"{suggest(name, known)}",
                 )
 
-    def routed(self, f: _Fleet) -> None:
+    def routed(self, f: FleetNames) -> None:
         routing = self.v.get(("contact_centre", "routing"))
         routing = routing if isinstance(routing, dict) and not self.v.broken(("contact_centre", "routing")) else {}
         if not self.agents_known or self.agent_skills is None or f.product is None:
@@ -542,7 +376,7 @@ class _Checker:
         )
 
     def rules(self) -> None:
-        sensors = _union(f.sensors for f in self.fleets) if self.fleets_known else None
+        sensors = union(f.sensors for f in self.fleets) if self.fleets_known else None
         names: set[str] = set()
         for key in RULE_LISTS:
             for at, _ in self.v.items(("engine", key)):
@@ -692,7 +526,7 @@ class _Checker:
                     (*at, "power"),
                     f"symptom {NO_POWER!r} is not in engine.symptoms and there is no engine.default_issue",
                 )
-        regions = _union(f.regions for f in self.fleets) if self.fleets_known else None
+        regions = union(f.regions for f in self.fleets) if self.fleets_known else None
         places = [*self.v.items(("outages",)), *self.v.items(("technicians", "crews")), *self.v.items(("depots",))]
         for at, _ in places:
             self.member((*at, "region"), self.v.text((*at, "region")), regions, "unknown region", "fleets have")

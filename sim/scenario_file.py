@@ -92,8 +92,9 @@ def _check(value: Any, tp: Any, path: Loc) -> list[Finding]:
     """Check ``value`` against the annotation ``tp``, returning every problem found below ``path``."""
     origin = typing.get_origin(tp)
     if origin is typing.Annotated:
-        problems = _check(value, typing.get_args(tp)[0], path)
-        return problems or _convert(value, tp, path)
+        inner, *metas = typing.get_args(tp)
+        problems = _check(value, inner, path)
+        return problems or (_convert(value, tp, path) if any(map(_constrains, metas)) else [])
     if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
         return _check_struct(value, tp, path)
     if origin in (Union, types.UnionType):
@@ -120,6 +121,14 @@ def _check(value: Any, tp: Any, path: Loc) -> list[Finding]:
         close = suggest(value, [a for a in allowed if isinstance(a, str)], 0.8) if isinstance(value, str) else ""
         return [Finding(path, f"must be one of {', '.join(map(repr, allowed))} (got {value!r}){close}")]
     return _convert(value, tp, path)
+
+
+_CONSTRAINTS = ("gt", "ge", "lt", "le", "multiple_of", "pattern", "min_length", "max_length", "tz")
+
+
+def _constrains(meta: object) -> bool:
+    """Whether ``Annotated`` metadata validates (bounds, a pattern), not only documents (a description)."""
+    return isinstance(meta, msgspec.Meta) and any(getattr(meta, c) is not None for c in _CONSTRAINTS)
 
 
 def _convert(value: Any, tp: Any, path: Loc) -> list[Finding]:
