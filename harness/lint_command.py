@@ -17,7 +17,6 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from sim.errors import ScenarioError
 from sim.scenario import MAX_SEED, Scenario
 
 if TYPE_CHECKING:
@@ -34,16 +33,10 @@ _STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 
 
 def _load(path: Path) -> Scenario:
-    from sim.scenario_file import load
+    """The scenario at ``path``, or its problems printed as ``sot validate`` prints them and exit 2."""
+    from harness.cli import _load as load_or_exit
 
-    try:
-        return load(path)
-    except ScenarioError as exc:
-        console.print(f"[bold red]{exc.source}[/]: {len(exc.problems)} problem(s)")
-        for problem in exc.problems:
-            console.print(f"  [red]{problem.path or '<document>'}[/]: {problem.message}")
-        console.print("Fix the file (see [bold]sot validate[/]) before linting it.")
-        raise typer.Exit(EXIT_INVALID) from exc
+    return load_or_exit(path)
 
 
 def show(report: Report, *, figures: bool = True) -> None:

@@ -213,16 +213,10 @@ def loadtest(
 
 
 def _scenario(path: Path) -> Any:
-    from sim.errors import ScenarioError
-    from sim.scenario_file import load
+    """The scenario at ``path``, or its problems printed as ``sot validate`` prints them and exit 2."""
+    from harness.cli import _load
 
-    try:
-        return load(path)
-    except ScenarioError as exc:
-        console.print(f"[bold red]{exc.source}[/]: {len(exc.problems)} problem(s)")
-        for problem in exc.problems:
-            console.print(f"  [red]{problem.path or '<document>'}[/]: {problem.message}")
-        raise typer.Exit(EXIT_INVALID) from exc
+    return _load(path)
 
 
 def _fmt(value: float | None, spec: str = "{:,.0f}") -> str:
