@@ -44,6 +44,7 @@ ENGINE_COUNTERS: tuple[str, ...] = tuple(
             "consumable_orders",
             "consumable_orders_joined",
             "contacts",
+            "contacts_after_resolution",
             "contacts_joined",
             "device_events",
             *(f"device_events_{kind}" for kind in _DEVICE_EVENTS),

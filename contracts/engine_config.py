@@ -511,6 +511,13 @@ class EngineConfig(_Frozen, frozen=True, kw_only=True):
             "no_coffee",
         ),
     ] = None
+    recontact_window_s: Annotated[
+        PositiveSeconds,
+        _doc(
+            "A fault contact this soon after the device's last case was resolved, with no alert active on the device, is answered from that case (the owner is told it was resolved) instead of opening a new one; a second such contact opens a case, seconds.",
+            86400.0,
+        ),
+    ] = 86400.0
     sla: Annotated[
         Sla,
         _doc(

@@ -16,10 +16,10 @@ from typing import Any
 
 from experiments.rundata import RunData, owner_contacts
 from sim.contact_centre import SELF_SERVICE
-from sim.records import Incident
+from sim.records import Enquiry, Incident
 from sim.scenario import Scenario
 
-__all__ = ["LINES", "REVENUE_LINES", "agent_hours", "cost_ledger", "sla_breaches"]
+__all__ = ["LINES", "REVENUE_LINES", "agent_hours", "cost_ledger", "enquiry_hours", "sla_breaches"]
 
 YEAR_S = 365.0 * 86400.0
 LINES = (
@@ -55,6 +55,22 @@ def agent_hours(scenario: Scenario, channels: Counter[str]) -> float:
         for channel, n in channels.items()
         if channel != SELF_SERVICE
     )
+    return seconds / 3600.0
+
+
+def enquiry_hours(scenario: Scenario, enquiries: list[Enquiry]) -> float:
+    """Expected agent hours of contact-stream contacts: each one's stream's mean handling time (its
+    ``handle_time_s``, else the centre's for the channel, as the world draws it); self-service takes none."""
+    centre = scenario.contact_centre
+    by_channel = {str(c): d for c, d in centre.handle_time_by_channel.items()}
+    streams = {f.name: f.contact_streams for f in scenario.fleets}
+    seconds = 0.0
+    for e in enquiries:
+        if e.channel == SELF_SERVICE:
+            continue
+        stream = streams.get(e.fleet, {}).get(e.reason)
+        own = stream.handle_time_s if stream is not None else None
+        seconds += (own if own is not None else by_channel.get(e.channel, centre.handle_time_s)).mean
     return seconds / 3600.0
 
 
@@ -118,6 +134,8 @@ def cost_ledger(run: RunData) -> dict[str, Any]:
     contacts = owner_contacts(run)
     channels = Counter(channel for _, _, channel in contacts)
     agent_h = agent_hours(scenario, channels)
+    enquiries = [e for e in records.enquiries if e.answered and e.arrived_s >= start]  # questions, not faults
+    enquiry_h = enquiry_hours(scenario, enquiries)
     first, resolution, counted_from = sla_breaches(run)
     churned = len({i.device_id for i in incidents if i.churned})
     charged = run.policy != "reactive"
@@ -145,11 +163,13 @@ def cost_ledger(run: RunData) -> dict[str, Any]:
             labour_h * costs.labour_per_hour, "technician_time", labour_h=_r(labour_h), price=costs.labour_per_hour
         ),
         "agent_time": line(
-            len(contacts) * costs.contact + agent_h * costs.agent_per_hour,
+            (len(contacts) + len(enquiries)) * costs.contact + (agent_h + enquiry_h) * costs.agent_per_hour,
             "agent_time",
             contacts=len(contacts),
+            enquiries=len(enquiries),
             contact_price=costs.contact,
             agent_h=_r(agent_h),
+            enquiry_agent_h=_r(enquiry_h),
             price=costs.agent_per_hour,
             by_channel=dict(sorted(channels.items())),
         ),

@@ -43,6 +43,7 @@ class CallOutcome(NamedTuple):
     handle_s: float  # 0 when abandoned
     agent: str  # "" when abandoned; "self_service" for self-service
     resolved: bool  # fixed on the call (first-contact resolution); only when the call was ``fixable``
+    withdrawn: bool = False  # the caller left the queue because they no longer needed the call
 
 
 @dataclass
@@ -56,6 +57,7 @@ class QueueStats:
     arrivals: int = 0
     answered: int = 0
     abandoned: int = 0
+    withdrawn: int = 0  # callers who left the queue because the call was no longer needed (not abandoned)
     total_wait_s: float = 0.0  # of answered calls
     answered_within_service_level: int = 0
     waited: int = 0  # answered calls that waited > 0
@@ -209,6 +211,7 @@ class ContactCentre:
         fixable: bool = False,
         on_answer: Callable[[str], object] | None = None,
         handle_s: float | None = None,
+        withdraw: simpy.Event | None = None,
     ) -> Generator[simpy.Event, Any, CallOutcome]:
         """Queue for an agent of ``skill``, hold them for the handling time; ``yield from`` it.
 
@@ -216,7 +219,8 @@ class ContactCentre:
         ``self_service`` call needs no agent: answered at once, resolved when ``fixable`` and the
         first-contact draw succeeds. ``handle_s`` is a handling time the caller drew (a contact
         stream's own); by default it is the centre's, drawn for ``(caller, k)``. Raises ValueError
-        when no group serves ``skill``.
+        when no group serves ``skill``. A caller still in the queue when ``withdraw`` fires leaves it
+        (``withdrawn``: the call is no longer needed; not counted as abandoned).
         """
         env = self.env
         if channel == SELF_SERVICE:
@@ -237,6 +241,8 @@ class ContactCentre:
             self._queues[skill][waiting.seq] = waiting
             stats.change(arrived, +1)
             until = waiting.taken | env.timeout(patience_s) if math.isfinite(patience_s) else waiting.taken
+            if withdraw is not None:
+                until = until | withdraw
             try:
                 yield until
             finally:
@@ -244,6 +250,9 @@ class ContactCentre:
                     del self._queues[skill][waiting.seq]
                     stats.change(env.now, -1)
             if waiting.agent is None:
+                if withdraw is not None and withdraw.triggered:
+                    stats.withdrawn += 1
+                    return CallOutcome(False, env.now - arrived, 0.0, "", False, withdrawn=True)
                 stats.abandoned += 1
                 return CallOutcome(False, env.now - arrived, 0.0, "", False)
             agent = waiting.agent
@@ -285,6 +294,7 @@ class ContactCentre:
             arrivals=sum(s.arrivals for s in self.stats.values()),
             answered=sum(s.answered for s in self.stats.values()),
             abandoned=sum(s.abandoned for s in self.stats.values()),
+            withdrawn=sum(s.withdrawn for s in self.stats.values()),
             total_wait_s=sum(s.total_wait_s for s in self.stats.values()),
             answered_within_service_level=sum(s.answered_within_service_level for s in self.stats.values()),
             waited=sum(s.waited for s in self.stats.values()),
@@ -297,6 +307,7 @@ class ContactCentre:
             "arrivals": float(q.arrivals),
             "answered": float(q.answered),
             "abandoned": float(q.abandoned),
+            "withdrawn": float(q.withdrawn),
             "self_service": float(self.self_served),
             "p_wait": q.p_wait,
             "asa_s": q.mean_wait_s,

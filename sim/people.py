@@ -41,6 +41,7 @@ class Owners:
         self._recontact = Stream(seed, "owners", "recontact")
         self._churn = Stream(seed, "owners", "churn")
         self._contacts = 0
+        self._on_hold: dict[int, simpy.Event] = {}  # device -> fires when its owner, in a queue, hears it is fixed
 
     def on_failure(self, incident: Incident, device: int) -> None:
         """Start the owner's side of a new incident."""
@@ -56,6 +57,7 @@ class Owners:
         if not math.isnan(incident.restored_s):
             return
         incident.noticed_s = w.env.now
+        incident.symptom = w.symptom_of(device)
         w.records.log(w.env.now, "owner", "noticed", incident.device_id)
         channels = list(owners.channels)
         weights = np.cumsum([owners.channels[c] for c in channels])
@@ -68,9 +70,22 @@ class Owners:
             patience = (
                 math.inf if owners.patience_s is None else float(owners.patience_s.ppf(self._patience.one(device, k)))
             )
-            outcome = yield from w.contact_centre.call(
-                device, k, channel=channel, skill=skill, patience_s=patience, fixable=w.remotely_fixable(device)
-            )
+            told_fixed = self._on_hold[device] = w.env.event()
+            try:
+                outcome = yield from w.contact_centre.call(
+                    device,
+                    k,
+                    channel=channel,
+                    skill=skill,
+                    patience_s=patience,
+                    fixable=w.remotely_fixable(device),
+                    withdraw=told_fixed,
+                )
+            finally:
+                del self._on_hold[device]
+            if outcome.withdrawn:
+                w.records.log(w.env.now, "owner", "withdrew", incident.device_id, "", f"{channel}: told it is fixed")
+                return
             if not outcome.answered:
                 incident.abandoned += 1
                 w.records.log(
@@ -78,8 +93,10 @@ class Owners:
                 )
             else:
                 w.records.contact_waits_s.append(outcome.wait_s)
-                self._report(incident, device, channel, outcome.agent, outcome.resolved)
-                if outcome.resolved:
+                # A fault gone during the call is not fixed on it: the owner says what they saw.
+                resolved = outcome.resolved and math.isnan(incident.restored_s)
+                self._report(incident, device, channel, outcome.agent, resolved)
+                if resolved or not math.isnan(incident.restored_s):
                     return
             wait_h = float(owners.recontact_h.ppf(self._recontact.one(device, k)))
             yield w.env.timeout(wait_h * HOUR_S)
@@ -90,7 +107,8 @@ class Owners:
         self._contacts += 1
         contact_id = f"contact-{self._contacts:07d}"
         incident.contacts += 1
-        symptom = w.symptom_of(device)
+        # What the owner describes: the fault now, or what they noticed if it has gone meanwhile.
+        symptom = w.symptom_of(device) if math.isnan(incident.restored_s) else incident.symptom
         if resolved:
             w.remote_fix_all(device, by="agent")
         shard = w.shard(device)
@@ -110,6 +128,12 @@ class Owners:
         detail = f"{channel}: {symptom}" + (" (fixed on the call)" if resolved else "")
         w.records.log(w.env.now, "owner", "contact", incident.device_id, contact_id, detail)
         w.records.log(w.env.now, "agent", "answered", incident.device_id, contact_id, agent)
+
+    def told_fixed(self, device: int) -> None:
+        """The owner hears the trouble is resolved: if they are in a queue about it, they leave it."""
+        event = self._on_hold.get(device)
+        if event is not None and not event.triggered:
+            event.succeed()
 
     def on_restored(self, incident: Incident, device: int) -> None:
         """Decide, once an incident is over, whether its owner walks away."""

@@ -53,6 +53,7 @@ class Incident:
     onset_s: float
     severity: str
     noticed_s: float = math.nan
+    symptom: str = ""  # what the owner noticed (the symptom of the worst fault then)
     informed_s: float = math.nan  # when the engine first told the owner it knows
     restored_s: float = math.nan
     contacts: int = 0

@@ -36,7 +36,7 @@ from sim.scenario_view import (
 __all__ = ["OTHER", "Finding", "check", "suggest", "unresolved_fleets"]
 
 OTHER = "other"
-"""The symptom of an owner who calls while nothing has failed (just after a remote fix, say)."""
+"""The symptom of a contact about no failure the device has (the world's owners describe what they noticed)."""
 FALLBACK_SKILL = "general"  # the skill of the engine's fallback issue `unknown` (support_engine.core.base)
 RULE_LISTS = ("rules", "trends", "anomalies")
 
@@ -474,45 +474,68 @@ class _Checker:
             self.report(
                 ("technicians", "crews"),
                 f"no technician crew has skill {FALLBACK_SKILL!r}, which the engine's fallback issue `unknown` needs:"
-                f" an owner who calls while nothing has failed (symptom `{OTHER}`, just after a remote fix, say)"
+                f" a contact whose symptom engine.symptoms does not map (`{OTHER}`: about no failure the device has)"
                 f" gets it; map `{OTHER}` in engine.symptoms to an issue your crews can take, set"
                 f" engine.default_issue, or give a crew skill {FALLBACK_SKILL!r}",
             )
 
     def engine_other(self) -> None:
         for at, _ in self.v.items(("engine", "maintenance")):
-            products = self.v.get((*at, "products"))
-            if isinstance(products, list) and self.fleets_known:
-                for k, product in enumerate(products):
-                    self.member(
-                        (*at, "products", k),
-                        product if isinstance(product, str) else None,
-                        self.products,
-                        "no fleet is of product",
-                        "fleets",
-                    )
-            self.skill((*at, "skill"))
-            services = self.v.get((*at, "services"))
-            if isinstance(services, list) and self.fleets_known:
-                modes = self.sure("modes", self.all["modes"])
-                for k, mode in enumerate(services):
-                    self.member(
-                        (*at, "services", k),
-                        mode if isinstance(mode, str) else None,
-                        modes,
-                        "no fleet has a failure mode",
-                        "modes",
-                    )
-            sensor = self.v.text((*at, "usage_sensor"))
-            if self.fleets_known:
-                self.member(
-                    (*at, "usage_sensor"), sensor, self.sure("sensors", self.all["sensors"]), "no fleet has a sensor"
-                )
-            self.parts((*at, "parts"), self.repair_parts)
+            self.maintenance_plan(at)
         self.unique(("engine", "maintenance"), "name", "maintenance plan name")
         for at, product, _ in self.v.keys(("engine", "settings")):
             if self.mine(at) and self.fleets_known:
                 self.member(at, product, self.products, "no fleet is of product", "fleets")
+
+    def maintenance_plan(self, at: Path) -> None:
+        """A plan's products, cohorts, services and counter, each checked against the fleets it covers."""
+        products = self.v.get((*at, "products"))
+        named = [p for p in products if isinstance(p, str)] if isinstance(products, list) else []
+        if isinstance(products, list) and self.fleets_known:
+            for k, product in enumerate(products):
+                self.member(
+                    (*at, "products", k),
+                    product if isinstance(product, str) else None,
+                    self.products,
+                    "no fleet is of product",
+                    "fleets",
+                )
+        scope = [f for f in self.fleets if not named or f.product in named]
+        no_fleet = f"no fleet of product {listed(set(named))} has" if named else "no fleet has"
+        self.skill((*at, "skill"))
+        self.parts((*at, "parts"), self.repair_parts)
+        if not self.fleets_known or not scope:
+            return
+
+        def known(kind: str) -> set[str] | None:
+            return self.sure(kind, set().union(*(f.known[kind] for f in scope)))
+
+        for dim_at, dimension, _ in self.v.keys((*at, "cohorts")):
+            self.member(dim_at, dimension, known("dimensions"), f"{no_fleet} a cohort dimension", "dimensions")
+        services = self.v.get((*at, "services"))
+        for k, mode in enumerate(services if isinstance(services, list) else []):
+            name = mode if isinstance(mode, str) else None
+            self.member((*at, "services", k), name, known("modes"), f"{no_fleet} a failure mode", "modes")
+        sensor, sensors = self.v.text((*at, "usage_sensor")), known("sensors")
+        if sensor is None or sensors is None:
+            return
+        if sensor not in sensors:
+            self.member((*at, "usage_sensor"), sensor, sensors, f"{no_fleet} a sensor")
+        elif not any(sensor in self._counters(f) for f in scope):
+            self.report(
+                (*at, "usage_sensor"),
+                f"sensor {sensor!r} is not a counter (no `rises_per_day`): a usage plan reads a count that rises"
+                " with use; give the sensor `rises_per_day`, or make the plan a calendar one (`every_days`)",
+            )
+
+    def _counters(self, f: FleetNames) -> set[str]:
+        """The counter sensors (with ``rises_per_day``) the fleet or its product entry lists."""
+        found: set[str] = set()
+        for listed_sensors in (self.v.get((*f.at, "sensors")), (f.entry or {}).get("sensors")):
+            for sensor in listed_sensors if isinstance(listed_sensors, list) else []:
+                if isinstance(sensor, dict) and sensor.get("rises_per_day") and isinstance(sensor.get("name"), str):
+                    found.add(sensor["name"])
+        return found
 
     def people_and_places(self) -> None:
         for key, what in (("depots", "depot"), ("outages", "outage")):

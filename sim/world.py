@@ -530,6 +530,7 @@ class World:
             restored = self._unconfirmed.pop(device, None)
             if restored is not None:
                 restored.confirmed_s = self.now
+            self.owners.told_fixed(device)
 
     def _told_of_trouble(self, device: int) -> None:
         """The owner hears of trouble now: the first notice for each failure that is on or drifting."""

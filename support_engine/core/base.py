@@ -71,6 +71,8 @@ class EngineBase:
         self.pending_commands: dict[str, str] = {}  # command id -> case id, until the device answers
         # (device, issue) -> when a remote attempt last claimed a fix or found no fault (see repeat_window_s)
         self.remote_claims: dict[tuple[str, str], float] = {}
+        # device -> (its last resolved case, when, whether a contact was answered from it since)
+        self.resolved_lately: dict[str, tuple[str, float, bool]] = {}
         self.rolled_out: set[str] = set()  # issues whose update went fleet-wide
         self._rearmed: set[str] = set()  # devices whose rules reset once the current message is handled
         self.cases_of_issue: Counter[str] = Counter()
@@ -133,14 +135,17 @@ class EngineBase:
         )
 
     def _note(self, case: Case, t: float, kind: str, text: str) -> Notify:
+        return self._note_on(case.device_id, case.case_id, t, kind, text)
+
+    def _note_on(self, device: str, case_id: str, t: float, kind: str, text: str) -> Notify:
         self.stats["notifications"] += 1
         return Notify(
             Notification(
                 notification_id=self._next_id("note"),
-                device_id=case.device_id,
+                device_id=device,
                 ts=t,
                 kind=kind,  # type: ignore[arg-type]
-                case_id=case.case_id,
+                case_id=case_id,
                 text=text,
             )
         )
@@ -157,6 +162,7 @@ class EngineBase:
         case = Case(self._next_id("case"), device, issue, self._issue(issue).priority, t, origin)
         self.cases[case.case_id] = case
         self.open_case_of[device] = case.case_id
+        self.resolved_lately.pop(device, None)
         if origin != "campaign" and self.campaigns:
             self._campaign_failure(device)
         self.stats["cases_opened"] += 1

@@ -63,6 +63,7 @@ class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
     plan_clocks: list[PlanClock] = []  # maintenance plans' schedules
     preventive_orders: list[PreventiveOrder] = []  # preventive work orders not closed yet
     usage_seen: dict[str, dict[str, float]] = {}  # usage plan -> device -> its counter at the last check
+    resolved_lately: list[tuple[str, str, float, bool]] = []  # (device, case, resolved at, a contact answered)
 
 
 class Engine(Alerting, Devices, FleetPatterns, ServiceLevels, Maintenance, EngineBase):
@@ -93,6 +94,7 @@ class Engine(Alerting, Devices, FleetPatterns, ServiceLevels, Maintenance, Engin
             plan_clocks=[c for _, c in sorted(self.plan_clocks.items())],
             preventive_orders=[o for _, o in sorted(self.preventive.items())],
             usage_seen=self._usage_state(),
+            resolved_lately=self._resolved_lately(),
         )
 
     def restore(self, snapshot: Snapshot, stats: dict[str, int] | None = None) -> None:
@@ -118,6 +120,7 @@ class Engine(Alerting, Devices, FleetPatterns, ServiceLevels, Maintenance, Engin
         self.preventive = {o.work_order_id: o for o in snapshot.preventive_orders}
         self.preventive_of = {(o.plan, o.device_id): o.work_order_id for o in snapshot.preventive_orders}
         self.usage_seen = {plan: dict(counters) for plan, counters in snapshot.usage_seen.items()}
+        self.resolved_lately = {device: (case, t, answered) for device, case, t, answered in snapshot.resolved_lately}
         self._scopes = {}
         out = [(w.technician_id, w.state) for w in self.work_orders.values()]
         out += [(o.technician_id, o.state) for o in self.preventive.values()]
@@ -473,6 +476,10 @@ class Engine(Alerting, Devices, FleetPatterns, ServiceLevels, Maintenance, Engin
         self.stats["contacts"] += 1
         if not contact.about_a_fault:  # a question (how-to, billing, set-up), answered on the contact:
             return []  # no fault case to open or join, nobody to send, and the device's open case stays as it is
+        if not contact.resolved and contact.device_id not in self.open_case_of:
+            answer = self._answer_from_resolved(contact)
+            if answer is not None:
+                return answer
         issue = self.config.symptoms.get(contact.symptom) or self.config.default_issue or "unknown"
         case, opened = self._case_for(contact.device_id, issue, contact.ts, "contact")
         case.contacts += 1
@@ -498,6 +505,57 @@ class Engine(Alerting, Devices, FleetPatterns, ServiceLevels, Maintenance, Engin
         else:
             text = "We already know about this problem and are working on it."
         return [self._note(case, contact.ts, "visit_scheduled", text)]
+
+    def _answer_from_resolved(self, contact: Contact) -> list[Action] | None:
+        """Answer a fault contact from the case just resolved on the device, or None (a new case).
+
+        The owner of a device fixed remotely may call before (or without) hearing of it. Within
+        ``recontact_window_s`` of the resolution, with no alert active on the device, the first such
+        contact is told the case is resolved; a second one, or one while an alert is active, is a
+        fault again and opens a case as usual."""
+        device = contact.device_id
+        last = self.resolved_lately.get(device)
+        if last is None:
+            return None
+        case_id, resolved_s, answered = last
+        if answered or contact.ts - resolved_s > self.config.recontact_window_s or self._alert_active(device):
+            return None
+        self.resolved_lately[device] = (case_id, resolved_s, True)
+        self.stats["contacts_after_resolution"] += 1
+        case = self.cases.get(case_id)
+        if case is not None:
+            case.contacts += 1
+        hours = max(0.0, contact.ts - resolved_s) / 3600.0
+        text = (
+            f"We resolved this {hours:.1f} h ago and your device reports working again. "
+            "If the problem comes back, contact us again."
+        )
+        return [self._note_on(device, case_id, contact.ts, "resolved", text)]
+
+    def _alert_active(self, device: str) -> bool:
+        return any((device, rule.name) in self.alert_of for rule in self.twins.rules)
+
+    def _resolved_now(self, case: Case, t: float) -> None:
+        """Remember ``case``'s resolution (a fix, not advice) for a contact about it; forget those past the window.
+
+        The dict is in resolution order (a device's entry moves to the end), so the ones past the
+        window are at its front: pruning costs the entries it drops, and the dict holds only the
+        resolutions of the last ``recontact_window_s``."""
+        lately = self.resolved_lately
+        lately.pop(case.device_id, None)
+        if self._issue(case.issue).advice is not None:
+            return  # advice fixes nothing: a contact about it again gets the advice again
+        lately[case.device_id] = (case.case_id, t, False)
+        horizon = t - self.config.recontact_window_s
+        while True:
+            device = next(iter(lately))
+            if lately[device][1] >= horizon:
+                break
+            del lately[device]
+
+    def _resolved_lately(self) -> list[tuple[str, str, float, bool]]:
+        """The resolutions a contact may still be answered from, in resolution order."""
+        return [(device, case, t, answered) for device, (case, t, answered) in self.resolved_lately.items()]
 
     # -- field ----------------------------------------------------------------------------------
     def _field_status(self, status: WorkOrderStatus, now: float) -> list[Action]:
@@ -552,6 +610,7 @@ class Engine(Alerting, Devices, FleetPatterns, ServiceLevels, Maintenance, Engin
         case.state = CASE.check(case.state, "resolved", case.case_id)
         case.resolved_s = t
         del self.open_case_of[case.device_id]
+        self._resolved_now(case, t)
         self._rearm(case.device_id)
         self.stats["cases_resolved"] += 1
         if t - case.opened_s <= self._sla_of(case.device_id).resolution_s:

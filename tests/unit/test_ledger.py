@@ -12,7 +12,7 @@ from contracts import Contact, EngineConfig, IssueType, Sla
 from experiments.ledger import LINES, REVENUE_LINES, cost_ledger
 from experiments.rundata import EngineLog, RunData, SlaBreachRow, read_engine_log
 from sim.kpis import compute_kpis
-from sim.records import Incident, Job, Records
+from sim.records import Enquiry, Incident, Job, Records
 from sim.scenario import Scenario
 from sim.scenario_file import load, validate_data
 from support_engine.core.actions import CreateWorkOrder
@@ -286,3 +286,43 @@ def test_the_new_prices_default_to_zero_and_freezers_prices_them() -> None:
         0.0,
         {},
     )
+
+
+def test_contact_stream_contacts_are_charged_with_their_streams_handling_time() -> None:
+    """Questions (billing, how-to) take agents too: each answered one costs a contact and its stream's
+    mean handling time; self-service ones and those given up in the queue cost no agent time."""
+    data = {
+        "name": "questions",
+        "duration_days": 10,
+        "fleets": [
+            {
+                "name": "shop",
+                "product": "freezer",
+                "count": 365,
+                "contact_streams": {
+                    "billing": {"per_device_day": 0.01, "handle_time_s": {"dist": "fixed", "value": 1800}},
+                    "how_to": {"per_device_day": 0.01},
+                },
+            }
+        ],
+        "contact_centre": {"agents": 2, "handle_time_s": {"dist": "fixed", "value": 360}},
+        "technicians": {"count": 2},
+        "costs": {k: v for k, v in PRICES.items() if k != "refill_margin"},
+    }
+    questions, problems = validate_data(data)
+    assert questions is not None, problems
+    r = Records()
+    r.enquiries = [
+        Enquiry("shop-000001", "shop", "billing", "phone", 1 * DAY, 0, answered=True, resolved=True),
+        Enquiry("shop-000002", "shop", "how_to", "chat", 2 * DAY, 0, answered=True, resolved=False),
+        Enquiry("shop-000002", "shop", "how_to", "self_service", 3 * DAY, 1, answered=True, resolved=True),
+        Enquiry("shop-000003", "shop", "billing", "phone", 4 * DAY, 0, abandoned=True),
+        Enquiry("shop-000004", "shop", "billing", "phone", 0.5 * DAY, 0, answered=True, resolved=True),  # warm-up
+    ]
+    lines = cost_ledger(run(scenario=questions, records=r, start_s=0.75 * DAY))["lines"]
+    agent = lines["agent_time"]
+    assert (agent["contacts"], agent["enquiries"]) == (0, 3)
+    assert agent["enquiry_agent_h"] == pytest.approx(0.5 + 0.1)  # billing's own 30 min; how-to the centre's 6
+    assert agent["amount"] == pytest.approx(3 * 8.0 + 0.6 * 50.0)
+    kpis = compute_kpis(questions, r, {}, 10 * DAY, start_s=0.75 * DAY)
+    assert kpis["contact_streams"]["contacts"] == agent["enquiries"]

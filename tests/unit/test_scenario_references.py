@@ -197,6 +197,48 @@ def _engine(d: dict[str, Any], **keys: Any) -> None:
             "products.freezer.base",
             "did you mean 'freezer'?",
         ),
+        (
+            lambda d: _engine(
+                d, maintenance=[{"name": "m", "products": ["frezer"], "every_days": 90, "skill": "general"}]
+            ),
+            "engine.maintenance[0].products[0]",
+            "no fleet is of product 'frezer' (fleets: freezer); did you mean 'freezer'?",
+        ),
+        (
+            lambda d: _engine(
+                d, maintenance=[{"name": "m", "every_days": 90, "skill": "general", "services": ["compresor_wear"]}]
+            ),
+            "engine.maintenance[0].services[0]",
+            "no fleet has a failure mode 'compresor_wear'",
+        ),
+        (
+            lambda d: _engine(
+                d, maintenance=[{"name": "m", "every_days": 90, "skill": "general", "cohorts": {"climat": ["hot"]}}]
+            ),
+            "engine.maintenance[0].cohorts.climat",
+            "did you mean 'climate'?",
+        ),
+        (
+            lambda d: _engine(
+                d, maintenance=[{"name": "m", "every_usage": 500, "usage_sensor": "cabinet_temp", "skill": "general"}]
+            ),
+            "engine.maintenance[0].usage_sensor",
+            "no fleet has a sensor 'cabinet_temp'; did you mean 'cabinet_temp_c'?",
+        ),
+        (
+            lambda d: _engine(
+                d, maintenance=[{"name": "m", "every_usage": 500, "usage_sensor": "cabinet_temp_c", "skill": "general"}]
+            ),
+            "engine.maintenance[0].usage_sensor",
+            "sensor 'cabinet_temp_c' is not a counter (no `rises_per_day`)",
+        ),
+        (
+            lambda d: _engine(
+                d, maintenance=[{"name": "m", "every_days": 90, "skill": "general", "parts": ["door_sael"]}]
+            ),
+            "engine.maintenance[0].parts[0]",
+            "did you mean 'door_seal'?",
+        ),
     ],
     ids=[
         "without",
@@ -212,6 +254,12 @@ def _engine(d: dict[str, Any], **keys: Any) -> None:
         "campaign-by",
         "default-issue",
         "base",
+        "plan-product",
+        "plan-service",
+        "plan-cohort",
+        "plan-usage-sensor",
+        "plan-not-a-counter",
+        "plan-part",
     ],
 )
 def test_every_reference_is_checked(change: Any, path: str, message: str) -> None:
@@ -222,6 +270,16 @@ def test_every_reference_is_checked(change: Any, path: str, message: str) -> Non
     assert scenario is None
     assert [p.path for p in found] == [path], found
     assert message in found[0].message
+
+
+def test_a_plan_of_one_product_is_checked_against_that_products_modes() -> None:
+    data = copy.deepcopy(freezers())
+    data["fleets"].append({"name": "c", "product": "car", "count": 5, "regions": {"north": 1.0}})
+    plan = {"name": "m", "products": ["car"], "every_days": 90, "skill": "general", "services": ["compressor_wear"]}
+    _engine(data, maintenance=[plan])
+    scenario, found = validate_data(data)
+    assert scenario is None and [p.path for p in found] == ["engine.maintenance[0].services[0]"], found
+    assert "no fleet of product car has a failure mode 'compressor_wear'" in found[0].message
 
 
 def test_a_rule_override_that_only_changes_a_threshold_keeps_the_products_rule() -> None:
