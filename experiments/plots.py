@@ -14,13 +14,10 @@ hash salt is the key too, so several figures share a page and the same input giv
 
 from __future__ import annotations
 
-import io
 import math
-import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from html import escape
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -31,6 +28,8 @@ from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, PercentFormatter
+
+from support_engine.svg import inline_svg
 
 if TYPE_CHECKING:
     from matplotlib.typing import RcKeyType
@@ -482,23 +481,7 @@ def _style(key: str) -> Iterator[None]:
 
 
 def _svg(fig: Figure, key: str, title: str) -> str:
-    """The figure as an inline ``<svg>``: no XML prologue, metadata or namespaces; ids prefixed by ``key``."""
-    fig.suptitle(title, x=0.01, ha="left")
-    buf = io.StringIO()
-    fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None, "Format": None, "Type": None})
-    text = buf.getvalue()
-    text = text[text.index("<svg") :]
-    text = re.sub(r"<metadata>.*?</metadata>\s*", "", text, flags=re.S)
-    text = re.sub(r'\s+xmlns(?::\w+)?="[^"]*"', "", text)
-    text = text.replace("xlink:href=", "href=")
-    text = re.sub(
-        r'\bd="([^"]*)"', lambda m: 'd="' + " ".join(re.sub(r"(\.\d\d)\d+", r"\1", m.group(1)).split()) + '"', text
-    )
-    text = re.sub(r'\bid="', f'id="{key}-', text)
-    text = text.replace("url(#", f"url(#{key}-").replace('href="#', f'href="#{key}-')
-    head_end = text.index(">") + 1
-    head = text[:head_end].replace("<svg ", f'<svg role="img" aria-labelledby="{key}-title" ', 1)
-    return f'{head}\n <title id="{key}-title">{escape(title)}</title>{text[head_end:]}'
+    return inline_svg(fig, key, title)
 
 
 def _marker(face: str, label: str, *, edge: str = INK) -> Line2D:

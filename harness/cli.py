@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import signal
 import sys
 from pathlib import Path
@@ -24,6 +23,7 @@ from experiments.command import compare as compare_command
 from experiments.command import sweep as sweep_command
 from harness.broker_command import broker as broker_command
 from harness.chaos_command import chaos as chaos_command
+from harness.engine_command import engine as engine_command
 from harness.errors import BrokerError, HarnessError
 from harness.lint_command import lint as lint_command
 from harness.outputs import write_run
@@ -195,9 +195,31 @@ def run(
             "OUT/broker) and connect the world and the engine with their own identities over TLS.",
         ),
     ] = False,
+    http: Annotated[
+        int | None,
+        typer.Option(
+            metavar="PORT",
+            min=0,
+            max=65535,
+            help="Watch the run: the engine serves its console and HTTP API on this port while the run lasts "
+            "(0: any free port); the URL is printed. One engine only (not with --engines > 1).",
+        ),
+    ] = None,
+    http_host: Annotated[
+        str, typer.Option(help="Address the engine's HTTP API listens on (--http); beyond loopback only with a token.")
+    ] = "127.0.0.1",
+    http_token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="SOT_HTTP_TOKEN",
+            show_envvar=True,
+            help="Require `Authorization: Bearer TOKEN` on the engine's HTTP API (--http) but /healthz and /readyz.",
+        ),
+    ] = None,
 ) -> None:
     """Run a scenario through an MQTT broker and the support engine; print KPIs and write the results."""
     from harness.broker import BrokerUrl
+    from harness.engine_process import EngineHttp
     from harness.live import run_live
     from harness.runner import run_scenario
     from harness.secure_broker import SECURE_KIND
@@ -243,6 +265,16 @@ def run(
             f"live: {live:g} simulated s per wall second; expected wall time "
             f"[bold]{_wall_time(s.duration_s / live)}[/] plus start-up (live runs are not reproducible)"
         )
+    if http is not None and engines > 1:
+        raise typer.BadParameter(
+            "serves one engine's console: drop --engines, or look at a partition afterwards with "
+            f"sot engine --inspect {out_dir}/engine-pK.sqlite",
+            param_hint="--http",
+        )
+    if http is not None:
+        from support_engine.__main__ import _check_http_host  # the engine's own rule, checked before anything starts
+
+        _check_http_host(http_host, http_token)
     if secure and (url is not None or broker_kind == "amqtt"):
         hint = "--broker" if url is not None else "--broker-kind"
         raise typer.BadParameter(
@@ -271,6 +303,10 @@ def run(
             started = "using" if url else "started"
             console.print(f"broker: {started} [bold]{version}[/]" + ("" if url else " (stopped again at the end)"))
 
+    def on_http(address: str) -> None:  # printed even when quiet: it is what --http asked for
+        token = " (with the bearer token)" if http_token else ""
+        console.print(f"engine console and API: {address}/{token}, while the run lasts", markup=False, highlight=False)
+
     try:
         with bar:
             common: dict[str, Any] = {
@@ -283,6 +319,8 @@ def run(
                 "progress": lambda t, end: bar.update(task, completed=t / 86400.0),
                 "on_broker": on_broker,
                 "protocol": protocol,
+                "http": None if http is None else EngineHttp(http, http_host, http_token or None),
+                "on_http": on_http,
             }
             outcome = run_scenario(s, engines=engines, **common) if live is None else run_live(s, factor=live, **common)
     except KeyboardInterrupt:
@@ -498,92 +536,7 @@ def products(
     out.print("`sot products NAME` prints an entry; docs/products.md explains how to describe your own product.")
 
 
-@app.command()
-def engine(
-    broker: Annotated[str, typer.Option(help="Broker URL, mqtt://host:port.")] = "mqtt://127.0.0.1:1883",
-    db: Annotated[
-        str, typer.Option(help="Database: a SQLite file, sqlite:///PATH, or postgresql://user@host:port/db.")
-    ] = "sot-engine.sqlite",
-    clock: Annotated[
-        str, typer.Option(help="'wall' (production) or 'event' (follow a world's clock barrier).")
-    ] = "wall",
-    config: Annotated[
-        Path | None, typer.Option(help="Engine configuration file (YAML/JSON): policy, rules, issues, SLA.")
-    ] = None,
-    policy: Annotated[str | None, typer.Option(help="Override the configured policy.")] = None,
-    prefix: Annotated[str, typer.Option(help="Topic prefix.")] = DEFAULT_PREFIX,
-    client_id: Annotated[
-        str | None, typer.Option(help="Fixed MQTT client id (names the persistent session). Default: sot-engine-K.")
-    ] = None,
-    partition: Annotated[
-        str,
-        typer.Option(
-            help="Partition K/N (from 0): own the device topics of shards s with s % N == K; "
-            "each partition needs its own --db. Default 0/1: everything."
-        ),
-    ] = "0/1",
-    shards: Annotated[
-        int | None, typer.Option(help="Shards the device topics are split into (default: N of --partition).")
-    ] = None,
-    protocol: Annotated[str, typer.Option(help="MQTT protocol: auto, 5 or 3.1.1.")] = "auto",
-    log_level: Annotated[str, typer.Option(help="Log level.")] = "INFO",
-    time_origin: Annotated[
-        float | None, typer.Option(help="Wall clock only: Unix time that counts as time 0 (default: the epoch).")
-    ] = None,
-    speed: Annotated[
-        float | None, typer.Option(help="Wall clock only: simulated seconds per real second (default 1).")
-    ] = None,
-    http: Annotated[
-        int | None, typer.Option(help="Serve the HTTP API and Prometheus /metrics on this port (0: any free port).")
-    ] = None,
-    http_host: Annotated[
-        str, typer.Option(help="Address the HTTP API listens on; beyond loopback only with --http-token.")
-    ] = "127.0.0.1",
-    http_token: Annotated[
-        str | None,
-        typer.Option(help="Require `Authorization: Bearer TOKEN` on the HTTP API (or set $SOT_HTTP_TOKEN)."),
-    ] = None,
-    mqtt_password_file: Annotated[
-        Path | None,
-        typer.Option(help="The broker password, from this file, for a URL with a user and no password."),
-    ] = None,
-    log_format: Annotated[str, typer.Option(help="Log format: text or json (one object per line).")] = "text",
-    devices: Annotated[
-        Path | None,
-        typer.Option(help="Device registry (.csv, .jsonl, .json, .yaml): product, owner, region, firmware, contract."),
-    ] = None,
-    ack_every: Annotated[
-        int, typer.Option(help="Publish an ingest receipt for every device message whose seq is a multiple of N.")
-    ] = 0,
-) -> None:
-    """Run the support engine alone against a broker, until Ctrl-C."""
-    args = ["--broker", broker, "--db", str(db), "--clock", clock, "--prefix", prefix, "--partition", partition]
-    args += ["--protocol", protocol, "--log-level", log_level, "--log-format", log_format]
-    if client_id is not None:
-        args += ["--client-id", client_id]
-    if shards is not None:
-        args += ["--shards", str(shards)]
-    if http is not None:
-        args += ["--http", str(http), "--http-host", http_host]
-    if http_token is not None:
-        args += ["--http-token", http_token]
-    if mqtt_password_file is not None:
-        args += ["--mqtt-password-file", str(mqtt_password_file)]
-    if time_origin is not None:
-        args += ["--time-origin", str(time_origin)]
-    if speed is not None:
-        args += ["--speed", str(speed)]
-    if config is not None:
-        args += ["--config", str(config)]
-    if policy is not None:
-        args += ["--policy", policy]
-    if devices is not None:
-        args += ["--devices", str(devices)]
-    if ack_every:
-        args += ["--ack-every", str(ack_every)]
-    os.execv(sys.executable, [sys.executable, "-m", "support_engine", *args])
-
-
+app.command("engine")(engine_command)
 app.command("chaos")(chaos_command)
 app.command("broker")(broker_command)
 app.command("loadtest")(loadtest_command)

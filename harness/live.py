@@ -32,7 +32,7 @@ from contracts.errors import PayloadError, TopicError
 from contracts.messages import Clock, ClockAck, Message
 from contracts.topics import Kind, Topics
 from harness.broker import BrokerUrl
-from harness.engine_process import EngineProcess
+from harness.engine_process import EngineHttp, EngineProcess
 from harness.errors import HarnessError
 from harness.mqtt_transport import WorldTransport
 from harness.runner import (
@@ -123,13 +123,16 @@ def run_live(
     catch_up_s: float = 30.0,
     handshake_timeout_s: float = 120.0,
     protocol: str = "auto",
+    http: EngineHttp | None = None,
+    on_http: Callable[[str], None] | None = None,
 ) -> RunOutcome:
     """Run ``scenario`` live at ``factor`` simulated seconds per wall second; stop everything started.
 
     ``start_lead_s`` is the engine's start-up allowance (simulated time 0 is that long after it is
     started; a slower start is caught up). ``catch_up_s`` bounds the wait, after the last step, for
     the engine to ingest everything published and for its answers to arrive. ``protocol``: an
-    external broker's MQTT version, as for :func:`~harness.runner.run_scenario`.
+    external broker's MQTT version, and ``http`` and ``on_http`` the engine's HTTP API, as for
+    :func:`~harness.runner.run_scenario`.
     """
     if not (math.isfinite(factor) and factor > 0):
         raise ValueError(f"factor must be a finite number > 0, not {factor!r}")
@@ -155,9 +158,12 @@ def run_live(
             clock_args=clock_args,
             world=world,
             mqtt=protocol,
+            http=http,
         )
         transport = services.transport
         _Barrier(transport, topics, services.engine, handshake_timeout_s).handshake()
+        if http is not None and on_http is not None:
+            on_http(services.engine.url())
         link = _EngineLink(transport, topics, services.engine)
         # Simulated 0 is wall `origin` for the engine; make it so for the world (which waits, or
         # catches up if the engine took longer than its allowance).

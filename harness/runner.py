@@ -42,7 +42,7 @@ from contracts.partitions import Partition, check_partitionable
 from contracts.topics import DEFAULT_PREFIX, Kind, Topics
 from harness.accounting import Accounting, read_effects
 from harness.broker import BrokerUrl, RunningBroker, probe, speaks, start_broker
-from harness.engine_process import EngineProcess
+from harness.engine_process import EngineHttp, EngineProcess
 from harness.errors import HarnessError
 from harness.faults import Fault, FaultProxy
 from harness.mqtt_transport import WorldTransport
@@ -459,12 +459,19 @@ def _start_services(
     proxied: bool = False,
     engine_args: Sequence[str] = (),
     mqtt: str = "auto",
+    http: EngineHttp | None = None,
 ) -> _Services:
     """Start (or reach) the broker, start the engine with ``clock_args()``, connect the world.
 
     Everything started is stopped by ``stack``. ``clock_args`` is called just before the engine
     starts (a live run computes its time origin then). ``mqtt``: an external broker's MQTT version.
+    ``http``: the engine serves its HTTP API and console (one engine only).
     """
+    if http is not None and engines > 1:
+        raise HarnessError(
+            f"--http serves one engine's API, and the run has {engines} partitions, each with a database of "
+            "its own: drop --engines, or inspect a partition's database afterwards (sot engine --inspect)"
+        )
     url, broker_version, protocol, broker, logins = stack.enter_context(
         _broker_for(broker_url, broker_kind, workdir, topics.prefix, engines, mqtt)
     )
@@ -491,6 +498,7 @@ def _start_services(
                 "--protocol", "5" if protocol == 5 else "3.1.1", "--log-level", "WARNING", *engine_args,
             ],
             workdir / f"{name}.log",
+            http,
         )  # fmt: skip
         stack.callback(process.stop)
         processes.append(process)
@@ -565,11 +573,14 @@ def run_scenario(
     faults: Sequence[Fault] = (),
     audit: bool | None = None,
     protocol: str = "auto",
+    http: EngineHttp | None = None,
+    on_http: Callable[[str], None] | None = None,
 ) -> RunOutcome:
     """Run ``scenario`` through a broker and the engine process (``engines`` partitions of it),
     injecting ``faults`` (:mod:`harness.faults`) at their simulated times; stop everything started, always.
 
     ``protocol`` is an external broker's MQTT version (``auto``: 5 if it speaks it, else 3.1.1).
+    ``http``: the engine serves its HTTP API and console while the run lasts; ``on_http`` is told its URL.
     ``audit`` (default: when there are faults) accounts for every message the world sent against
     the engine's record of what it took in (:mod:`harness.accounting`), in the result's ``accounting``."""
     audit = bool(faults) if audit is None else audit
@@ -601,6 +612,7 @@ def run_scenario(
             proxied=any(f.kind == "partition" for f in faults),
             engine_args=["--audit"] if audit else [],
             mqtt=protocol,
+            http=http,
         )
         transport = services.transport
         barrier = _Barrier(transport, topics, services.engines, step_timeout_s)
@@ -608,6 +620,8 @@ def run_scenario(
         chaos = _Chaos(faults, services)
         stack.callback(chaos.settle)
         barrier.handshake()
+        if http is not None and on_http is not None:  # the engine serves before it subscribes: it listens now
+            on_http(services.engine.url())
         started = time.monotonic()
         end = scenario.duration_s
         steps = math.ceil(end / scenario.sync_interval_s)

@@ -6,6 +6,11 @@
 - :mod:`loadtest.outbox` — a device's messages not yet acknowledged, sent again after a reconnect;
 - :mod:`loadtest.thresholds` — ``--fail-on`` conditions for CI;
 - :mod:`loadtest.report` — Locust's statistics, the broker's and the engine's counters, reconciled;
+- :mod:`loadtest.intervals` and :mod:`loadtest.timeline` — response times per request type and
+  interval, and the run over time from them and the witnesses' samples;
+- :mod:`loadtest.baseline` — ``--baseline``: the headline figures against an earlier run's;
+- :mod:`loadtest.html` (with :mod:`loadtest.figures` and ``templates/loadtest.html``) and
+  :mod:`loadtest.junit` — ``loadtest.html`` and ``--junit``;
 - :mod:`loadtest.broker`, :mod:`loadtest.witnesses`, :mod:`loadtest.swarm` — Mosquitto for load, the
   engine process and the ``$SYS`` watch, Locust's processes;
 - :mod:`loadtest.runner` and :mod:`loadtest.command` — ``sot loadtest``;

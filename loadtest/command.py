@@ -19,6 +19,7 @@ from rich.table import Table
 
 from contracts.topics import DEFAULT_PREFIX
 from harness.progress import progress
+from loadtest.baseline import DEFAULT_TOLERANCE
 
 __all__ = ["EXIT_CROSSED", "EXIT_FAILED", "EXIT_INVALID", "loadtest"]
 
@@ -101,16 +102,38 @@ def loadtest(
     locustfile: Annotated[
         Path | None, typer.Option(help="Your own locustfile (default: loadtest/locustfile.py), same options.")
     ] = None,
+    junit: Annotated[
+        Path | None, typer.Option(help="Also write the verdict as JUnit XML here, for CI (thresholds, reconciliation).")
+    ] = None,
+    baseline: Annotated[
+        Path | None,
+        typer.Option(
+            help="An earlier run's loadtest.json (or its directory): mark the headline figures that regressed."
+        ),
+    ] = None,
+    tolerance: Annotated[
+        float, typer.Option(help="With --baseline: a figure regressed when worse by more than this share (0.10: 10 %).")
+    ] = DEFAULT_TOLERANCE,
+    fail_on_regression: Annotated[
+        bool,
+        typer.Option(
+            "--fail-on-regression",
+            help="With --baseline: fail (exit 1) when a headline figure regressed or could not be compared.",
+        ),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no table.")] = False,
 ) -> None:
     """Load-test the ingestion path with Locust: devices (or gateways) from a scenario against a broker
-    and the engine; reconcile published / broker / ingested; write loadtest.json; gate on --fail-on."""
+    and the engine; reconcile published / broker / ingested; write loadtest.json and loadtest.html;
+    gate on --fail-on (and, against a --baseline, on --fail-on-regression)."""
     from harness.broker import BrokerUrl
     from harness.errors import BrokerError, HarnessError
+    from loadtest.baseline import BaselineError, baseline_path, compare, read_baseline, summary_lines
     from loadtest.fleet import from_scenario
+    from loadtest.report import flat_metrics
     from loadtest.runner import LoadTestError, LoadTestOptions, Status, run_loadtest
     from loadtest.shapes import ShapeError, parse_duration
-    from loadtest.thresholds import ThresholdError, evaluate, parse_fail_on
+    from loadtest.thresholds import ThresholdError, evaluate, parse_fail_on, records
 
     s = _scenario(scenario)
     mix = from_scenario(s)
@@ -120,6 +143,14 @@ def loadtest(
         thresholds = parse_fail_on(",".join(fail_on)) if fail_on else []
     except ThresholdError as exc:
         raise typer.BadParameter(str(exc), param_hint="--fail-on") from exc
+    if not (math.isfinite(tolerance) and tolerance >= 0):
+        raise typer.BadParameter("must be a number >= 0 (0.10: 10 %)", param_hint="--tolerance")
+    if fail_on_regression and baseline is None:
+        raise typer.BadParameter("needs a --baseline to compare with", param_hint="--fail-on-regression")
+    try:
+        old = read_baseline(baseline) if baseline is not None else None
+    except BaselineError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--baseline") from exc
     try:
         url = BrokerUrl.parse(broker) if broker else None
     except BrokerError as exc:
@@ -192,24 +223,46 @@ def loadtest(
         console.print(f"[bold red]sot loadtest failed[/]: {exc}")
         raise typer.Exit(EXIT_FAILED) from exc
     report = outcome.report
-    from loadtest.report import flat_metrics
-
     verdicts = evaluate(thresholds, flat_metrics(report))
-    report["thresholds"] = [
-        {"condition": str(v.threshold), "measured": v.measured, "failed": v.failed} for v in verdicts
-    ]
-    report["passed"] = not any(v.failed for v in verdicts)
-    (out_dir / "loadtest.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    report["thresholds"] = records(verdicts)
+    report["comparison"] = None
+    if old is not None and baseline is not None:
+        report["comparison"] = compare(
+            report, old, tolerance=tolerance, source=str(baseline_path(baseline)), gate=fail_on_regression
+        )
+    regressed = bool(report["comparison"] and report["comparison"]["failed"])
+    report["passed"] = not any(v.failed for v in verdicts) and not regressed
+    written = _write(report, out_dir, junit)
     for warning in outcome.warnings:
         console.print(f"[yellow]warning[/]: {warning}")
     if not quiet:
         _print_summary(report)
-        console.print(f"wrote {out_dir}/loadtest.json, locust_stats.csv, locust.html (logs: locust-*.log, engine.log)")
+        console.print(f"wrote {', '.join(written)}, locust.html (logs: locust-*.log, engine.log)")
     for v in verdicts:
         style = "red" if v.failed else "green"
         console.print(f"[{style}]{'FAIL' if v.failed else 'ok'}[/] {v.message()}")
+    if report["comparison"] is not None:
+        for style, line in summary_lines(report["comparison"]):
+            console.print(f"[{style}]{line}[/]" if style else line)
+        if regressed:
+            console.print("[red]FAIL[/] --fail-on-regression: the run is worse than its baseline")
     if not report["passed"]:
         raise typer.Exit(EXIT_CROSSED)
+
+
+def _write(report: dict[str, Any], out_dir: Path, junit: Path | None) -> list[str]:
+    """Write loadtest.json, loadtest.html and the JUnit file (when asked); the paths written."""
+    from loadtest.html import render_page
+    from loadtest.junit import junit_xml
+
+    (out_dir / "loadtest.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    (out_dir / "loadtest.html").write_text(render_page(report), encoding="utf-8")
+    written = [f"{out_dir}/loadtest.json", f"{out_dir}/loadtest.html"]
+    if junit is not None:
+        junit.parent.mkdir(parents=True, exist_ok=True)
+        junit.write_text(junit_xml(report), encoding="utf-8")
+        written.append(str(junit))
+    return written
 
 
 def _scenario(path: Path) -> Any:

@@ -20,6 +20,10 @@ The MQTT client is :mod:`loadtest.client`. QoS 1 devices keep what is not yet ac
 outbox (:mod:`loadtest.outbox`; ``--sot-outbox`` ``puback`` or ``receipt``, at most
 ``--sot-outbox-size`` messages) and send it again after a reconnect.
 
+Each request is also counted per interval (:mod:`loadtest.intervals`): the workers send their
+counts with their reports, and the master (or the single process) writes them to ``--sot-timeline``
+when it quits, for ``loadtest.html``'s latency over time.
+
 The fleet comes from ``--sot-fleet`` (JSON, what ``sot loadtest`` passes) or ``--sot-scenario``.
 The one shape class runs the shape ``--sot-shape`` over ``-u``/``-r``/``-t`` and then drains.
 Run it alone (``sot loadtest`` does all this for you; see docs/loadtest.md)::
@@ -33,6 +37,7 @@ or debug one user with ``python loadtest/locustfile.py -H mqtt://127.0.0.1:1883 
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import random
 import socket
@@ -52,7 +57,7 @@ from locust import LoadTestShape, events, task
 from locust.contrib.mqtt import MqttUser
 from locust.env import Environment
 from locust.exception import StopUser
-from locust.runners import MasterRunner
+from locust.runners import MasterRunner, WorkerRunner
 from paho.mqtt.enums import CallbackAPIVersion
 
 from contracts import codec
@@ -64,6 +69,7 @@ from harness.errors import BrokerError
 from harness.mqtt_transport import secure
 from loadtest.client import GatewayClient, SotClient, fire, message_name, nodelay
 from loadtest.fleet import Allocator, FleetMix, FleetSpec, UserKind, from_scenario_file
+from loadtest.intervals import IntervalBook, bucket_ms
 from loadtest.outbox import ACK_MODES, DEFAULT_CAPACITY, Entry, Outbox
 from loadtest.receipts import Receipts
 from loadtest.shapes import Plan, parse_shape
@@ -83,14 +89,8 @@ class ReceiptMissing(Exception):
     """A sampled message's receipt did not come back within the timeout."""
 
 
-def _bucket(ms: float) -> float:
-    """Two significant digits at every scale: Locust's own buckets round anything under 100 ms to whole
-    milliseconds, too coarse for a loopback broker's sub-millisecond PUBACKs."""
-    return float(f"{ms:.2g}")
-
-
 # Locust's documented hook for custom bucketing; float keys travel fine (msgpack, strict_map_key=False).
-locust.stats.bucket_response_time = _bucket  # type: ignore[assignment]
+locust.stats.bucket_response_time = bucket_ms  # type: ignore[assignment]
 
 
 def _socketpair() -> tuple[socket.socket, socket.socket]:
@@ -128,6 +128,8 @@ def _options(parser: Any) -> None:
     add("--sot-warmup", type=float, default=0.0, help="Seconds from the start whose messages are named warm-up.")
     add("--sot-outbox", default="puback", choices=list(ACK_MODES), help="QoS 1: keep a message until this ack.")
     add("--sot-outbox-size", type=int, default=DEFAULT_CAPACITY, help="Messages an outbox holds at most.")
+    add("--sot-timeline", default="", include_in_web_ui=False, help="Write response times per interval here (JSON).")
+    add("--sot-timeline-step", type=float, default=1.0, include_in_web_ui=False, help="Seconds per interval.")
 
 
 @dataclass
@@ -174,6 +176,7 @@ class _Process:
 
 
 _SHARED: dict[str, _Process] = {}  # "process": this process's state, once built
+_TIMES = IntervalBook()  # this process's requests per interval; a master's: its workers' reports
 
 
 def _broker(host: str | None) -> BrokerUrl:
@@ -227,6 +230,8 @@ def _on_init(environment: Environment, **kwargs: Any) -> None:
     options = environment.parsed_options
     if isinstance(environment.runner, MasterRunner) and options is not None and not options.sot_fleet:
         options.sot_fleet = _mix(options).encode()
+    if options is not None and not isinstance(environment.runner, WorkerRunner):
+        _TIMES.step_s = float(options.sot_timeline_step)  # a worker counts by second and reports every few
 
 
 @events.test_start.add_listener
@@ -258,6 +263,26 @@ def _on_quitting(environment: Environment, **kwargs: Any) -> None:
     if state is not None and state.listener is not None:
         state.listener.stop()
         state.listener = None
+    options = environment.parsed_options
+    if options is not None and options.sot_timeline and not isinstance(environment.runner, WorkerRunner):
+        with open(options.sot_timeline, "w", encoding="utf-8") as out:
+            json.dump(_TIMES.document(), out)
+
+
+# -- response times per interval (loadtest.intervals) ----------------------------------------------
+@events.request.add_listener
+def _on_request(request_type: str, response_time: float | None, exception: Any, **kwargs: Any) -> None:
+    _TIMES.record(request_type, time.time(), response_time, exception is not None)
+
+
+@events.report_to_master.add_listener
+def _on_report_to_master(client_id: str, data: dict[str, Any], **kwargs: Any) -> None:
+    data["sot_intervals"] = _TIMES.take()
+
+
+@events.worker_report.add_listener
+def _on_worker_report(client_id: str, data: dict[str, Any], **kwargs: Any) -> None:
+    _TIMES.merge(data.get("sot_intervals") or ())
 
 
 # -- the receipt listener -------------------------------------------------------------------------

@@ -13,10 +13,11 @@ from loadtest.fleet import FleetMix, UserKind
 from loadtest.outbox import ACK_MODES, DEFAULT_CAPACITY, AckMode
 from loadtest.shapes import Plan, parse_shape
 
-__all__ = ["LOCUSTFILE", "LOCUST_REPORT_S", "LoadTestOptions"]
+__all__ = ["LOCUSTFILE", "LOCUST_REPORT_S", "TIMELINE_POINTS", "LoadTestOptions"]
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 LOCUST_REPORT_S = 3.0  # a Locust worker reports its statistics to the master this often
+TIMELINE_POINTS = 600  # the time series of a report have at most about this many intervals
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,11 @@ class LoadTestOptions:
     def plan(self) -> Plan:
         shape = parse_shape(self.shape, users=self.users, spawn_rate=self.spawn_rate, duration_s=self.run_time_s)
         return Plan(shape, drain_s=self.drain_s)
+
+    def timeline_step_s(self) -> float:
+        """The interval of the report's time series: a second, longer when the run would have more than
+        :data:`TIMELINE_POINTS` of them."""
+        return float(max(1, math.ceil(self.plan().total_s / TIMELINE_POINTS)))
 
     def worker_count(self) -> int:
         return (os.cpu_count() or 1) if self.workers is None else self.workers

@@ -35,7 +35,7 @@ __all__ = [
     "read_locust_json",
 ]
 
-REPORT_SCHEMA_VERSION = 1
+REPORT_SCHEMA_VERSION = 2  # 2: the timeline, the comparison with a baseline, thresholds with metric, op and limit
 WARMUP = "warm-up"  # the locustfile's name for messages sent while the load builds up
 QUANTILES = {"p50": 0.50, "p90": 0.90, "p95": 0.95, "p99": 0.99}
 
@@ -53,6 +53,7 @@ class Stat:
     max_ms: float
     response_times: Mapping[float, int]  # bucketed time (ms) -> count
     per_second: Mapping[int, int]  # Unix second -> requests
+    failed_per_second: Mapping[int, int] = field(default_factory=dict)  # Unix second -> failures
 
     @property
     def succeeded(self) -> int:
@@ -72,6 +73,7 @@ def read_locust_json(path: Path) -> list[Stat]:
             max_ms=float(r.get("max_response_time") or 0.0),
             response_times={float(k): int(v) for k, v in (r.get("response_times") or {}).items()},
             per_second={int(float(k)): int(v) for k, v in (r.get("num_reqs_per_sec") or {}).items()},
+            failed_per_second={int(float(k)): int(v) for k, v in (r.get("num_fail_per_sec") or {}).items()},
         )
         for r in rows
     ]

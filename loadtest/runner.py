@@ -2,13 +2,15 @@
 
 Locust counts what the broker acknowledged and times the engine's receipts (:mod:`loadtest.swarm`);
 the broker's ``$SYS`` counters and the engine's ``/metrics`` are the other two witnesses
-(:mod:`loadtest.witnesses`); :mod:`loadtest.report` adds them up. Everything started is stopped,
+(:mod:`loadtest.witnesses`, read once before and after, and about once a second between for the
+time series of :mod:`loadtest.timeline`); :mod:`loadtest.report` adds them up. Everything started is stopped,
 always. The runner returns the report; the command writes it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import platform
@@ -30,8 +32,9 @@ from loadtest.fleet import FleetMix
 from loadtest.options import LoadTestOptions
 from loadtest.report import EngineCounts, build_report, read_locust_json
 from loadtest.shapes import Plan
-from loadtest.swarm import Swarm, start_swarm
-from loadtest.witnesses import BrokerWatch, scrape, start_engine
+from loadtest.swarm import TIMELINE_FILE, Swarm, start_swarm
+from loadtest.timeline import build_timeline, read_user_counts
+from loadtest.witnesses import BrokerWatch, Sampler, scrape, start_engine
 
 __all__ = ["LoadTestError", "LoadTestOptions", "Outcome", "Status", "run_loadtest"]
 
@@ -39,6 +42,7 @@ _START_ALLOWANCE_S = 120.0  # Locust start-up, workers joining, a spawn slower t
 _SETTLE_S = 3.0  # the engine's counters unchanged this long: it has taken in all it will
 _SETTLE_MAX_S = 60.0
 _FDS_PER_USER = 3  # a paho client holds its socket and a socket pair to wake its loop
+_SAMPLE_S = 1.0  # the witnesses are read this often while Locust runs
 
 
 class Status(NamedTuple):
@@ -80,7 +84,7 @@ def run_loadtest(
     speed = options.speed_for(mix)
     workers = options.worker_count()
     out_dir.mkdir(parents=True, exist_ok=True)
-    for stale in ("locust.json", "locust_stats.csv", "locust.html", "loadtest.json"):
+    for stale in ("locust.json", "locust_stats.csv", "locust.html", TIMELINE_FILE, "loadtest.json", "loadtest.html"):
         (out_dir / stale).unlink(missing_ok=True)
     warnings = _raise_fd_limit(options.users, workers)
     started_at = datetime.now(UTC)
@@ -98,10 +102,13 @@ def run_loadtest(
             raise LoadTestError(f"cannot read the engine's metrics at {metrics_url}")
         broker_before = watch.counts()  # nothing moves yet: the retained values are current
         publishes_before = watch.engine_publishes
+        sampler = Sampler(metrics_url, watch)
+        start_unix = float(math.floor(time.time()))
+        sampler.sample()
         locust = Swarm(out_dir)
         stack.callback(locust.stop)
         start_swarm(locust, options, mix, url, speed, workers, out_dir)
-        _await_locust(locust, plan, metrics_url, watch, status)
+        _await_locust(locust, plan, sampler, status)
         stats_file = out_dir / "locust.json"
         if not stats_file.exists():
             raise LoadTestError(f"Locust wrote no statistics; its log ends with:\n{locust.tail('master')}")
@@ -109,6 +116,7 @@ def run_loadtest(
         published = sum(s.succeeded for s in stats if s.method == "publish")
         engine_after = _settle(metrics_url, engine_before, published) if metrics_url else None
         broker_after = watch.settled()
+        sampler.sample()
         engine = engine_after.since(engine_before) if engine_after and engine_before else None
         report = build_report(
             run=_run_section(options, mix, plan, speed, workers, broker_version, engine_label, started_at),
@@ -116,6 +124,14 @@ def run_loadtest(
             engine=engine,
             broker=broker_after.since(broker_before),
             engine_publishes=float(watch.engine_publishes - publishes_before),
+        )
+        report["timeline"] = build_timeline(
+            start_unix=start_unix,
+            step_s=options.timeline_step_s(),
+            stats=stats,
+            intervals=_read_json(out_dir / TIMELINE_FILE),
+            users=read_user_counts(out_dir / "locust_stats_history.csv"),
+            samples=sampler.samples,
         )
     report["timing"] = {"wall_s": round(time.monotonic() - wall, 3), "planned_s": plan.total_s}
     report["warnings"] = warnings
@@ -149,12 +165,19 @@ def _engine(
     return engine.metrics_url, f"started (pid {engine.process.pid}, --ack-every {options.ack_every})"
 
 
-def _await_locust(
-    locust: Swarm, plan: Plan, metrics_url: str | None, watch: BrokerWatch, status: Callable[[Status], None] | None
-) -> None:
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        found: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return found
+
+
+def _await_locust(locust: Swarm, plan: Plan, sampler: Sampler, status: Callable[[Status], None] | None) -> None:
+    """Wait for Locust to finish, sampling both witnesses about once a second meanwhile."""
     started = time.monotonic()
     limit = plan.total_s + _START_ALLOWANCE_S + plan.shape.peak() / 100.0
-    last: tuple[float, float] | None = None
+    due = started
     while locust.main.poll() is None:
         elapsed = time.monotonic() - started
         if elapsed > limit:
@@ -164,17 +187,11 @@ def _await_locust(
         dead = locust.died(ending=elapsed > plan.total_s - 1.0)
         if dead is not None:
             raise LoadTestError(f"Locust's {dead} exited early; its log ends with:\n{locust.tail(dead)}")
-        rate = None
-        if metrics_url is not None and status is not None:
-            counts = scrape(metrics_url, timeout_s=1.0)
-            if counts is not None:
-                now = time.monotonic()
-                if last is not None and now > last[0]:
-                    rate = (counts.ingested - last[1]) / (now - last[0])
-                last = (now, counts.ingested)
+        taken = sampler.sample()
         if status is not None:
-            status(Status(elapsed, plan.total_s, watch.connected(), rate))
-        time.sleep(1.0)
+            status(Status(elapsed, plan.total_s, taken.broker.connected, sampler.ingested_per_s()))
+        due += _SAMPLE_S
+        time.sleep(max(0.05, due - time.monotonic()))
     if locust.main.returncode != 0:
         raise LoadTestError(f"Locust exited with code {locust.main.returncode}:\n{locust.tail('master')}")
 

@@ -19,7 +19,9 @@ from loadtest.fleet import FleetMix
 from loadtest.options import LOCUSTFILE, LoadTestOptions
 from loadtest.witnesses import free_port
 
-__all__ = ["Swarm", "locust_args", "start_swarm"]
+__all__ = ["TIMELINE_FILE", "Swarm", "locust_args", "start_swarm"]
+
+TIMELINE_FILE = "locust_timeline.json"  # the locustfile's response times per interval
 
 _ROOT = Path(__file__).resolve().parents[1]
 
@@ -94,6 +96,7 @@ def locust_args(options: LoadTestOptions, url: BrokerUrl, speed: float, out_dir:
         "--sot-qos", str(options.qos), "--sot-shape", options.shape, "--sot-drain", repr(options.drain_s),
         "--sot-receipt-timeout", repr(options.receipt_timeout_s), "--sot-warmup", repr(options.warmup_s),
         "--sot-outbox", options.outbox, "--sot-outbox-size", str(options.outbox_size),
+        "--sot-timeline", str(out_dir / TIMELINE_FILE), "--sot-timeline-step", repr(options.timeline_step_s()),
     ]  # fmt: skip
     if options.ui:
         args += ["--autostart", "--autoquit", "30", "--web-host", "127.0.0.1", "--web-port", str(options.ui_port)]

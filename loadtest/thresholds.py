@@ -13,8 +13,9 @@ import operator
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["METRICS", "Threshold", "ThresholdError", "Verdict", "evaluate", "parse_fail_on"]
+__all__ = ["METRICS", "Threshold", "ThresholdError", "Verdict", "evaluate", "parse_fail_on", "records"]
 
 _LATENCIES = {
     "ingest": "publish to the engine's receipt (sampled messages)",
@@ -116,3 +117,18 @@ def evaluate(thresholds: list[Threshold], measured: Mapping[str, float | None]) 
         else:
             verdicts.append(Verdict(t, float(value), t.crossed(float(value))))
     return verdicts
+
+
+def records(verdicts: list[Verdict]) -> list[dict[str, Any]]:
+    """The verdicts as ``loadtest.json``'s ``thresholds``: each condition, its parts, what was measured, whether it failed."""
+    return [
+        {
+            "condition": str(v.threshold),
+            "metric": v.threshold.metric,
+            "op": v.threshold.op,
+            "limit": v.threshold.value,
+            "measured": v.measured,
+            "failed": v.failed,
+        }
+        for v in verdicts
+    ]

@@ -5,7 +5,8 @@ its HTTP API; :func:`scrape` reads its counters. :class:`BrokerWatch` is the run
 connection: it keeps the broker's latest ``$SYS`` counters and counts what the engine publishes, so
 that the devices' PUBLISH packets can be told from the engine's. It subscribes again after each
 reconnect, and a broker restarted mid-run (its counters start again from 0) has the previous
-one's last counts added to its own.
+one's last counts added to its own. :class:`Sampler` reads both witnesses about once a second for
+the report's time series.
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ from harness.errors import BrokerError
 from harness.mqtt_transport import secure
 from loadtest.errors import LoadTestError
 from loadtest.report import BrokerCounts, EngineCounts, parse_metrics
+from loadtest.timeline import BrokerReading, Sample
 
-__all__ = ["BrokerWatch", "StartedEngine", "free_port", "scrape", "start_engine"]
+__all__ = ["BrokerWatch", "Sampler", "StartedEngine", "free_port", "scrape", "start_engine"]
 
 
 @dataclass
@@ -104,6 +106,7 @@ _SYS_TOPICS = {
     "$SYS/broker/clients/connected": "connected",
 }
 _CUMULATIVE = ("received", "sent", "dropped")  # counted since the broker started; "connected" is a level
+_HEARTBEAT = "$SYS/broker/uptime"  # published every sys_interval, changed or not: when the counters were current
 
 
 class BrokerWatch:
@@ -115,6 +118,7 @@ class BrokerWatch:
         self._raw: dict[str, float] = {}  # the values as the current broker process counts them
         self._carried: dict[str, float] = {}  # what earlier broker processes had counted (restarts)
         self._updated: dict[str, float] = {}
+        self._beat_unix: float | None = None  # wall time of the broker's last $SYS publication
         self.connected_max = 0.0
         self.engine_publishes = 0
         self._lock = threading.Lock()
@@ -125,7 +129,9 @@ class BrokerWatch:
         self._client.on_connect = self._on_connect
         secure(self._client, url)
         p = topics.prefix
-        self._filters = [(f, 0) for f in (*_SYS_TOPICS, f"{p}/engine/#", f"{p}/dev/+/cmd", f"{p}/clock/ack")]
+        self._filters = [
+            (f, 0) for f in (*_SYS_TOPICS, _HEARTBEAT, f"{p}/engine/#", f"{p}/dev/+/cmd", f"{p}/clock/ack")
+        ]
 
     def start(self, timeout_s: float = 10.0) -> None:
         try:
@@ -152,6 +158,9 @@ class BrokerWatch:
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
         name = _SYS_TOPICS.get(message.topic)
         with self._lock:
+            self._beat_unix = time.time() if message.topic.startswith("$SYS/") else self._beat_unix
+            if message.topic == _HEARTBEAT:
+                return
             if name is None:
                 self.engine_publishes += 1
                 return
@@ -172,6 +181,14 @@ class BrokerWatch:
             v = self._values
             return BrokerCounts(v.get("received"), v.get("sent"), v.get("dropped"), self.connected_max or None)
 
+    def reading(self) -> BrokerReading:
+        """The counters with the wall time the broker last published its ``$SYS`` tree (None: not yet)."""
+        with self._lock:
+            v, beat = self._values, self._beat_unix
+            counts = BrokerCounts(v.get("received"), v.get("sent"), v.get("dropped"), self.connected_max or None)
+            connected = v.get("connected")
+        return BrokerReading(beat, counts, None if connected is None else int(connected))
+
     def connected(self) -> int | None:
         with self._lock:
             value = self._values.get("connected")
@@ -189,6 +206,33 @@ class BrokerWatch:
                 break
             time.sleep(0.05)
         return self.counts()
+
+
+class Sampler:
+    """Both witnesses' cumulative counters, read about once a second while Locust runs.
+
+    Counters, not rates: :mod:`loadtest.timeline` takes the differences, so that a sample missed or
+    late changes the resolution, never the totals.
+    """
+
+    def __init__(self, metrics_url: str | None, watch: BrokerWatch) -> None:
+        self.metrics_url, self.watch = metrics_url, watch
+        self.samples: list[Sample] = []
+
+    def sample(self) -> Sample:
+        engine = scrape(self.metrics_url, timeout_s=1.0) if self.metrics_url else None
+        taken = Sample(time.time(), engine, self.watch.reading())
+        self.samples.append(taken)
+        return taken
+
+    def ingested_per_s(self) -> float | None:
+        """The engine's ingest rate between the last two samples that reached it."""
+        seen = [s for s in self.samples[-4:] if s.engine is not None]
+        if len(seen) < 2 or seen[-1].t_unix <= seen[-2].t_unix:
+            return None
+        a, b = seen[-2], seen[-1]
+        assert a.engine is not None and b.engine is not None
+        return (b.engine.ingested - a.engine.ingested) / (b.t_unix - a.t_unix)
 
 
 def free_port() -> int:

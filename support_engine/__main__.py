@@ -1,16 +1,14 @@
-"""``python -m support_engine``: run the support engine against a broker (also ``sot engine``)."""
+"""``python -m support_engine``: run the support engine against a broker (also ``sot engine``), or inspect a database."""
 
 from __future__ import annotations
 
 import ipaddress
-import json
 import logging
 import math
 import os
 import signal
-import sys
+import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Annotated
@@ -24,8 +22,11 @@ from contracts.engine_config import EngineConfig
 from contracts.errors import PartitionError
 from contracts.partitions import Partition
 from contracts.topics import DEFAULT_PREFIX, Topics
-from support_engine.database import DatabaseInUse
+from support_engine.database import DatabaseInUse, locate
 from support_engine.errors import EngineError
+from support_engine.inspection import commands_sent
+from support_engine.inspection import read as read_stored
+from support_engine.logs import configure_logging
 from support_engine.metrics import EngineMetrics
 from support_engine.mqtt_transport import MqttLogin, MqttTransport, Protocol
 from support_engine.registry import iter_devices
@@ -37,37 +38,11 @@ if TYPE_CHECKING:
 
 app = typer.Typer(add_completion=False, help="Run the support engine against an MQTT broker.")
 
-# A record's own attributes, and uvicorn's copy of its message with terminal colours: not extra fields.
-_SKIPPED = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime", "color_message"}
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message, then the record's extra fields."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        line: dict[str, object] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        line.update((k, v) for k, v in record.__dict__.items() if k not in _SKIPPED and k not in line)
-        if record.exc_info:
-            line["exc_info"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str)
-
-
-def _configure_logging(level: str, fmt: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
-
-
 PASSWORD_ENV = "SOT_MQTT_PASSWORD"
 HTTP_TOKEN_ENV = "SOT_HTTP_TOKEN"
+DEFAULT_BROKER = "mqtt://127.0.0.1:1883"
+DEFAULT_DB = "sot-engine.sqlite"
+DEFAULT_SIM_EPOCH = "2026-01-01T00:00:00Z"  # support_engine.api.timebase's (not imported: it loads the web framework)
 
 
 def _broker(url: str, password_file: Path | None = None) -> tuple[str, int, MqttLogin]:
@@ -145,12 +120,12 @@ def load_config(path: Path | None, policy: str | None) -> EngineConfig:
 @app.command()
 def main(
     broker: Annotated[
-        str,
+        str | None,
         typer.Option(
             help="Broker URL: mqtt://host:port, with a login mqtt://user[:password]@host:port, over TLS "
-            "mqtts://host:8883?ca=CA.crt[&cert=CLIENT.crt&key=CLIENT.key]."
+            f"mqtts://host:8883?ca=CA.crt[&cert=CLIENT.crt&key=CLIENT.key]. Default: {DEFAULT_BROKER}."
         ),
-    ] = "mqtt://127.0.0.1:1883",
+    ] = None,
     mqtt_password_file: Annotated[
         Path | None,
         typer.Option(
@@ -159,13 +134,28 @@ def main(
         ),
     ] = None,
     db: Annotated[
-        str,
+        str | None,
         typer.Option(
             help="Database: a SQLite file (created if missing), sqlite:///PATH, or a PostgreSQL URL, "
-            "postgresql://user@host:port/database (the database must exist; tables are created)."
+            f"postgresql://user@host:port/database (the database must exist; tables are created). Default: {DEFAULT_DB}."
         ),
-    ] = "sot-engine.sqlite",
-    clock: Annotated[str, typer.Option(help="'event' (follow the world's clock barrier) or 'wall'.")] = "wall",
+    ] = None,
+    inspect: Annotated[
+        str | None,
+        typer.Option(
+            metavar="DB",
+            help="Inspect this database (a SQLite file, sqlite:///PATH or a PostgreSQL URL) read-only instead of "
+            "running: serve its HTTP API (--http, default any free port) with the figures it holds, until "
+            "SIGTERM/SIGINT. No broker, no timers, no escalation; nothing is written, not even a lock.",
+        ),
+    ] = None,
+    clock: Annotated[
+        str | None,
+        typer.Option(
+            help="'event' (follow the world's clock barrier) or 'wall'. Default: wall; with --inspect, event "
+            "(a run's database holds simulated seconds)."
+        ),
+    ] = None,
     time_origin: Annotated[
         float | None,
         typer.Option(
@@ -230,6 +220,20 @@ def main(
             help="Require `Authorization: Bearer TOKEN` on every HTTP route but /healthz (and /readyz).",
         ),
     ] = None,
+    http_url_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write the HTTP API's URL to this file once it listens (for a supervisor that asked for --http 0)."
+        ),
+    ] = None,
+    sim_epoch: Annotated[
+        str,
+        typer.Option(
+            metavar="ISO",
+            help="Event clock: the calendar time that simulated time 0 is shown as (ISO 8601; the HTTP API "
+            "marks such times as simulated).",
+        ),
+    ] = DEFAULT_SIM_EPOCH,
     devices: Annotated[
         Path | None,
         typer.Option(
@@ -254,14 +258,13 @@ def main(
         ),
     ] = False,
 ) -> None:
-    """Serve until SIGTERM/SIGINT: ingest, detect, open cases, dispatch, notify."""
+    """Serve until SIGTERM/SIGINT: ingest, detect, open cases, dispatch, notify (or, with --inspect, show a database)."""
     if log_format not in ("text", "json"):
         raise typer.BadParameter("--log-format must be 'text' or 'json'")
-    _configure_logging(log_level, log_format)
+    configure_logging(log_level, log_format)
     if http is not None and not 0 <= http <= 65535:
         raise typer.BadParameter("--http must be a port, 0-65535 (0: any free port)")
-    if http is not None and db in (":memory:", "sqlite:///:memory:"):
-        raise typer.BadParameter("--http needs a database file or server (--db PATH or --db postgresql://...)")
+    clock = clock or ("event" if inspect is not None else "wall")
     if clock not in ("event", "wall"):
         raise typer.BadParameter("--clock must be 'event' or 'wall'")
     if protocol not in ("auto", "5", "3.1.1"):
@@ -272,9 +275,33 @@ def main(
     factor = 1.0 if speed is None else speed
     if not (math.isfinite(origin) and math.isfinite(factor) and factor > 0):
         raise typer.BadParameter("--time-origin must be finite and --speed a finite number > 0")
+    clock_mode: ClockMode = "event" if clock == "event" else "wall"
+    if inspect is not None:
+        given = {
+            "--broker": broker is not None, "--db": db is not None, "--devices": devices is not None,
+            "--client-id": client_id is not None, "--mqtt-password-file": mqtt_password_file is not None,
+            "--ack-every": ack_every > 0, "--audit": audit,
+        }  # fmt: skip
+        if any(given.values()):
+            raise typer.BadParameter(
+                f"--inspect reads its database and connects to no broker: drop {', '.join(k for k, v in given.items() if v)}",
+                param_hint="--inspect",
+            )
+        _check_http_host(http_host, http_token)
+        _check_epoch(sim_epoch)
+        _inspect(
+            inspect, load_config(config, policy), metrics=EngineMetrics(clock=clock_mode, speed=factor),
+            host=http_host, port=0 if http is None else http, token=http_token, url_file=http_url_file,
+            sim_epoch=sim_epoch, time_origin=origin,
+        )  # fmt: skip
+        return
+    db = DEFAULT_DB if db is None else db
+    if http is not None and db in (":memory:", "sqlite:///:memory:"):
+        raise typer.BadParameter("--http needs a database file or server (--db PATH or --db postgresql://...)")
     if http is not None:
         _check_http_host(http_host, http_token)
-    host, port, login = _broker(broker, mqtt_password_file)
+        _check_epoch(sim_epoch)
+    host, port, login = _broker(DEFAULT_BROKER if broker is None else broker, mqtt_password_file)
     engine_config = load_config(config, policy)
     try:
         part = Partition.parse(partition, shards)
@@ -286,7 +313,6 @@ def main(
     try:
         storage = Storage(db)
         logging.getLogger("sot.engine").info("database %s", storage.path, extra={"database": storage.path})
-        clock_mode: ClockMode = "event" if clock == "event" else "wall"
         metrics = EngineMetrics(clock=clock_mode, speed=factor)
         service = EngineService(
             engine_config,
@@ -303,7 +329,7 @@ def main(
         )
         if devices is not None:  # read and applied a chunk at a time, committed once
             service.provision_chunks(iter_devices(devices))
-        metrics.start(service.core, service.counters)
+        metrics.start(service.core, service.counters, commands_sent(db))
 
         def _stop(signum: int, frame: FrameType | None) -> None:
             service.stop()
@@ -312,9 +338,11 @@ def main(
         signal.signal(signal.SIGINT, _stop)
         if http is not None:  # the API opens its own connections: the URL with its password, if any
             api = _start_api(
-                db, metrics, transport, http_host, http, http_token,
+                db, metrics, http_host, http, http_token, url_file=http_url_file,
+                connected=transport.connected.is_set,
+                ready=lambda: transport.connected.is_set() and service.subscribed,
                 degraded=lambda: _held_up(storage) or service.held_up(),
-                service_ready=lambda: service.subscribed,
+                engine_config=engine_config, sim_epoch=sim_epoch, time_origin=origin,
             )  # fmt: skip
         service.run()
     except DatabaseInUse as exc:  # another engine writes this database: refused at start, as a bad option is
@@ -330,34 +358,93 @@ def main(
     storage.close()
 
 
+def _inspect(
+    where: str,
+    config: EngineConfig,
+    *,
+    metrics: EngineMetrics,
+    host: str,
+    port: int,
+    token: str | None,
+    url_file: Path | None,
+    sim_epoch: str,
+    time_origin: float,
+) -> None:
+    """Serve the HTTP API of a database read-only until SIGTERM/SIGINT: its figures as stored, nothing run."""
+    try:
+        stored = read_stored(where, config)
+    except EngineError as exc:
+        typer.echo(f"sot engine: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    metrics.start(stored.core, stored.counters, stored.commands)
+    shown = locate(where).shown
+    stop = threading.Event()
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    api = _start_api(
+        where, metrics, host, port, token, url_file=url_file,
+        connected=lambda: False, ready=lambda: True, degraded=lambda: None,
+        engine_config=config, sim_epoch=sim_epoch, time_origin=time_origin, inspecting=shown,
+    )  # fmt: skip
+    typer.echo(
+        f"sot engine: inspecting {shown} read-only ({len(stored.core.open_case_of)} open cases); "
+        f"HTTP API on {api.url} until Ctrl-C",
+        err=True,
+    )
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        api.stop()
+
+
+def _check_epoch(text: str) -> None:
+    """Refuse a ``--sim-epoch`` that is no ISO 8601 time (checked here, with the HTTP API it is for)."""
+    from support_engine.api.timebase import parse_epoch
+
+    try:
+        parse_epoch(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--sim-epoch") from exc
+
+
 def _start_api(
     db: str,
     metrics: EngineMetrics,
-    transport: MqttTransport,
     host: str,
     port: int,
-    token: str | None = None,
+    token: str | None,
     *,
-    degraded: Callable[[], str | None] = lambda: None,
-    service_ready: Callable[[], bool] = lambda: True,
+    url_file: Path | None,
+    connected: Callable[[], bool],
+    ready: Callable[[], bool],
+    degraded: Callable[[], str | None],
+    engine_config: EngineConfig,
+    sim_epoch: str,
+    time_origin: float,
+    inspecting: str | None = None,
 ) -> HttpApi:
     """Bind and start the HTTP API (imported here: an engine without ``--http`` loads no web framework)."""
     from support_engine.http_api import HttpApi, create_app
 
     try:
         app = create_app(
-            db,
-            metrics,
-            connected=transport.connected.is_set,
-            token=token or None,
-            degraded=degraded,
-            ready=lambda: transport.connected.is_set() and service_ready(),
-        )
+            db, metrics, connected=connected, token=token or None, degraded=degraded, ready=ready,
+            engine_config=engine_config, sim_epoch=sim_epoch, time_origin=time_origin, inspecting=inspecting,
+        )  # fmt: skip
         api = HttpApi(app, host=host, port=port)
     except OSError as exc:
         typer.echo(f"sot engine: cannot serve HTTP on {host}:{port}: {exc}", err=True)
         raise typer.Exit(1) from exc
     api.start()
+    if url_file is not None:  # whole or not at all: a reader never sees half a URL
+        partial = url_file.with_name(f".{url_file.name}.partial")
+        partial.write_text(api.url + "\n", encoding="utf-8")
+        partial.replace(url_file)
     return api
 
 

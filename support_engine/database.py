@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
 import sqlite3
 import time
@@ -33,7 +34,7 @@ from support_engine.errors import StorageError
 from support_engine.sql_dialect import portable
 from support_engine.writer_lock import DatabaseInUse, WriterLock
 
-__all__ = ["Connection", "DatabaseInUse", "Location", "ReadOnly", "connect", "locate"]
+__all__ = ["Connection", "DatabaseInUse", "Location", "ReadOnly", "at_rest", "connect", "locate"]
 
 Backend = Literal["sqlite", "postgresql"]
 _CONNECT_TIMEOUT_S = 10
@@ -313,23 +314,23 @@ def connect(location: Location) -> Connection:
 class ReadOnly:
     """Open read-only connections to one database, one per use (the HTTP API's: one per request).
 
-    SQLite: a ``mode=ro`` URI (WAL lets it read beside the writer). PostgreSQL: autocommit with
-    ``default_transaction_read_only=on``, so that each query sees the latest commit and none writes.
+    SQLite: a ``mode=ro`` URI (WAL lets it read beside the writer), which never creates the file
+    nor writes to it; ``immutable=1`` besides for a file :func:`at_rest` (see there). PostgreSQL:
+    autocommit with ``default_transaction_read_only=on``, so that each query sees the latest commit
+    and none writes.
     """
 
     def __init__(self, location: Location) -> None:
         if location.target == ":memory:":
             raise ValueError("a read-only connection needs a database file or server, not ':memory:'")
         self.location = location
-        self._uri = (
-            "" if location.backend == "postgresql" else f"file:{quote(str(Path(location.target).resolve()))}?mode=ro"
-        )
+        self._path = None if location.backend == "postgresql" else Path(location.target).resolve()
 
     @contextlib.contextmanager
     def connect(self) -> Iterator[Connection]:
         """A read-only connection, closed on leaving; :class:`StorageError` if it cannot open."""
         conn: Connection
-        if self.location.backend == "postgresql":
+        if self._path is None:
             from support_engine import postgres
 
             try:
@@ -337,8 +338,9 @@ class ReadOnly:
             except postgres.Error as exc:
                 raise StorageError(f"cannot open database {self.location.shown!r}: {_one_line(exc)}") from exc
         else:
+            uri = f"file:{quote(str(self._path))}?mode=ro" + ("&immutable=1" if at_rest(self._path) else "")
             try:
-                db = sqlite3.connect(self._uri, uri=True, timeout=5.0, check_same_thread=False)
+                db = sqlite3.connect(uri, uri=True, timeout=5.0, check_same_thread=False)
             except sqlite3.Error as exc:
                 raise StorageError(f"cannot open database {self.location.shown!r}: {_one_line(exc)}") from exc
             conn = _SqliteConnection(db, self.location, transaction=False)
@@ -346,3 +348,21 @@ class ReadOnly:
             yield conn
         finally:
             conn.close()
+
+
+def at_rest(path: Path) -> bool:
+    """Whether the SQLite file ``path`` is in WAL mode with no WAL file beside it: nobody has it open.
+
+    Such a file holds every commit itself, and no writer can change it without creating the WAL
+    file first (a writer in WAL mode opens it with the database; a checkpoint copies from it).
+    A ``mode=ro`` reader of it would create the ``-wal`` and ``-shm`` files, and leave them; an
+    ``immutable=1`` one reads the file alone and writes nothing. A file with a WAL file (a writer
+    beside us, or one that crashed) is read with ``mode=ro``, WAL included: ``immutable`` would miss it.
+    """
+    try:
+        with open(path, "rb") as file:
+            header = file.read(20)
+    except OSError:
+        return False
+    in_wal_mode = header[:16] == b"SQLite format 3\x00" and len(header) == 20 and header[18] == 2
+    return in_wal_mode and not os.path.lexists(f"{path}-wal")

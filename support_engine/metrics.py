@@ -5,6 +5,9 @@ time: received messages held in the inbox) and :meth:`EngineMetrics.committed` a
 handled messages. Both run on the service's thread, once per committed group, never per reading:
 the Prometheus counters follow the engine's own counters by difference, and the live figures are
 copied into a frozen :class:`LiveSnapshot` that other threads read without touching the engine core.
+Before any of them, :meth:`EngineMetrics.start` takes up a restarted (or inspected) engine: the
+counters restored from its database, and the commands sent by action, which only its outbox keeps;
+so the Prometheus counters continue from the stored totals instead of starting again at 0.
 
 ``sot_ingest_lag_seconds`` means one thing per clock. Wall clock: for each handled message, the
 time of its commit minus its ``ts``, in real seconds (engine seconds divided by ``speed``; a
@@ -28,6 +31,7 @@ import numpy as np
 import numpy.typing as npt
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from contracts.counters import CASE_ORIGINS
 from contracts.messages import CommandAction
 from support_engine.core.actions import Outbound, SendCommand
 from support_engine.core.engine import Engine
@@ -36,7 +40,7 @@ __all__ = ["Campaign", "EngineMetrics", "LiveSnapshot"]
 
 ClockMode = Literal["event", "wall"]
 LAG_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
-CASE_ORIGINS = ("telemetry", "contact", "device")
+CAMPAIGN_OUTCOMES = ("completed", "aborted")
 _EMPTY: npt.NDArray[np.float64] = np.zeros(0)
 _EMPTY.flags.writeable = False
 
@@ -131,10 +135,47 @@ class EngineMetrics:
             "engine first read its count.",
             registry=r,
         )
+        # Campaigns: fleet-wide staged updates and recalls by cohort comparison, and the rollouts of
+        # issues with `rollout_after`.
+        self.campaigns_opened = Counter("sot_campaigns_opened", "Campaigns opened by cohort comparison.", registry=r)
+        self.campaigns_ended = Counter(
+            "sot_campaigns_ended", "Campaigns ended, by outcome (completed, aborted).", ["outcome"], registry=r
+        )
+        self.campaigns_running = Gauge("sot_campaigns_running", "Campaigns running now.", registry=r)
+        self.campaign_commands = Counter(
+            "sot_campaign_commands", "Commands sent by campaigns (their stages' OTA updates and recalls).", registry=r
+        )
+        self.campaign_failures = Counter(
+            "sot_campaign_failures", "Campaign commands that failed on the device.", registry=r
+        )
+        self.rollouts = Counter("sot_rollouts", "Fleet-wide updates of an issue (rollout_after).", registry=r)
         for origin in CASE_ORIGINS:
             self.cases_opened.labels(origin=origin)
         for action in get_args(CommandAction):
             self.commands.labels(action=action)
+        for outcome in CAMPAIGN_OUTCOMES:
+            self.campaigns_ended.labels(outcome=outcome)
+        # Engine counter -> the Prometheus counter that follows it; then counters by prefix, labelled by the rest.
+        self._follows: dict[str, Counter] = {
+            "msg_ingested": self.ingested,
+            "msg_duplicates": self.duplicates,
+            "sla_breaches": self.sla_breaches,
+            "work_orders": self.work_orders,
+            "readings": self.readings,
+            "readings_missing": self.readings_missing,
+            "readings_late": self.readings_late,
+            "broker_session_lost": self.sessions_lost,
+            "broker_dropped": self.broker_dropped,
+            "campaigns_opened": self.campaigns_opened,
+            "campaign_commands": self.campaign_commands,
+            "campaign_failures": self.campaign_failures,
+            "rollouts": self.rollouts,
+            **{f"campaigns_{outcome}": self.campaigns_ended.labels(outcome=outcome) for outcome in CAMPAIGN_OUTCOMES},
+        }
+        self._labelled: tuple[tuple[str, Counter, str], ...] = (
+            ("msg_rejected_", self.rejected, "reason"),
+            ("cases_opened_", self.cases_opened, "origin"),
+        )
         self._seen: dict[str, int] = {}
         self._lock = threading.Lock()  # the service's thread writes; a reader might call counted() too
         self._snapshot = LiveSnapshot()
@@ -153,12 +194,15 @@ class EngineMetrics:
         return generate_latest(self.registry)
 
     # -- hooks, called on the service's thread -----------------------------------------------------
-    def start(self, core: Engine, counters: Mapping[str, int]) -> None:
-        """Take up a (possibly restored) engine before it serves: its counters, open cases and campaigns."""
+    def start(self, core: Engine, counters: Mapping[str, int], commands: Mapping[str, int] | None = None) -> None:
+        """Take up a (possibly restored) engine before it serves: its counters, open cases and campaigns,
+        and ``commands``, the commands it has sent so far by action (:func:`~support_engine.inspection.commands_sent`)."""
         merged = {**core.stats, **counters}
         with self._lock:
             self._follow(merged)
-            self.open_cases.set(len(core.open_case_of))
+            for action, n in (commands or {}).items():
+                self.commands.labels(action=action).inc(n)
+            self._levels(core)
             self._campaigns = [Campaign(i, self._version(core, i), None, None) for i in sorted(core.rolled_out)]
             self._rolled_out = set(core.rolled_out)
             self._snapshot = self._copy(core, merged, None)
@@ -185,7 +229,7 @@ class EngineMetrics:
         """
         with self._lock:
             self._follow(counters)
-            self.open_cases.set(len(core.open_case_of))
+            self._levels(core)
             actions = Tally(a.message.action for a in outbound if isinstance(a, SendCommand))
             for action, n in actions.items():
                 self.commands.labels(action=action).inc(n)
@@ -206,28 +250,19 @@ class EngineMetrics:
             if grown <= 0:
                 continue
             self._seen[name] = value
-            if name == "msg_ingested":
-                self.ingested.inc(grown)
-            elif name == "msg_duplicates":
-                self.duplicates.inc(grown)
-            elif name.startswith("msg_rejected_"):
-                self.rejected.labels(reason=name.removeprefix("msg_rejected_")).inc(grown)
-            elif name == "sla_breaches":
-                self.sla_breaches.inc(grown)
-            elif name.startswith("cases_opened_"):
-                self.cases_opened.labels(origin=name.removeprefix("cases_opened_")).inc(grown)
-            elif name == "work_orders":
-                self.work_orders.inc(grown)
-            elif name == "readings":
-                self.readings.inc(grown)
-            elif name == "readings_missing":
-                self.readings_missing.inc(grown)
-            elif name == "readings_late":
-                self.readings_late.inc(grown)
-            elif name == "broker_session_lost":
-                self.sessions_lost.inc(grown)
-            elif name == "broker_dropped":
-                self.broker_dropped.inc(grown)
+            found = self._follows.get(name)
+            if found is None:
+                for prefix, metric, label in self._labelled:
+                    if name.startswith(prefix):
+                        found = metric.labels(**{label: name.removeprefix(prefix)})
+                        break
+            if found is not None:
+                found.inc(grown)
+
+    def _levels(self, core: Engine) -> None:
+        """Set the gauges: cases open and campaigns running now."""
+        self.open_cases.set(len(core.open_case_of))
+        self.campaigns_running.set(len(core.campaigns))  # an ended campaign leaves it
 
     def _note_campaigns(self, core: Engine, outbound: Sequence[Outbound]) -> None:
         """Record the rollouts this group started: a rollout's commands go out with the case that triggers it."""

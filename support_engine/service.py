@@ -48,9 +48,10 @@ from contracts.messages import Clock, ClockAck, DeadLetter, DeviceRecord, Ingest
 from contracts.partitions import Partition, check_partitionable
 from contracts.topics import Kind, Topics
 from support_engine.core.actions import Action, CreateWorkOrder, Notify, OrderConsumable, Provisioned, SendCommand
-from support_engine.core.engine import Engine, Snapshot
+from support_engine.core.engine import Engine
 from support_engine.core.ledger import Key, Ledger, key_of
 from support_engine.errors import ConfigError
+from support_engine.inspection import restore
 from support_engine.intake import Budgets, over_limits
 from support_engine.metrics import EngineMetrics
 from support_engine.ratelimit import RateLimiter
@@ -69,9 +70,6 @@ _GROUP_MAX = 1000  # wall clock: the most messages in one commit group (and fewe
 _IDLE_S = 0.05  # nothing came for this long: commit or spill what is waiting
 _SPILL_GROUP = 500  # event time, broker window unknown: spill received messages at least this often
 _TIMER_TICK_S = 0.1
-_SERVICE_COUNTERS = frozenset(
-    {"registry_received", "broker_session_lost", "broker_dropped"}
-)  # counted here, not by the core
 _SHARDED = frozenset({Kind.TELEMETRY, Kind.BATCH, Kind.EVENT, Kind.CONTACT, Kind.FIELD_STATUS, Kind.REGISTRY})
 _RECEIPT_KINDS: dict[str, Literal["telemetry", "batch", "event"]] = {
     "telemetry": "telemetry",
@@ -157,17 +155,9 @@ class EngineService:
         self._batches = BatchDecoder()  # a gateway's roster is checked when it changes, not in every batch
         self.ledger = Ledger()
         self.ledger.restore(storage.ledger())
-        saved = storage.counters()
-        ours = {k: v for k, v in saved.items() if k.startswith("msg_") or k in _SERVICE_COUNTERS}
-        self.counters: Counter[str] = Counter(ours)
-        for device, record, reported, desired, offline in storage.devices():  # the registry and the twins' state
-            if record is not None:
-                self.core.provision([record])
-            self.core.restore_twins(device, reported, desired, offline)
-        state = storage.state()
-        if state is not None:  # a restart: open cases, alerts and pending commands as they were committed
-            core_stats = {k: v for k, v in saved.items() if k not in ours}
-            self.core.restore(msgspec.json.decode(state, type=Snapshot), core_stats)
+        state = storage.state()  # a restart: open cases, alerts and pending commands as they were committed
+        self.counters: Counter[str] = Counter(restore(self.core, storage.counters(), storage.devices(), state))
+        if state is not None:
             log.info("resumed %d open cases from the database", len(self.core.open_case_of))
         self.subscribed = False  # ready: connected and subscribed once
         self._answered_t: float | None = None  # event time: the last clock answered, and what its step sent

@@ -1,4 +1,4 @@
-"""Storage of the engine: the de-duplication ledger, cases, work orders, alerts, the outbox, counters.
+"""Storage of the engine: the de-duplication ledger, cases, work orders and their changes, alerts, the outbox.
 
 One SQLite database (WAL) or one PostgreSQL database, through the same class: the SQL below is
 SQLite's, written once; :mod:`support_engine.database` runs it on either backend (translating it
@@ -61,7 +61,7 @@ CREATE TABLE IF NOT EXISTS ingest_ledger (
 CREATE TABLE IF NOT EXISTS cases (
     case_id TEXT PRIMARY KEY, device_id TEXT NOT NULL, issue TEXT NOT NULL, state TEXT NOT NULL,
     priority INTEGER NOT NULL, origin TEXT NOT NULL, opened_s REAL NOT NULL, updated_s REAL NOT NULL,
-    escalation INTEGER NOT NULL DEFAULT 0, first_response_s REAL);
+    escalation INTEGER NOT NULL DEFAULT 0, first_response_s REAL, symptom TEXT);
 CREATE INDEX IF NOT EXISTS cases_by_device ON cases (device_id);
 CREATE TABLE IF NOT EXISTS work_orders (
     work_order_id TEXT PRIMARY KEY, case_id TEXT NOT NULL REFERENCES cases(case_id),
@@ -90,6 +90,11 @@ CREATE TABLE IF NOT EXISTS campaigns (
 CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY, ts REAL NOT NULL, kind TEXT NOT NULL, device_id TEXT NOT NULL,
     ref TEXT NOT NULL, payload TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS outbox_by_device ON outbox (device_id);
+CREATE TABLE IF NOT EXISTS state_changes (
+    id INTEGER PRIMARY KEY, case_id TEXT NOT NULL, kind TEXT NOT NULL, ref TEXT NOT NULL, state TEXT NOT NULL,
+    ts REAL NOT NULL, priority INTEGER, visit INTEGER, technician_id TEXT);
+CREATE INDEX IF NOT EXISTS state_changes_by_case ON state_changes (case_id);
 CREATE TABLE IF NOT EXISTS dead_letters (
     id INTEGER PRIMARY KEY, topic TEXT NOT NULL, reason TEXT NOT NULL, detail TEXT NOT NULL,
     payload BLOB NOT NULL);
@@ -104,6 +109,7 @@ CREATE TABLE IF NOT EXISTS ingest_audit (
 _ADDED_COLUMNS: list[tuple[str, str, str]] = [
     ("cases", "escalation", "INTEGER NOT NULL DEFAULT 0"),
     ("cases", "first_response_s", "REAL"),
+    ("cases", "symptom", "TEXT"),
     ("work_orders", "technician_id", "TEXT"),
     ("alerts", "flapping", "INTEGER NOT NULL DEFAULT 0"),
 ]
@@ -198,6 +204,7 @@ class Storage:
             "devices",
             "quarantine",
             "campaigns",
+            "state_changes",
         }:
             raise ValueError(f"no table {table!r}")
         return int(self._db.rows(f"SELECT count(*) FROM {table}")[0][0])
@@ -241,9 +248,18 @@ class Storage:
         )
 
     def apply(self, actions: Iterable[Action]) -> None:
-        """Write what ``actions`` changed (in order; a run of writes by the same statement as one ``executemany``)."""
+        """Write what ``actions`` changed (in order; a run of writes by the same statement as one ``executemany``),
+        and log each case's and work order's change of state (a case's timeline reads the log)."""
+        actions = list(actions)
         for sql, rows in itertools.groupby(_writes(actions), key=operator.itemgetter(0)):
             self._db.executemany(sql, [args for _, args in rows])
+        changes = list(_state_changes(actions))
+        if changes:
+            self._db.executemany(
+                "INSERT INTO state_changes (case_id, kind, ref, state, ts, priority, visit, technician_id)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                changes,
+            )
 
     def set_counters(self, counters: Mapping[str, int]) -> None:
         self._db.executemany(
@@ -281,14 +297,24 @@ def _hex(value: object) -> str:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
+def _state_changes(actions: Iterable[Action]) -> Iterator[tuple[object, ...]]:
+    """A row of the ``state_changes`` log per case or work-order change, in order."""
+    for a in actions:
+        if isinstance(a, CaseChanged):
+            yield (a.case_id, "case", a.case_id, a.state, a.ts, a.priority, None, None)
+        elif isinstance(a, WorkOrderChanged):
+            yield (a.case_id, "work_order", a.work_order_id, a.state, a.ts, None, a.visit, a.technician_id)
+
+
 def _writes(actions: Iterable[Action]) -> Iterator[tuple[str, tuple[object, ...]]]:
     """The (statement, arguments) that write what ``actions`` changed, in order."""
     for a in actions:
         if isinstance(a, CaseChanged):
             yield (
-                "INSERT INTO cases VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(case_id) DO UPDATE SET"
+                "INSERT INTO cases VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(case_id) DO UPDATE SET"
                 " state=excluded.state, priority=excluded.priority, updated_s=excluded.updated_s,"
-                " escalation=excluded.escalation, first_response_s=excluded.first_response_s",
+                " escalation=excluded.escalation, first_response_s=excluded.first_response_s,"
+                " symptom=excluded.symptom",
                 (
                     a.case_id,
                     a.device_id,
@@ -300,6 +326,7 @@ def _writes(actions: Iterable[Action]) -> Iterator[tuple[str, tuple[object, ...]
                     a.ts,
                     a.escalation,
                     a.first_response_s,
+                    a.symptom,
                 ),
             )
         elif isinstance(a, WorkOrderChanged):

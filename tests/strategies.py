@@ -96,7 +96,8 @@ seconds = st.floats(min_value=0.0, max_value=MAX_SECONDS, allow_nan=False, allow
 finite_floats = st.floats(allow_nan=False, allow_infinity=False)
 counts = st.integers(min_value=0, max_value=MAX_COUNT)
 uint32s = st.integers(min_value=0, max_value=2**32 - 1)
-texts = st.text(st.characters(exclude_characters="\x00"), max_size=1000)  # no NUL: PostgreSQL text refuses it
+# No NUL (PostgreSQL text refuses it) and no lone surrogates (no UTF-8 wire text decodes to one).
+texts = st.text(st.characters(exclude_characters="\x00", exclude_categories=("Cs",)), max_size=1000)
 channels = st.sampled_from(["app", "phone", "chat", "self_service"])
 optional_ids = st.none() | ids
 

@@ -39,6 +39,7 @@ class CaseChanged:
     origin: str  # "telemetry", "contact", "device", "offline" or "campaign"
     escalation: int = 0
     first_response_s: float | None = None
+    symptom: str | None = None  # what opened it: an owner's symptom, a device's fault code
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,6 +44,7 @@ class Case:
     warned: set[str] = field(default_factory=set)
     escalation: int = 0
     skip_remote: bool = False  # a remote fix claimed this trouble gone (or found none) lately: no second try
+    symptom: str | None = None  # what its opener said: the owner's symptom, or the device's fault code
 
 
 @dataclass
@@ -132,6 +133,7 @@ class EngineBase:
             case.origin,
             case.escalation,
             case.first_response_s,
+            case.symptom,
         )
 
     def _note(self, case: Case, t: float, kind: str, text: str) -> Notify:
@@ -154,12 +156,15 @@ class EngineBase:
         """Whether a device's messages go to quarantine (registered-only provisioning)."""
         return self.config.provisioning == "registered" and device not in self.devices
 
-    def _case_for(self, device: str, issue: str, t: float, origin: str) -> tuple[Case, bool]:
-        """The open case of ``device`` (alerts and contacts correlate into it), or a new one."""
+    def _case_for(
+        self, device: str, issue: str, t: float, origin: str, symptom: str | None = None
+    ) -> tuple[Case, bool]:
+        """The open case of ``device`` (alerts and contacts correlate into it), or a new one (``symptom``:
+        what its opener said, an owner's symptom or a device's fault code)."""
         case_id = self.open_case_of.get(device)
         if case_id is not None:
             return self.cases[case_id], False
-        case = Case(self._next_id("case"), device, issue, self._issue(issue).priority, t, origin)
+        case = Case(self._next_id("case"), device, issue, self._issue(issue).priority, t, origin, symptom=symptom)
         self.cases[case.case_id] = case
         self.open_case_of[device] = case.case_id
         self.resolved_lately.pop(device, None)

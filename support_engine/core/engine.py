@@ -454,7 +454,7 @@ class Engine(Alerting, Devices, FleetPatterns, ServiceLevels, Maintenance, Engin
             issue = self.config.fault_codes.get(event.code)
             if issue is None:
                 return []
-            case, opened = self._case_for(event.device_id, issue, event.ts, "device")
+            case, opened = self._case_for(event.device_id, issue, event.ts, "device", event.code)
             if opened:
                 return self._open(case, event.ts, f"Your device reported {event.code.replace('_', ' ')}.")
             consumable = self._issue(issue).consumable
@@ -481,7 +481,7 @@ class Engine(Alerting, Devices, FleetPatterns, ServiceLevels, Maintenance, Engin
             if answer is not None:
                 return answer
         issue = self.config.symptoms.get(contact.symptom) or self.config.default_issue or "unknown"
-        case, opened = self._case_for(contact.device_id, issue, contact.ts, "contact")
+        case, opened = self._case_for(contact.device_id, issue, contact.ts, "contact", contact.symptom)
         case.contacts += 1
         if contact.resolved:  # fixed during the contact: the case records it and closes
             if any(self.work_orders[w].state not in ("closed", "cancelled") for w in case.work_orders):

@@ -9,9 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from selenium import webdriver
 
 from harness.broker import RunningBroker
 from harness.secure_broker import Deployment, start_secure_broker
+from tests.browser import chromium, chromium_paths
 from tests.postgres import ENV_URL, INSTALL, fresh_database, pg_bin, private_cluster
 
 
@@ -72,3 +74,17 @@ def clients() -> Iterator[list[Any]]:
     yield made
     for c in made:
         c.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[webdriver.Chrome]:
+    """Headless Chromium for a module's browser tests; fails (never skips) when it is not installed."""
+    try:
+        chromium_paths()
+        missing = ""
+    except FileNotFoundError as exc:
+        missing = str(exc)
+    if missing:  # a browser test that did not run must not pass
+        pytest.fail(missing, pytrace=False)
+    with chromium() as driver:
+        yield driver

@@ -6,6 +6,7 @@ import json
 import time
 import urllib.error
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, get_args
 
@@ -31,18 +32,30 @@ ENGINE_CONFIG = {
     "symptoms": {"not_cooling": "cooling_failure"},
 }
 PATHS = {"/healthz", "/devices", "/devices/{device_id}", "/cases", "/cases/{case_id}", "/work-orders"}
-PATHS |= {"/campaigns", "/rollouts", "/quarantine", "/kpis", "/metrics"}
+PATHS |= {"/campaigns", "/rollouts", "/quarantine", "/kpis", "/metrics", "/clock", "/alerts", "/technicians"}
+PATHS |= {"/dead-letters", "/dead-letters/reasons", "/fleet"}
 
 
 def get(base: str, path: str) -> tuple[int, Any]:
-    """GET ``path``: the status and the JSON body (the text for /metrics)."""
+    """GET ``path``: the status and the JSON body (the text for /metrics and the console's pages)."""
     try:
         with urllib.request.urlopen(base + path, timeout=5) as response:
             body = response.read().decode()
             status = response.status
     except urllib.error.HTTPError as exc:
         body, status = exc.read().decode(), exc.code
-    return status, body if path == "/metrics" else json.loads(body)
+    return status, body if path in TEXT else json.loads(body)
+
+
+TEXT = {"/metrics", "/", "/console/cases", "/docs"}
+
+
+def items(base: str, path: str) -> list[Any]:
+    """The items of a list route's answer (one page: the tests' lists are short)."""
+    status, page = get(base, path)
+    assert status == 200, page
+    assert page["next_offset"] is None and page["total"] == len(page["items"])
+    return list(page["items"])
 
 
 def sample(metrics: str, name: str) -> float | None:
@@ -126,18 +139,27 @@ def test_the_api_shows_what_the_engine_took_in(tmp_path: Path, db_location: str)
             assert sample(metrics, "sot_readings_total") == 3
             assert (sample(metrics, "sot_ingest_lag_seconds_count") or 0) >= 4
 
-            status, cases = get(base, "/cases")
-            assert status == 200
+            cases = items(base, "/cases")
             assert sorted((c["device_id"], c["origin"], c["state"]) for c in cases) == [
                 ("fridge-2", "telemetry", "in_progress"),
                 ("fridge-3", "contact", "in_progress"),
             ]
-            assert [c["device_id"] for c in get(base, "/cases?device=fridge-3")[1]] == ["fridge-3"]
-            assert get(base, "/cases?state=resolved")[1] == []
+            assert [c["device_id"] for c in items(base, "/cases?device=fridge-3")] == ["fridge-3"]
+            assert [c["device_id"] for c in items(base, "/cases?origin=contact")] == ["fridge-3"]
+            assert items(base, "/cases?state=resolved") == []
             assert get(base, "/cases?state=bogus")[0] == 422
+            status, refused = get(base, "/cases?stat=open")
+            assert status == 422 and "'stat'" in refused["detail"][0]["msg"]
+            opened = next(c for c in cases if c["device_id"] == "fridge-2")
+            assert opened["opened_at"] == datetime.fromtimestamp(opened["opened_s"], UTC).isoformat(
+                timespec="milliseconds"
+            ).replace("+00:00", "Z")
             case_id = next(c["case_id"] for c in cases if c["device_id"] == "fridge-2")
             status, case = get(base, f"/cases/{case_id}")
             assert status == 200 and len(case["work_orders"]) == 1 and case["alerts"][0]["rule"] == "cabinet_hot"
+            assert case["symptom"] == "cabinet_hot = 2" and case["notifications"][0]["kind"] == "case_opened"
+            kinds = [e["kind"] for e in case["timeline"]]
+            assert kinds[:2] == ["case", "alert_raised"] and "notification" in kinds and "work_order" in kinds
             assert get(base, "/cases/case-nope")[0] == 404
 
             status, twin = get(base, "/devices/fridge-2")
@@ -149,20 +171,26 @@ def test_the_api_shows_what_the_engine_took_in(tmp_path: Path, db_location: str)
             assert [c["case_id"] for c in twin["cases"]] == [case_id]
             assert get(base, "/devices/fridge-1")[1]["values"] == {"cabinet_temp_c": -17.5}
             assert get(base, "/devices/fridge-404")[0] == 404
-            devices = {d["device_id"]: d for d in get(base, "/devices")[1]}
+            devices = {d["device_id"]: d for d in items(base, "/devices")}
             assert set(devices) == {"fridge-1", "fridge-2", "fridge-3"}
             assert devices["fridge-3"]["last_seen_s"] is None and devices["fridge-3"]["open_case"] is not None
 
-            assert len(get(base, "/work-orders?state=created")[1]) == 2
-            assert get(base, "/campaigns") == (200, [])
-            assert get(base, "/rollouts") == (200, [])
-            assert get(base, "/quarantine") == (200, [])
+            assert len(items(base, "/work-orders?state=created")) == 2
+            assert items(base, "/campaigns") == items(base, "/rollouts") == items(base, "/quarantine") == []
+            (letter,) = items(base, "/dead-letters")
+            assert (letter["reason"], letter["payload_hex"]) == ("json", b"{not json".hex())
+            assert items(base, "/dead-letters/reasons") == [{"reason": "json", "dead_letters": 1, "rejected": 1}]
             status, kpis = get(base, "/kpis")
             assert kpis["open_cases"] == 2 and kpis["messages"]["ingested"] == 4
             assert kpis["messages"]["rejected"] == 1 and kpis["resolved_within_sla_share"] is None
             status, health = get(base, "/healthz")
             assert status == 200 and health["connected"] is True and health["clock"] == "wall"
-            assert health["last_step_engine_s"] is not None
+            assert health["last_step_engine_s"] is not None and health["sim_epoch"] is None
+            assert get(base, "/clock")[1]["simulated"] is False
+            status, page = get(base, "/console/cases")
+            assert status == 200 and case_id in page
+            status, docs = get(base, "/docs")
+            assert status == 200 and "/docs/assets/swagger-ui-bundle.js" in docs and "cdn" not in docs.lower()
 
             status, spec = get(base, "/openapi.json")
             assert status == 200 and set(spec["paths"]) >= PATHS

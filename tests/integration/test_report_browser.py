@@ -6,7 +6,6 @@ request the page made, and each figure's ``<svg>`` is measured where the browser
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ from selenium import webdriver
 from selenium.webdriver.common.by import By
 
 from experiments.report import render_report
-from tests.browser import chromium, chromium_paths, console_errors, full_page_screenshot, network_requests
+from tests.browser import console_errors, full_page_screenshot, network_requests
 from tests.report_fixtures import comparison_document
 
 pytestmark = pytest.mark.integration
@@ -31,19 +30,6 @@ const box = svg.getBoundingClientRect();
 return {width: box.width, height: box.height, paths: svg.querySelectorAll('path').length,
         texts: svg.querySelectorAll('text').length};
 """
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[webdriver.Chrome]:
-    try:
-        chromium_paths()
-        missing = ""
-    except FileNotFoundError as exc:
-        missing = str(exc)
-    if missing:  # fail, never skip: a report test that did not run must not pass
-        pytest.fail(missing, pytrace=False)
-    with chromium() as driver:
-        yield driver
 
 
 @pytest.fixture(scope="module")

@@ -38,7 +38,7 @@ class Answer:
 
 
 class Client:
-    """GET requests into an ASGI app, answered in this thread."""
+    """GET requests (``path?query``) into an ASGI app, answered in this thread."""
 
     def __init__(self, app: FastAPI) -> None:
         self.app = app
@@ -46,7 +46,8 @@ class Client:
     def get(self, path: str, headers: dict[str, str] | None = None) -> Answer:
         return asyncio.run(self._get(path, headers or {}))
 
-    async def _get(self, path: str, headers: dict[str, str]) -> Answer:
+    async def _get(self, target: str, headers: dict[str, str]) -> Answer:
+        path, _, query = target.partition("?")
         scope = {
             "type": "http",
             "asgi": {"version": "3.0"},
@@ -55,19 +56,27 @@ class Client:
             "scheme": "http",
             "path": path,
             "raw_path": path.encode(),
-            "query_string": b"",
+            "query_string": query.encode(),
             "root_path": "",
             "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
             "client": ("127.0.0.1", 50000),
             "server": ("127.0.0.1", 80),
         }
         sent: list[MutableMapping[str, Any]] = []
+        asked: list[bool] = []
+        done = asyncio.Event()
 
         async def receive() -> dict[str, Any]:
-            return {"type": "http.request", "body": b"", "more_body": False}
+            if not asked:  # the request, once; then the client stays until the whole answer is in
+                asked.append(True)
+                return {"type": "http.request", "body": b"", "more_body": False}
+            await done.wait()
+            return {"type": "http.disconnect"}
 
         async def send(message: MutableMapping[str, Any]) -> None:
             sent.append(message)
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                done.set()
 
         await self.app(scope, receive, send)
         start = next(m for m in sent if m["type"] == "http.response.start")
@@ -79,7 +88,23 @@ def client(database: str, token: str | None) -> Client:
     return Client(create_app(database, EngineMetrics(clock="event"), connected=lambda: True, token=token))
 
 
-@pytest.mark.parametrize("path", ["/cases", "/devices", "/kpis", "/metrics", "/openapi.json", "/no-such-route"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/cases",
+        "/devices",
+        "/kpis",
+        "/clock",
+        "/metrics",
+        "/openapi.json",
+        "/no-such-route",
+        "/",
+        "/console/cases",
+        "/console/static/console.js",
+        "/docs",
+        "/docs/assets/swagger-ui-bundle.js",
+    ],
+)
 def test_every_route_needs_the_token(database: str, path: str) -> None:
     api = client(database, TOKEN)
     assert api.get(path).status_code == 401
@@ -95,7 +120,19 @@ def test_healthz_answers_without_the_token(database: str) -> None:
 
 
 def test_without_a_token_the_api_is_open_as_before(database: str) -> None:
-    assert client(database, None).get("/cases").status_code == 200
+    api = client(database, None)
+    assert api.get("/cases").json() == {"items": [], "total": 0, "offset": 0, "limit": 100, "next_offset": None}
+    assert api.get("/console/cases").status_code == 200
+
+
+def test_with_the_token_the_console_and_its_files_are_served(database: str) -> None:
+    api = client(database, TOKEN)
+    given = {"Authorization": f"Bearer {TOKEN}"}
+    page = api.get("/console/cases", headers=given)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    script = api.get("/console/static/console.js", headers=given)
+    assert script.status_code == 200 and b"data-live" in script.body
+    assert api.get("/docs/assets/swagger-ui.css", headers=given).status_code == 200
 
 
 def test_an_empty_token_is_refused(database: str) -> None:

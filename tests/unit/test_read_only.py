@@ -1,0 +1,85 @@
+"""Read-only connections to a SQLite database change nothing: a file at rest is read alone (no
+``-wal`` or ``-shm`` made beside it), a WAL left by a writer is read with it and left as it was,
+a missing file is not created, and a writer's commits are seen beside it."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from support_engine import database
+from support_engine.errors import StorageError
+from support_engine.storage import Storage
+
+
+def files(directory: Path) -> dict[str, str]:
+    """Every file of ``directory`` and its sha256."""
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.iterdir())}
+
+
+def reader(db: Path) -> database.ReadOnly:
+    return database.ReadOnly(database.locate(db))
+
+
+def written(db: Path, counters: dict[str, int]) -> None:
+    storage = Storage(db)
+    storage.set_counters(counters)
+    storage.commit()
+    storage.close()
+
+
+def test_a_database_at_rest_is_read_without_a_file_made_or_changed(tmp_path: Path) -> None:
+    db = tmp_path / "engine.sqlite"
+    written(db, {"msg_ingested": 3})
+    before = files(tmp_path)
+    assert database.at_rest(db) and f"{db.name}-wal" not in before
+    with reader(db).connect() as conn:
+        assert conn.rows("SELECT name, value FROM counters") == [("msg_ingested", 3)]
+    assert files(tmp_path) == before
+
+
+def test_a_wal_left_behind_is_read_with_it_and_left_as_it_was(tmp_path: Path) -> None:
+    live, copy = tmp_path / "live", tmp_path / "copy"
+    live.mkdir()
+    copy.mkdir()
+    writer = sqlite3.connect(live / "engine.sqlite", isolation_level=None)
+    writer.execute("PRAGMA journal_mode=WAL")
+    writer.execute("PRAGMA wal_autocheckpoint=0")  # every commit stays in the WAL
+    writer.execute("CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)")
+    writer.execute("INSERT INTO counters VALUES ('msg_ingested', 5)")
+    for name in ("engine.sqlite", "engine.sqlite-wal"):  # what a crashed writer leaves
+        shutil.copy(live / name, copy / name)
+    writer.close()
+    before = files(copy)
+    assert not database.at_rest(copy / "engine.sqlite")
+    with reader(copy / "engine.sqlite").connect() as conn:
+        assert conn.rows("SELECT value FROM counters") == [(5,)]  # only in the WAL
+    after = files(copy)
+    assert {k: after[k] for k in before} == before  # the database and its WAL; the -shm index is SQLite's own
+
+
+def test_a_missing_database_is_not_created(tmp_path: Path) -> None:
+    with pytest.raises(StorageError, match="cannot open"), reader(tmp_path / "none.sqlite").connect():
+        pass
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_reader_beside_a_writer_sees_its_commits(tmp_path: Path) -> None:
+    db = tmp_path / "engine.sqlite"
+    storage = Storage(db)
+    assert not database.at_rest(db)  # the writer has its WAL open
+    storage.set_counters({"msg_ingested": 1})
+    storage.commit()
+    with reader(db).connect() as conn:
+        assert conn.rows("SELECT value FROM counters") == [(1,)]
+    storage.set_counters({"msg_ingested": 2})
+    storage.commit()
+    with reader(db).connect() as conn:
+        assert conn.rows("SELECT value FROM counters") == [(2,)]
+        with pytest.raises(StorageError, match="readonly"):
+            conn.execute("DELETE FROM counters")
+    storage.close()
