@@ -19,11 +19,11 @@ from pathlib import Path
 import msgspec
 
 from contracts.engine_config import EngineConfig
+from contracts.messages import DeviceRecord
 from support_engine import database
 from support_engine.core.engine import Engine, Snapshot
 from support_engine.database import Connection
 from support_engine.errors import StorageError
-from support_engine.storage import DeviceRow, device_rows
 
 __all__ = ["SERVICE_COUNTERS", "Stored", "commands_sent", "read", "restore"]
 
@@ -31,6 +31,8 @@ SERVICE_COUNTERS = frozenset({"registry_received", "broker_session_lost", "broke
 """Counted by the service, not by the core (besides the message accounting, ``msg_*``)."""
 _TABLES = ("counters", "engine_state", "devices", "outbox", "cases")  # an engine database has them all
 _PAGE = 10_000  # outbox rows decoded at a time
+
+DeviceRow = tuple[str, DeviceRecord | None, dict[str, str], dict[str, str], bool]
 
 
 class _Command(msgspec.Struct):
@@ -84,7 +86,7 @@ def read(where: str | Path, config: EngineConfig) -> Stored:
         rows = db.rows("SELECT state FROM engine_state WHERE id = 1")
         state = bytes(rows[0][0]) if rows else None
         core = Engine(config)
-        counters = restore(core, saved, device_rows(db), state)
+        counters = restore(core, saved, _devices(db), state)
         return Stored(core, counters, _commands(db))
 
 
@@ -95,6 +97,20 @@ def commands_sent(where: str | Path) -> dict[str, int]:
         return {}
     with database.ReadOnly(location).connect() as db:
         return _commands(db)
+
+
+def _devices(db: Connection) -> list[DeviceRow]:
+    rows = db.rows("SELECT device_id, record, reported, desired, offline FROM devices ORDER BY device_id")
+    return [
+        (
+            str(device),
+            msgspec.json.decode(record, type=DeviceRecord) if record else None,
+            msgspec.json.decode(reported, type=dict[str, str]),
+            msgspec.json.decode(desired, type=dict[str, str]),
+            bool(offline),
+        )
+        for device, record, reported, desired, offline in rows
+    ]
 
 
 def _commands(db: Connection) -> dict[str, int]:

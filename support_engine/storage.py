@@ -52,26 +52,7 @@ from support_engine.core.ledger import Ledger, StreamRow
 from support_engine.errors import EngineError
 from support_engine.sql_dialect import statements
 
-__all__ = ["DeviceRow", "Storage", "device_rows"]
-
-DeviceRow = tuple[str, DeviceRecord | None, dict[str, str], dict[str, str], bool]
-"""A ``devices`` row: id, registry record (None: not registered), reported and desired state, offline."""
-
-
-def device_rows(db: database.Connection) -> list[DeviceRow]:
-    """Every row of the ``devices`` table, decoded, by id (a writer's connection or a reader's)."""
-    rows = db.rows("SELECT device_id, record, reported, desired, offline FROM devices ORDER BY device_id")
-    return [
-        (
-            str(device),
-            msgspec.json.decode(record, type=DeviceRecord) if record else None,
-            msgspec.json.decode(reported, type=dict[str, str]),
-            msgspec.json.decode(desired, type=dict[str, str]),
-            bool(offline),
-        )
-        for device, record, reported, desired, offline in rows
-    ]
-
+__all__ = ["Storage"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS ingest_ledger (
@@ -195,9 +176,19 @@ class Storage:
         rows = self._db.rows("SELECT topic, payload FROM inbox ORDER BY arrival")
         return [(str(t), bytes(p)) for t, p in rows]
 
-    def devices(self) -> list[DeviceRow]:
+    def devices(self) -> list[tuple[str, DeviceRecord | None, dict[str, str], dict[str, str], bool]]:
         """Every device row: id, registry record (None: not registered), reported and desired state, offline."""
-        return device_rows(self._db)
+        rows = self._db.rows("SELECT device_id, record, reported, desired, offline FROM devices ORDER BY device_id")
+        return [
+            (
+                str(device),
+                msgspec.json.decode(record, type=DeviceRecord) if record else None,
+                msgspec.json.decode(reported, type=dict[str, str]),
+                msgspec.json.decode(desired, type=dict[str, str]),
+                bool(offline),
+            )
+            for device, record, reported, desired, offline in rows
+        ]
 
     def count(self, table: str) -> int:
         if table not in {
