@@ -28,10 +28,19 @@ every 900 s) as columnar gateway batches of ``--batch`` devices and as one JSON 
   (every gateway's batch, then the clock), through an in-memory broker that hands out at most
   ``--window`` un-acknowledged messages, into a SQLite file: intake, de-duplication, the hold,
   handling, the step's commit, acknowledgements and the clock ack;
-- **per-message** — ``codec.decode`` + :meth:`Engine.handle`, one reading at a time (the baseline).
+- **per-message** — ``codec.decode`` + :meth:`Engine.handle`, one reading at a time (the baseline);
+- **service, sqlalchemy storage** / **service, hand-written storage** — the service again, on
+  :class:`support_engine.storage.Storage` (SQLAlchemy Core) and on the named baseline
+  ``bench/_handwritten_storage.py`` (the engine's SQLite layer before SQLAlchemy: main at ad05e72),
+  ``--storage-repeat`` runs each, alternating;
+- **storage writes, sqlalchemy** / **storage writes, hand-written** — the storage calls of one
+  service run, recorded and replayed into a new file on each layer, alternating: the storage alone.
 
     python bench/engine_ingest.py                                   # both parts, about a minute
     python bench/engine_ingest.py --skip-broker --devices 20000 --ticks 48 --batch 5000
+
+The ratios printed: engine/bare per broker configuration, columnar/per-message, and the SQLAlchemy
+storage against the hand-written one (service, and storage writes alone), best and median runs.
 """
 
 from __future__ import annotations
@@ -61,6 +70,7 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 import paho.mqtt.client as paho
+from _handwritten_storage import Storage as HandWrittenStorage  # the baseline: this directory, not the engine
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -191,6 +201,7 @@ class Run(NamedTuple):
     counts: dict[str, int]  # what was handled
     cpu_s: float | None = None  # CPU time of the consumer process (broker part, Linux only)
     broker_bytes: int | None = None  # what the broker wrote to storage meanwhile (its persistence file)
+    thread_s: float | None = None  # CPU time of the measuring thread (in process: what other processes cannot take)
 
 
 @dataclass(frozen=True)
@@ -205,6 +216,12 @@ class Measure:
     counts: dict[str, int] = field(default_factory=dict)  # the same for every run
     cpu_s: float | None = None  # the consumer's CPU time in the best run
     broker_bytes: int | None = None  # what the broker wrote to storage in the best run
+    runs_thread_s: list[float] | None = None  # in process, where measured: each run's thread CPU time
+
+    @property
+    def thread_per_s(self) -> float | None:
+        """The rate on the least thread CPU time of the runs (a busy machine's other processes cannot slow it)."""
+        return None if not self.runs_thread_s else self.count / min(self.runs_thread_s)
 
     @property
     def per_s(self) -> float:
@@ -230,7 +247,8 @@ def _best(part: str, name: str, count: int, runs: Sequence[Run]) -> Measure:
         raise RuntimeError(f"{name}: runs disagree on what they handled: {sorted(counts)}")
     best = min(runs, key=lambda r: r.wall_s)
     runs_s = [round(r.wall_s, 4) for r in runs]
-    return Measure(part, name, count, best.wall_s, runs_s, best.counts, best.cpu_s, best.broker_bytes)
+    threads = [round(r.thread_s, 5) for r in runs if r.thread_s is not None] or None
+    return Measure(part, name, count, best.wall_s, runs_s, best.counts, best.cpu_s, best.broker_bytes, threads)
 
 
 def _outcome(stats: Any) -> dict[str, int]:
@@ -331,36 +349,127 @@ class _Broker:
             self.inbox.put(Delivery(topic, payload, self._mid, 1, False))
 
 
-def measure_service(readings: Readings, batch: int, repeat: int, config: EngineConfig, window: int) -> Measure:
-    """Time the engine service on ``readings`` in event time: a step a tick, through an in-memory broker."""
-    topics = Topics("bench/service")
+BASELINE = "hand-written"
+"""The storage layer the SQLAlchemy one is measured against: ``bench/_handwritten_storage.py``, the
+engine's SQLite layer as it was before SQLAlchemy (main at ad05e72)."""
+STORAGES: dict[str, Callable[[Path], Any]] = {"sqlalchemy": Storage, BASELINE: HandWrittenStorage}
+
+
+def _service_steps(readings: Readings, batch: int, topics: Topics) -> dict[int, list[tuple[str, bytes]]]:
     steps: dict[int, list[tuple[str, bytes]]] = {}
     for gateway, payload in batch_payloads(readings, batch):
         steps.setdefault(round(codec.decode_batch(payload).ts / INTERVAL_S), []).append((gateway, payload))
+    return steps
+
+
+def _service_run(
+    steps: dict[int, list[tuple[str, bytes]]],
+    config: EngineConfig,
+    window: int,
+    topics: Topics,
+    storage: Callable[[Path], Any],
+    record: list[tuple[str, tuple[Any, ...]]] | None = None,
+) -> Run:
+    """One run; only :meth:`EngineService.run` is timed (not the database's creation). ``record``
+    gets every storage call of the run (method, arguments), to replay."""
+    with tempfile.TemporaryDirectory() as tmp:
+        broker = _Broker(window, topics, last_t=max(steps) * INTERVAL_S)
+        published = 0
+        for tick, batches in sorted(steps.items()):
+            for gateway, payload in batches:
+                broker.offer(topics.batch(gateway), payload)
+            published += len(batches)
+            broker.offer(topics.clock, codec.encode(Clock(t=tick * INTERVAL_S, published=published)))
+        opened = storage(Path(tmp) / "engine.sqlite")
+        used = opened if record is None else _Recorder(opened, record)
+        service = EngineService(config, broker, used, topics=topics, clock="event")  # type: ignore[arg-type]
+        broker.service = service
+        gc.collect()
+        started, cpu = time.perf_counter(), time.thread_time()
+        service.run()
+        wall_s, thread_s = time.perf_counter() - started, time.thread_time() - cpu
+        counts = _outcome(service.core.stats) | {"acknowledged": broker.acks}
+        opened.close()
+        return Run(wall_s, counts, thread_s=thread_s)
+
+
+class _Recorder:
+    """A storage that records the writes made to it (their arguments made lists) and passes everything on."""
+
+    WRITES = (
+        "record_ledger",
+        "audit",
+        "hold",
+        "save_state",
+        "release",
+        "dead_letter",
+        "apply",
+        "set_counters",
+        "commit",
+    )
+
+    def __init__(self, storage: Any, calls: list[tuple[str, tuple[Any, ...]]]) -> None:
+        self._storage, self._calls = storage, calls
+
+    def __getattr__(self, name: str) -> Any:
+        found = getattr(self._storage, name)
+        if name not in self.WRITES:
+            return found
+
+        def write(*args: Any) -> Any:
+            kept = tuple(
+                list(a) if isinstance(a, Iterator) or name in ("apply", "hold", "record_ledger") else a for a in args
+            )
+            self._calls.append((name, kept))
+            return found(*kept)
+
+        return write
+
+
+def measure_service(readings: Readings, batch: int, repeat: int, config: EngineConfig, window: int) -> Measure:
+    """Time the engine service on ``readings`` in event time: a step a tick, through an in-memory broker."""
+    topics = Topics("bench/service")
+    steps = _service_steps(readings, batch, topics)
+    runs = [_service_run(steps, config, window, topics, Storage) for _ in range(repeat)]
+    return _best("in-process", "service", len(readings), runs)
+
+
+def measure_storage(readings: Readings, batch: int, repeat: int, config: EngineConfig, window: int) -> list[Measure]:
+    """The service on the SQLAlchemy storage and on the :data:`BASELINE`, runs alternating; then the
+    storage writes of one service run (recorded) replayed on each into a new file, alternating."""
+    topics = Topics("bench/storage")
+    steps = _service_steps(readings, batch, topics)
     n = len(readings)
+    runs: dict[str, list[Run]] = {name: [] for name in STORAGES}
+    _service_run(steps, config, window, topics, Storage)  # compiles the statements (once a process), not timed
+    for i in range(repeat):  # in pairs, which goes first alternating
+        for name, storage in list(STORAGES.items())[:: 1 if i % 2 == 0 else -1]:
+            runs[name].append(_service_run(steps, config, window, topics, storage))
+    calls: list[tuple[str, tuple[Any, ...]]] = []
+    _service_run(steps, config, window, topics, Storage, record=calls)
+    writes: dict[str, list[Run]] = {name: [] for name in STORAGES}
+    for i in range(repeat):
+        for name, storage in list(STORAGES.items())[:: 1 if i % 2 == 0 else -1]:
+            writes[name].append(_replay(calls, storage))
+    return [_best("in-process", f"service, {name} storage", n, runs[name]) for name in STORAGES] + [
+        _best("in-process", f"storage writes, {name}", n, writes[name]) for name in STORAGES
+    ]
 
-    def run() -> Run:
-        """One run; only :meth:`EngineService.run` is timed (not the database's creation)."""
-        with tempfile.TemporaryDirectory() as tmp:
-            broker = _Broker(window, topics, last_t=max(steps) * INTERVAL_S)
-            published = 0
-            for tick, batches in sorted(steps.items()):
-                for gateway, payload in batches:
-                    broker.offer(topics.batch(gateway), payload)
-                published += len(batches)
-                broker.offer(topics.clock, codec.encode(Clock(t=tick * INTERVAL_S, published=published)))
-            storage = Storage(Path(tmp) / "engine.sqlite")
-            service = EngineService(config, broker, storage, topics=topics, clock="event")  # type: ignore[arg-type]
-            broker.service = service
-            gc.collect()
-            started = time.perf_counter()
-            service.run()
-            wall_s = time.perf_counter() - started
-            counts = _outcome(service.core.stats) | {"acknowledged": broker.acks}
-            storage.close()
-            return Run(wall_s, counts)
 
-    return _best("in-process", "service", n, [run() for _ in range(repeat)])
+def _replay(calls: list[tuple[str, tuple[Any, ...]]], storage: Callable[[Path], Any]) -> Run:
+    """The recorded storage calls made again on a new database; only the calls are timed."""
+    with tempfile.TemporaryDirectory() as tmp:
+        opened = storage(Path(tmp) / "engine.sqlite")
+        methods = [(getattr(opened, name), args) for name, args in calls]
+        gc.collect()
+        started, cpu = time.perf_counter(), time.thread_time()
+        for method, args in methods:
+            method(*args)
+        wall_s, thread_s = time.perf_counter() - started, time.thread_time() - cpu
+        counts = {"calls": len(calls), "commits": sum(1 for name, _ in calls if name == "commit")}
+        counts |= {"outbox": opened.count("outbox"), "cases": opened.count("cases")}
+        opened.close()
+        return Run(wall_s, counts, thread_s=thread_s)
 
 
 # -- broker: the child processes ------------------------------------------------------------------
@@ -705,11 +814,19 @@ def ratios(measures: Sequence[Measure]) -> dict[str, dict[str, float]]:
     by_name = {m.name: m for m in measures}
     pairs = {f"engine/bare ({n})": (f"engine ({n})", f"bare ({n})") for n in BROKER_CONFIGS}
     pairs["columnar/per-message"] = ("columnar", "per-message")
+    pairs[f"service sqlalchemy/{BASELINE} storage"] = ("service, sqlalchemy storage", f"service, {BASELINE} storage")
+    pairs[f"storage writes sqlalchemy/{BASELINE}"] = ("storage writes, sqlalchemy", f"storage writes, {BASELINE}")
     out: dict[str, dict[str, float]] = {}
     for label, (top, bottom) in pairs.items():
         a, b = by_name.get(top), by_name.get(bottom)
         if a is not None and b is not None:
             out[label] = {"best": a.per_s / b.per_s, "median": a.median_per_s / b.median_per_s}
+            if a.thread_per_s is not None and b.thread_per_s is not None:
+                out[label]["cpu"] = a.thread_per_s / b.thread_per_s
+            if a.runs_thread_s and b.runs_thread_s and len(a.runs_thread_s) == len(b.runs_thread_s):
+                # runs made in pairs (measure_storage): the median of the pairs' ratios, as a drifting machine leaves it
+                pair = [tb / ta for ta, tb in zip(a.runs_thread_s, b.runs_thread_s, strict=True)]
+                out[label]["paired_cpu"] = statistics.median(pair)
     return out
 
 
@@ -756,6 +873,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--window", type=int, default=1000, help="in process: the broker's in-flight window, service (default 1000)"
     )
     parser.add_argument("--repeat", type=int, default=3, help="runs a measure; the best counts (default 3)")
+    parser.add_argument(
+        "--storage-repeat",
+        type=int,
+        default=9,
+        help=f"in process: runs of each storage layer (SQLAlchemy, {BASELINE}), alternating (default 9)",
+    )
     parser.add_argument("--skip-broker", action="store_true", help="in-process part only (no Mosquitto needed)")
     parser.add_argument(
         "--broker-config",
@@ -770,7 +893,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.role is not None:
         return _child_main(args)
-    for option in ("messages", "project_messages", "devices", "ticks", "batch", "window", "repeat"):
+    for option in ("messages", "project_messages", "devices", "ticks", "batch", "window", "repeat", "storage_repeat"):
         if getattr(args, option) < 1:
             parser.error(f"--{option.replace('_', '-')} must be >= 1")
 
@@ -794,9 +917,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     single, columnar = (next(m for m in measures if m.name == n) for n in ("per-message", "columnar"))
     if single.counts != columnar.counts:
         raise RuntimeError(f"the two paths disagree: columnar {columnar.counts}, per-message {single.counts}")
-    served = {k: v for k, v in service.counts.items() if k != "acknowledged"}
-    if served != columnar.counts:
-        raise RuntimeError(f"the service disagrees: columnar {columnar.counts}, service {served}")
+    layers = measure_storage(readings, args.batch, args.storage_repeat, bench_config(), args.window)
+    measures[4:4] = layers
+    for m in (service, *layers[:2]):
+        served = {k: v for k, v in m.counts.items() if k != "acknowledged"}
+        if served != columnar.counts:
+            raise RuntimeError(f"the service disagrees: columnar {columnar.counts}, {m.name} {served}")
+    if layers[2].counts != layers[3].counts:
+        raise RuntimeError(f"the storage layers disagree: {layers[2].counts} and {layers[3].counts}")
     broker_version = None
     if broker_runs:
         broker_measures, broker_version = measure_broker(broker_runs, args.devices, args.repeat)
@@ -805,7 +933,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(_table(measures))
     found = ratios(measures)
     for name, value in found.items():
-        print(f"ratio {name}: {value['best']:.2f}x (best runs), {value['median']:.2f}x (median runs)")
+        cpu = f", {value['cpu']:.2f}x (least thread CPU time)" if "cpu" in value else ""
+        if "paired_cpu" in value:
+            cpu += f", {value['paired_cpu']:.2f}x (median of {args.storage_repeat} pairs, thread CPU time)"
+        print(f"ratio {name}: {value['best']:.2f}x (best runs), {value['median']:.2f}x (median runs){cpu}")
 
     if args.json is not None:
         document = {
@@ -817,6 +948,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "batch": args.batch,
             "window": args.window,
             "repeat": args.repeat,
+            "storage_repeat": args.storage_repeat,
+            "storage_baseline": "bench/_handwritten_storage.py (support_engine/storage.py of main at ad05e72)",
             "broker": broker_version,
             "machine": info,
             "measures": [
@@ -826,6 +959,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "median_per_s": m.median_per_s,
                     "cpu_us_each": m.cpu_us_each,
                     "broker_kb_each": m.broker_kb_each,
+                    "thread_per_s": m.thread_per_s,
                 }
                 for m in measures
             ],

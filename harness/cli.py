@@ -23,7 +23,7 @@ from experiments.command import compare as compare_command
 from experiments.command import sweep as sweep_command
 from harness.broker_command import broker as broker_command
 from harness.chaos_command import chaos as chaos_command
-from harness.engine_command import engine as engine_command
+from harness.engine_command import engine_app
 from harness.errors import BrokerError, HarnessError
 from harness.lint_command import lint as lint_command
 from harness.outputs import write_run
@@ -536,7 +536,7 @@ def products(
     out.print("`sot products NAME` prints an entry; docs/products.md explains how to describe your own product.")
 
 
-app.command("engine")(engine_command)
+app.add_typer(engine_app, name="engine")
 app.command("chaos")(chaos_command)
 app.command("broker")(broker_command)
 app.command("loadtest")(loadtest_command)

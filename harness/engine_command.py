@@ -11,19 +11,28 @@ from typing import Annotated
 import typer
 
 from contracts.topics import DEFAULT_PREFIX
+from support_engine.dbcli import app as engine_db_app
 
-__all__ = ["engine"]
+__all__ = ["engine", "engine_app"]
+
+engine_app = typer.Typer(
+    add_completion=False,
+    help="Run the support engine alone against a broker (no subcommand), inspect a database read-only "
+    "(--inspect), or manage its schema (db).",
+)
 
 
+@engine_app.callback(invoke_without_command=True)
 def engine(
+    ctx: typer.Context,
     broker: Annotated[
         str | None, typer.Option(help="Broker URL, mqtt://host:port (default mqtt://127.0.0.1:1883).")
     ] = None,
     db: Annotated[
         str | None,
         typer.Option(
-            help="Database: a SQLite file, sqlite:///PATH, or postgresql://user@host:port/db "
-            "(default sot-engine.sqlite)."
+            help="Database: a SQLite file, sqlite:///PATH, or postgresql+psycopg://user@host:port/db "
+            "(or postgresql://; default sot-engine.sqlite)."
         ),
     ] = None,
     inspect: Annotated[
@@ -97,7 +106,10 @@ def engine(
         int, typer.Option(help="Publish an ingest receipt for every device message whose seq is a multiple of N.")
     ] = 0,
 ) -> None:
-    """Run the support engine alone against a broker, until Ctrl-C (or inspect a database: --inspect)."""
+    """Run the support engine alone against a broker, until Ctrl-C (or inspect a database: --inspect);
+    `sot engine db --help` for its schema."""
+    if ctx.invoked_subcommand is not None:
+        return
     args = ["--prefix", prefix, "--partition", partition]
     args += ["--protocol", protocol, "--log-level", log_level, "--log-format", log_format]
     given = {"--broker": broker, "--db": db, "--inspect": inspect, "--clock": clock, "--sim-epoch": sim_epoch}
@@ -127,3 +139,6 @@ def engine(
     if ack_every:
         args += ["--ack-every", str(ack_every)]
     os.execv(sys.executable, [sys.executable, "-m", "support_engine", *args])
+
+
+engine_app.add_typer(engine_db_app, name="db")

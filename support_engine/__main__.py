@@ -22,8 +22,8 @@ from contracts.engine_config import EngineConfig
 from contracts.errors import PartitionError
 from contracts.partitions import Partition
 from contracts.topics import DEFAULT_PREFIX, Topics
-from support_engine.database import DatabaseInUse, locate
-from support_engine.errors import EngineError
+from support_engine.database import Database, DatabaseInUse
+from support_engine.errors import DatabaseTooNew, EngineError
 from support_engine.inspection import commands_sent
 from support_engine.inspection import read as read_stored
 from support_engine.logs import configure_logging
@@ -137,7 +137,8 @@ def main(
         str | None,
         typer.Option(
             help="Database: a SQLite file (created if missing), sqlite:///PATH, or a PostgreSQL URL, "
-            f"postgresql://user@host:port/database (the database must exist; tables are created). Default: {DEFAULT_DB}."
+            "postgresql+psycopg://user@host:port/database (or postgresql://; the database must exist). "
+            f"Its schema is created or upgraded to this engine's revision (sot engine db). Default: {DEFAULT_DB}."
         ),
     ] = None,
     inspect: Annotated[
@@ -329,23 +330,23 @@ def main(
         )
         if devices is not None:  # read and applied a chunk at a time, committed once
             service.provision_chunks(iter_devices(devices))
-        metrics.start(service.core, service.counters, commands_sent(db))
+        metrics.start(service.core, service.counters, commands_sent(storage.database))
 
         def _stop(signum: int, frame: FrameType | None) -> None:
             service.stop()
 
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
-        if http is not None:  # the API opens its own connections: the URL with its password, if any
+        if http is not None:  # the API reads through a pool on the engine's own database object
             api = _start_api(
-                db, metrics, http_host, http, http_token, url_file=http_url_file,
+                storage.database, metrics, http_host, http, http_token, url_file=http_url_file,
                 connected=transport.connected.is_set,
                 ready=lambda: transport.connected.is_set() and service.subscribed,
                 degraded=lambda: _held_up(storage) or service.held_up(),
                 engine_config=engine_config, sim_epoch=sim_epoch, time_origin=origin,
             )  # fmt: skip
         service.run()
-    except DatabaseInUse as exc:  # another engine writes this database: refused at start, as a bad option is
+    except (DatabaseInUse, DatabaseTooNew) as exc:  # another engine's database: refused at start, as a bad option is
         typer.echo(f"sot engine: {exc}", err=True)
         raise typer.Exit(2) from exc
     except EngineError as exc:
@@ -371,13 +372,14 @@ def _inspect(
     time_origin: float,
 ) -> None:
     """Serve the HTTP API of a database read-only until SIGTERM/SIGINT: its figures as stored, nothing run."""
+    db = Database.at(where)
     try:
-        stored = read_stored(where, config)
+        stored = read_stored(db, config)
     except EngineError as exc:
         typer.echo(f"sot engine: {exc}", err=True)
         raise typer.Exit(1) from exc
     metrics.start(stored.core, stored.counters, stored.commands)
-    shown = locate(where).shown
+    shown = db.location.shown
     stop = threading.Event()
 
     def _stop(signum: int, frame: FrameType | None) -> None:
@@ -386,7 +388,7 @@ def _inspect(
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     api = _start_api(
-        where, metrics, host, port, token, url_file=url_file,
+        db, metrics, host, port, token, url_file=url_file,
         connected=lambda: False, ready=lambda: True, degraded=lambda: None,
         engine_config=config, sim_epoch=sim_epoch, time_origin=time_origin, inspecting=shown,
     )  # fmt: skip
@@ -400,6 +402,7 @@ def _inspect(
             pass
     finally:
         api.stop()
+        db.dispose()
 
 
 def _check_epoch(text: str) -> None:
@@ -413,7 +416,7 @@ def _check_epoch(text: str) -> None:
 
 
 def _start_api(
-    db: str,
+    db: Database,
     metrics: EngineMetrics,
     host: str,
     port: int,

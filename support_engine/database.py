@@ -1,44 +1,59 @@
-"""Connections to the engine's database, SQLite or PostgreSQL, that speak one dialect (SQLite's).
+"""Where the engine's database is, and its connections, SQLite or PostgreSQL, through SQLAlchemy.
 
-:func:`locate` reads where the database is: a file path, ``sqlite:///PATH``, ``:memory:``, or a
-``postgresql://`` (``postgres://``) URL. :func:`connect` opens the engine's writer, in an open
-transaction; :class:`ReadOnly` opens read-only connections (the HTTP API's, one per request).
-Statements go through :mod:`support_engine.sql_dialect` on both backends, so that SQL which would
-not run on PostgreSQL fails on SQLite too; driver errors come out as :class:`StorageError`.
-PostgreSQL's connections are in :mod:`support_engine.postgres`, imported (with psycopg) only when
-a PostgreSQL URL is used.
+:func:`locate` reads a location: a file path, ``:memory:``, a SQLAlchemy URL (``sqlite:///PATH``,
+``postgresql+psycopg://user@host:port/database``) or a libpq URL (``postgresql://``,
+``postgres://``: psycopg 3 either way). :class:`Database` holds the SQLAlchemy engines of one
+location: :meth:`Database.writer` opens the engine's writer, one connection in an open transaction;
+:meth:`Database.reader` lends a read-only connection from a pool (the HTTP API's, one a request).
+On PostgreSQL the writer and the readers are connections of one :class:`sqlalchemy.engine.Engine`
+(the readers' transactions ``READ ONLY``); on SQLite the readers' pool opens the file read-only
+(``mode=ro``: WAL lets them read beside the writer), which needs connections of its own, and
+every SQLite writer of the process is a connection of one engine (its compiled statements shared).
 
-The writer waits out what would otherwise stop the engine: a SQLite file that another process
-holds locked (for up to :data:`BUSY_RETRY_S`), a PostgreSQL connection lost (it reconnects and
-sends the open transaction again, for up to :data:`RECONNECT_RETRY_S`); meanwhile its ``waiting``
-says since when. One process at a time writes a SQLite file: the writer holds an exclusive lock on
-``<file>.lock`` (:mod:`support_engine.writer_lock`), and another process's writer is refused with
-:class:`DatabaseInUse`; readers take no lock.
+Statements are SQLAlchemy Core constructs (:mod:`support_engine.schema`); driver errors come out
+as :class:`StorageError` naming the database and the statement. The writer waits out what would
+otherwise stop the engine: a SQLite file that another process holds locked (for up to
+:data:`BUSY_RETRY_S`), a PostgreSQL connection lost (:mod:`support_engine.postgres` reconnects
+and sends the open transaction again, for up to :data:`RECONNECT_RETRY_S`); meanwhile its
+``waiting`` says since when. One process at a time writes a SQLite file: the writer holds an
+exclusive lock on ``<file>.lock`` (:mod:`support_engine.writer_lock`), and another process's
+writer is refused with :class:`DatabaseInUse`; readers take no lock.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import functools
 import logging
 import os
 import re
 import sqlite3
+import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.pool import NullPool, QueuePool
+from sqlalchemy.sql import ClauseElement, Executable
+from sqlalchemy.sql.compiler import SQLCompiler
+
 from support_engine.errors import StorageError
-from support_engine.sql_dialect import portable
 from support_engine.writer_lock import DatabaseInUse, WriterLock
 
-__all__ = ["Connection", "DatabaseInUse", "Location", "ReadOnly", "at_rest", "connect", "locate"]
+__all__ = ["Database", "DatabaseInUse", "Location", "Reader", "Writer", "at_rest", "locate"]
 
 Backend = Literal["sqlite", "postgresql"]
-_CONNECT_TIMEOUT_S = 10
+Params = Mapping[str, Any]
+T = TypeVar("T")
 _BUSY_TIMEOUT_S = 1.0  # SQLite waits this long for a lock itself, then the writer's own retries take over
+_READER_TIMEOUT_S = 5.0
+_READERS = {"pool_size": 4, "max_overflow": 8}  # the HTTP API's threads; more wait for one
 BUSY_RETRY_S = 600.0
 """How long the writer keeps retrying a statement that another process's lock holds up before it
 gives up (its messages are still unacknowledged then: the broker delivers them again)."""
@@ -50,9 +65,11 @@ REPLAY_ROWS = 1_000_000
 """The most rows the PostgreSQL writer keeps of an open transaction to send again after a lost
 connection; a bigger transaction (a huge registry provisioned at start) is not replayed: losing
 its connection is an error, as it was before replaying."""
-_BACKOFF_S = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
+BACKOFF_S = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 log = logging.getLogger("sot.engine")
-_MANGLED = re.compile(r"(?i)(postgres|postgresql|sqlite):/(?!/)")
+_MANGLED = re.compile(r"(?i)(postgres|postgresql|sqlite)(\+\w+)?:/(?!/)")
+_SQLITE = ("sqlite", "sqlite+pysqlite")
+_POSTGRES = ("postgresql", "postgres", "postgresql+psycopg")
 _HINT = {
     "sqlite": "check that the file's directory is writable, or pass another --db",
     "postgresql": "check that PostgreSQL is running and accepts the URL's host, port, user, password and database "
@@ -65,27 +82,40 @@ class Location:
     """Where a database is: ``target`` opens it, ``shown`` names it (a URL without its password)."""
 
     backend: Backend
-    target: str  # a file path or ``:memory:`` (SQLite), a URL (PostgreSQL)
+    target: str  # a file path or ``:memory:`` (SQLite), a libpq URL (PostgreSQL)
     shown: str
+
+    @property
+    def url(self) -> str:
+        """The SQLAlchemy URL, without a password: ``sqlite:///PATH`` or ``postgresql+psycopg://…``."""
+        if self.backend == "sqlite":
+            return f"sqlite:///{self.target}"
+        return "postgresql+psycopg://" + _without_password(self.target).partition("://")[2]
 
 
 def locate(where: str | Path) -> Location:
-    """Read a database location: a file path, ``sqlite:///PATH``, ``:memory:`` or a PostgreSQL URL."""
+    """Read a database location: a file path, ``:memory:``, ``sqlite:///PATH`` or a PostgreSQL URL."""
     text = str(where)
     scheme = text.partition("://")[0].lower() if "://" in text else ""
-    if scheme in ("postgresql", "postgres"):
-        return Location("postgresql", text, _without_password(text))
+    if scheme in _POSTGRES:
+        target = "postgresql://" + text.partition("://")[2]  # what libpq reads (it knows no +driver)
+        return Location("postgresql", target, _without_password(text))
     if _MANGLED.match(text):  # what pathlib makes of a URL: a file named like a URL would be a surprise
         raise StorageError(
             f"{_without_password(text.replace(':/', '://', 1))!r} looks like a URL that lost a slash of '://' "
             "(was it passed through a file path?): give the URL as it is"
         )
-    if text.startswith("sqlite:///") and len(text) > len("sqlite:///"):
-        text = text.removeprefix("sqlite:///")
+    if scheme in _SQLITE and text.partition("://")[2].startswith("/") and len(text.partition("://")[2]) > 1:
+        text = text.partition("://")[2][1:]  # sqlite:///engine.sqlite, sqlite:////var/lib/sot/engine.sqlite
+    elif scheme.startswith("postgres"):
+        raise StorageError(
+            f"unsupported database URL {_without_password(text)!r}: the engine talks to PostgreSQL through "
+            "psycopg 3: use postgresql+psycopg://user@host:port/database (or postgresql://)"
+        )
     elif scheme:
         raise StorageError(
             f"unsupported database URL {_without_password(text)!r}: "
-            "use a file path, sqlite:///PATH or postgresql://user@host:port/database"
+            "use a file path, sqlite:///PATH or postgresql+psycopg://user@host:port/database"
         )
     return Location("sqlite", text, text)
 
@@ -99,93 +129,158 @@ def _without_password(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
+def one_line(exc: BaseException) -> str:
+    """The driver's own message of ``exc`` (SQLAlchemy's wrapper adds the statement and a link), on one line."""
+    inner = exc.orig if isinstance(exc, sa_exc.DBAPIError) else exc
+    return " ".join(str(inner).split()) or type(inner).__name__
 
 
-# -- connections ---------------------------------------------------------------------------------------
-class Connection:
-    """One DB-API connection that takes SQLite SQL with ``?`` placeholders and gives rows back.
+def describe(statement: Executable) -> str:
+    """What ``statement`` does, in a few words (``INSERT INTO cases``), for an error message."""
+    table = getattr(statement, "table", None)
+    kind = type(statement).__name__.upper()
+    if isinstance(statement, sa.Insert):
+        return f"INSERT INTO {getattr(table, 'name', table)}"
+    if isinstance(statement, (sa.Update, sa.Delete)):
+        return f"{kind} {getattr(table, 'name', table)}"
+    if isinstance(statement, sa.Select):
+        return "SELECT FROM " + ", ".join(str(getattr(f, "name", "…")) for f in statement.get_final_froms())
+    return " ".join(str(statement).split()[:3])
 
-    Every driver error is raised as :class:`StorageError` naming the database and the statement's
-    first words.
-    """
 
-    def __init__(self, raw: Any, location: Location, sql: Callable[[str], str], errors: type[Exception]) -> None:
-        self._raw = raw
+@contextlib.contextmanager
+def guard(location: Location, what: Callable[[], str]) -> Iterator[None]:
+    """Translate a driver error into :class:`StorageError` naming the database and ``what()``."""
+    try:
+        yield
+    except sa_exc.DBAPIError as exc:
+        raise StorageError(f"{what()} failed on {location.shown!r}: {one_line(exc)}") from exc
+
+
+# -- rows --------------------------------------------------------------------------------------------
+def _rows(conn: sa.Connection, statement: Executable, params: Params | None) -> list[tuple[Any, ...]]:
+    return [tuple(r) for r in conn.execute(statement, params)]
+
+
+def executemany(conn: sa.Connection, statement: Executable, rows: Sequence[Params]) -> None:
+    """Run ``statement`` once for each of ``rows`` (dicts with the same keys), as Core's executemany
+    would, without its work a row: the statement is compiled once for these keys (:func:`_bulk`)
+    and the rows go to the driver's ``executemany`` as they are, through
+    :meth:`~sqlalchemy.engine.Connection.exec_driver_sql` (errors wrapped by SQLAlchemy as ever).
+    Statements whose columns' types convert values on the way in take Core's path instead."""
+    sql, constants = _bulk(conn.dialect, statement, tuple(rows[0]))
+    if sql is None:
+        conn.execute(statement, rows)
+    else:
+        conn.exec_driver_sql(sql, [{**constants, **row} for row in rows] if constants else list(rows))
+
+
+@functools.lru_cache(maxsize=512)
+def _bulk(dialect: sa.Dialect, statement: Executable, keys: tuple[str, ...]) -> tuple[str | None, Params]:
+    """``statement`` compiled by ``dialect`` for rows of ``keys``, and the values of its other bound
+    parameters (constants such as the ``1`` of ``messages + 1``); None for the SQL when the rows
+    cannot go to the driver unchanged: a bound value a type processes, or positional placeholders."""
+    if dialect.paramstyle not in ("named", "pyformat") or not isinstance(statement, ClauseElement):
+        return None, {}
+    compiled = statement.compile(dialect=dialect, column_keys=list(keys))
+    if not isinstance(compiled, SQLCompiler):
+        return None, {}
+    processed = any(
+        bind.type.dialect_impl(dialect).bind_processor(dialect) is not None for bind in compiled.binds.values()
+    )
+    if processed or compiled.positional:
+        return None, {}
+    return str(compiled), {k: v for k, v in compiled.params.items() if k not in keys}
+
+
+def _dicts(conn: sa.Connection, statement: Executable, params: Params | None) -> list[dict[str, Any]]:
+    return [dict(r) for r in conn.execute(statement, params).mappings()]
+
+
+class Reader:
+    """A read-only connection lent from the readers' pool; driver errors as :class:`StorageError`."""
+
+    def __init__(self, conn: sa.Connection, location: Location) -> None:
+        self.connection = conn
         self.location = location
-        self._sql = sql
-        self._errors = errors
-        self.waiting: float | None = None  # time.monotonic() since something holds the writer up
-        self.waiting_for = ""  # what holds it up, while it does
 
-    @contextlib.contextmanager
-    def _guard(self, what: str) -> Iterator[None]:
-        try:
-            yield
-        except self._errors as exc:
-            raise StorageError(f"{what} failed on {self.location.shown!r}: {_one_line(exc)}") from exc
-
-    def execute(self, sql: str, args: Sequence[object] = ()) -> None:
-        text = self._sql(sql)
-        with self._guard(_first_words(sql)):
-            self._raw.execute(text, tuple(args))
-
-    def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
-        text = self._sql(sql)
-        with self._guard(_first_words(sql)):
-            cursor = self._raw.cursor()
-            try:
-                cursor.executemany(text, [tuple(r) for r in rows])
-            finally:
-                cursor.close()
-
-    def rows(self, sql: str, args: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+    def rows(self, statement: Executable, params: Params | None = None) -> list[tuple[Any, ...]]:
         """The rows of a query, as tuples."""
-        text = self._sql(sql)
-        with self._guard(_first_words(sql)):
-            return [tuple(r) for r in self._raw.execute(text, tuple(args)).fetchall()]
+        with guard(self.location, lambda: describe(statement)):
+            return _rows(self.connection, statement, params)
 
-    def dicts(self, sql: str, args: Sequence[object] = ()) -> list[dict[str, Any]]:
+    def dicts(self, statement: Executable, params: Params | None = None) -> list[dict[str, Any]]:
         """The rows of a query, as dicts by column name (in the query's order)."""
-        text = self._sql(sql)
-        with self._guard(_first_words(sql)):
-            cursor = self._raw.execute(text, tuple(args))
-            names = [d[0] for d in cursor.description]
-            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        with guard(self.location, lambda: describe(statement)):
+            return _dicts(self.connection, statement, params)
 
-    def columns(self, table: str) -> list[str]:
-        """The column names of ``table`` (an identifier the caller controls, not user input)."""
-        with self._guard(f"SELECT FROM {table}"):
-            cursor = self._raw.execute(self._sql(f"SELECT * FROM {table} LIMIT 0"))
-            names = [str(d[0]) for d in cursor.description]
-            cursor.fetchall()
-            return names
+    def scalar(self, statement: Executable, params: Params | None = None) -> Any:
+        """The first column of the first row (None without one)."""
+        with guard(self.location, lambda: describe(statement)):
+            return self.connection.execute(statement, params).scalar()
+
+    def execute(self, statement: Executable, params: Params | None = None) -> None:
+        """Run a statement (a write fails: the connection is read-only)."""
+        with guard(self.location, lambda: describe(statement)):
+            self.connection.execute(statement, params)
 
     def tables(self) -> set[str]:
         """The names of the tables there are (in the database's current schema)."""
+        with guard(self.location, lambda: "reading the table names"):
+            return set(sa.inspect(self.connection).get_table_names())
+
+    def columns(self, table: str) -> set[str]:
+        """The names of the columns of ``table`` (none if there is no such table)."""
+        with guard(self.location, lambda: f"reading the columns of {table}"):
+            inspector = sa.inspect(self.connection)
+            return {c["name"] for c in inspector.get_columns(table)} if inspector.has_table(table) else set()
+
+
+# -- the writer ------------------------------------------------------------------------------------------
+class Writer:
+    """The engine's one writing connection, in an open transaction that :meth:`commit` ends and reopens.
+
+    ``connection`` is the SQLAlchemy connection (the migrations run on it); statements go through
+    :meth:`execute`, :meth:`executemany` (one statement, many rows: :func:`executemany`),
+    :meth:`rows` and :meth:`dicts`.
+    """
+
+    location: Location
+    dialect: str  # "sqlite" or "postgresql"
+    waiting: float | None = None  # time.monotonic() since something holds the writer up
+    waiting_for: str = ""  # what holds it up, while it does
+
+    @property
+    def connection(self) -> sa.Connection:
+        raise NotImplementedError
+
+    def execute(self, statement: Executable, params: Params | None = None) -> None:
+        raise NotImplementedError
+
+    def executemany(self, statement: Executable, rows: Sequence[Params]) -> None:
+        raise NotImplementedError
+
+    def rows(self, statement: Executable, params: Params | None = None) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    def dicts(self, statement: Executable, params: Params | None = None) -> list[dict[str, Any]]:
         raise NotImplementedError
 
     def commit(self) -> None:
-        """Commit the open transaction and open the next one."""
-        with self._guard("commit"):
-            self._raw.commit()
+        raise NotImplementedError
 
     def rollback(self) -> None:
-        """Forget the open transaction's writes and open the next one."""
-        with self._guard("rollback"):
-            self._raw.rollback()
+        raise NotImplementedError
 
     def close(self) -> None:
         """Commit what is open (quietly: the caller is leaving) and close."""
-        with contextlib.suppress(self._errors):
-            self._raw.commit()
-        with contextlib.suppress(self._errors):
-            self._raw.close()
+        raise NotImplementedError
 
 
-class _SqliteConnection(Connection):
-    """SQLite in autocommit mode with explicit BEGIN/COMMIT (so that reads are in the transaction too).
+class SqliteWriter(Writer):
+    """SQLite in the driver's autocommit mode with explicit BEGIN/COMMIT (so that reads are in the
+    transaction too, and a COMMIT held up by a lock can be tried again: SQLAlchemy's own commit
+    would end its transaction either way).
 
     The writer retries a statement that another process's lock holds up ("database is locked"),
     backing off to 2 s between tries, for up to :data:`BUSY_RETRY_S`; meanwhile :attr:`waiting`
@@ -193,38 +288,50 @@ class _SqliteConnection(Connection):
     SQLite keeps the open transaction across a busy statement, so trying it again is safe.
     """
 
-    def __init__(
-        self, raw: sqlite3.Connection, location: Location, *, transaction: bool, lock: WriterLock | None = None
-    ) -> None:
-        super().__init__(raw, location, portable, sqlite3.Error)
-        self._transaction = transaction
+    dialect = "sqlite"
+
+    def __init__(self, conn: sa.Connection, location: Location, lock: WriterLock | None) -> None:
+        self._conn = conn
+        self.location = location
         self._lock = lock
         self.retry_s = BUSY_RETRY_S
-        if transaction:
-            self.execute("BEGIN")
+        self._control("BEGIN")
 
-    def execute(self, sql: str, args: Sequence[object] = ()) -> None:
-        self._retrying(lambda: super(_SqliteConnection, self).execute(sql, args))
+    @property
+    def connection(self) -> sa.Connection:
+        return self._conn
 
-    def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
-        batch = [tuple(r) for r in rows]
-        self._retrying(lambda: super(_SqliteConnection, self).executemany(sql, batch))
+    def execute(self, statement: Executable, params: Params | None = None) -> None:
+        self._retrying(lambda: self._conn.execute(statement, params), statement)
 
-    def _retrying(self, statement: Callable[[], None]) -> None:
-        if not self._transaction:
-            statement()
-            return
+    def executemany(self, statement: Executable, rows: Sequence[Params]) -> None:
+        if rows:
+            self._retrying(lambda: executemany(self._conn, statement, rows), statement)
+
+    def rows(self, statement: Executable, params: Params | None = None) -> list[tuple[Any, ...]]:
+        return self._retrying(lambda: _rows(self._conn, statement, params), statement)
+
+    def dicts(self, statement: Executable, params: Params | None = None) -> list[dict[str, Any]]:
+        return self._retrying(lambda: _dicts(self._conn, statement, params), statement)
+
+    def _control(self, word: str) -> None:
+        self._retrying(lambda: self._conn.exec_driver_sql(word), word)
+
+    def _retrying(self, call: Callable[[], T], what: Executable | str) -> T:
         tries, warned = 0, 0.0
         while True:
             try:
-                statement()
-            except StorageError as exc:
-                cause = exc.__cause__
-                busy = isinstance(cause, sqlite3.OperationalError) and _is_busy(cause)
+                result = call()
+            except sa_exc.DBAPIError as cause:  # translated here, not by guard(): this is every statement's path
+                exc = StorageError(
+                    f"{what if isinstance(what, str) else describe(what)} failed on {self.location.shown!r}: "
+                    f"{one_line(cause)}"
+                )
+                busy = isinstance(cause, sa_exc.OperationalError) and _is_busy(cause.orig)
                 now = time.monotonic()
                 if not busy or (self.waiting is not None and now - self.waiting > self.retry_s):
                     self.waiting = None
-                    raise
+                    raise exc from cause
                 if self.waiting is None:
                     self.waiting, self.waiting_for = now, "database locked by another process"
                 if now - warned >= 60.0:
@@ -233,7 +340,7 @@ class _SqliteConnection(Connection):
                         "database %s is locked by another process: waiting (held for %.0f s so far; "
                         "messages stay unacknowledged)", self.location.shown, now - self.waiting,
                     )  # fmt: skip
-                time.sleep(_BACKOFF_S[min(tries, len(_BACKOFF_S) - 1)])
+                time.sleep(BACKOFF_S[min(tries, len(BACKOFF_S) - 1)])
                 tries += 1
                 continue
             if self.waiting is not None:
@@ -241,113 +348,96 @@ class _SqliteConnection(Connection):
                     "database %s is free again after %.1f s", self.location.shown, time.monotonic() - self.waiting
                 )
                 self.waiting = None
-            return
-
-    def tables(self) -> set[str]:
-        return {str(name) for (name,) in self.rows("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            return result
 
     def commit(self) -> None:
-        if not self._transaction:
-            return
-        self.execute("COMMIT")
-        self.execute("BEGIN")
+        self._control("COMMIT")
+        self._control("BEGIN")
 
     def rollback(self) -> None:
-        if not self._transaction:
-            return
-        self.execute("ROLLBACK")
-        self.execute("BEGIN")
+        self._control("ROLLBACK")
+        self._control("BEGIN")
 
     def close(self) -> None:
         try:
-            if self._transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    self._raw.execute("COMMIT")
-            self._raw.close()
+            with contextlib.suppress(sa_exc.DBAPIError):
+                self._conn.exec_driver_sql("COMMIT")
+            with contextlib.suppress(sa_exc.DBAPIError):
+                self._conn.close()
         finally:
             if self._lock is not None:
                 self._lock.release()
                 self._lock = None
 
 
-def _is_busy(exc: sqlite3.OperationalError) -> bool:
+def _is_busy(exc: BaseException | None) -> bool:
     text = str(exc).lower()
-    return "database is locked" in text or "database is busy" in text or "database table is locked" in text
+    return isinstance(exc, sqlite3.OperationalError) and (
+        "database is locked" in text or "database is busy" in text or "database table is locked" in text
+    )
 
 
-def _first_words(sql: str) -> str:
-    return " ".join(sql.split()[:3])
-
-
-def connect(location: Location) -> Connection:
-    """The writer connection of ``location``, in an open transaction; :class:`StorageError` if it cannot
-    open, :class:`DatabaseInUse` if another process writes the same SQLite file."""
-    lock: WriterLock | None = None
-    try:
-        if location.backend == "postgresql":
-            from support_engine import postgres
-
-            try:
-                return postgres.writer(location)
-            except (postgres.Error, StorageError) as exc:
-                raise StorageError(
-                    f"cannot open database {location.shown!r}: {_one_line(exc)}; {_HINT[location.backend]}"
-                ) from exc
-        if location.target != ":memory:":
-            Path(location.target).parent.mkdir(parents=True, exist_ok=True)
-            lock = WriterLock.take(location.target, location.shown)
-        db = sqlite3.connect(location.target, isolation_level=None, check_same_thread=False, timeout=_BUSY_TIMEOUT_S)
+def _sqlite_writer_connection(target: str) -> sqlite3.Connection:
+    db = sqlite3.connect(target, isolation_level=None, check_same_thread=False, timeout=_BUSY_TIMEOUT_S)
+    try:  # outside any transaction: foreign_keys is a no-op inside one
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA foreign_keys=ON")
-        return _SqliteConnection(db, location, transaction=True, lock=lock)
-    except (OSError, sqlite3.Error, StorageError) as exc:
-        if lock is not None:
-            lock.release()
-        if isinstance(exc, StorageError):
-            raise
-        raise StorageError(
-            f"cannot open database {location.shown!r}: {_one_line(exc)}; {_HINT[location.backend]}"
-        ) from exc
+    except sqlite3.Error:
+        db.close()
+        raise
+    return db
 
 
-class ReadOnly:
-    """Open read-only connections to one database, one per use (the HTTP API's: one per request).
+_OPENING: contextvars.ContextVar[str] = contextvars.ContextVar("sqlite_writer_opening")
 
-    SQLite: a ``mode=ro`` URI (WAL lets it read beside the writer), which never creates the file
-    nor writes to it; ``immutable=1`` besides for a file :func:`at_rest` (see there). PostgreSQL:
-    autocommit with ``default_transaction_read_only=on``, so that each query sees the latest commit
-    and none writes.
+
+@functools.cache
+def _sqlite_writers() -> sa.Engine:
+    """The one SQLAlchemy engine of every SQLite writer in the process (no pool: each writer's
+    connection is opened for it, from the file :data:`_OPENING` names, and closed with it).
+
+    Shared so that its dialect and compiled statements are too: each statement is compiled once a
+    process, not once a database opened (an engine restarted within a test, a benchmark's runs)."""
+    return sa.create_engine(
+        "sqlite+pysqlite://",
+        creator=lambda: _sqlite_writer_connection(_OPENING.get()),
+        poolclass=NullPool,
+        paramstyle="named",  # rows as dicts, straight to sqlite3 (see executemany)
+    )
+
+
+def _sqlite_readers(path: Path) -> sa.Engine:
+    """A pool of read-only connections to the SQLite file ``path``: ``mode=ro``, and ``immutable=1``
+    besides while the file is :func:`at_rest`.
+
+    A connection opened ``immutable`` is not lent once the file is no longer at rest (a writer has
+    opened it since): the pool opens another in its place, which sees the writer's commits.
     """
 
-    def __init__(self, location: Location) -> None:
-        if location.target == ":memory:":
-            raise ValueError("a read-only connection needs a database file or server, not ':memory:'")
-        self.location = location
-        self._path = None if location.backend == "postgresql" else Path(location.target).resolve()
+    def connect() -> sqlite3.Connection:
+        immutable = at_rest(path)
+        uri = f"file:{quote(str(path))}?mode=ro" + ("&immutable=1" if immutable else "")
+        conn = sqlite3.connect(
+            uri, uri=True, isolation_level=None, timeout=_READER_TIMEOUT_S, check_same_thread=False, factory=_Reading
+        )
+        conn.immutable = immutable
+        return conn
 
-    @contextlib.contextmanager
-    def connect(self) -> Iterator[Connection]:
-        """A read-only connection, closed on leaving; :class:`StorageError` if it cannot open."""
-        conn: Connection
-        if self._path is None:
-            from support_engine import postgres
+    engine = sa.create_engine("sqlite+pysqlite://", creator=connect, poolclass=QueuePool, **_READERS)
 
-            try:
-                conn = postgres.reader(self.location)
-            except postgres.Error as exc:
-                raise StorageError(f"cannot open database {self.location.shown!r}: {_one_line(exc)}") from exc
-        else:
-            uri = f"file:{quote(str(self._path))}?mode=ro" + ("&immutable=1" if at_rest(self._path) else "")
-            try:
-                db = sqlite3.connect(uri, uri=True, timeout=5.0, check_same_thread=False)
-            except sqlite3.Error as exc:
-                raise StorageError(f"cannot open database {self.location.shown!r}: {_one_line(exc)}") from exc
-            conn = _SqliteConnection(db, self.location, transaction=False)
-        try:
-            yield conn
-        finally:
-            conn.close()
+    @sa.event.listens_for(engine, "checkout")
+    def _still_at_rest(dbapi_conn: Any, record: Any, proxy: Any) -> None:
+        if getattr(dbapi_conn, "immutable", False) and not at_rest(path):
+            raise sa_exc.DisconnectionError(f"{path} is no longer at rest: a writer has opened it")
+
+    return engine
+
+
+class _Reading(sqlite3.Connection):
+    """A pooled reader's SQLite connection, which knows whether it was opened ``immutable``."""
+
+    immutable = False
 
 
 def at_rest(path: Path) -> bool:
@@ -366,3 +456,90 @@ def at_rest(path: Path) -> bool:
         return False
     in_wal_mode = header[:16] == b"SQLite format 3\x00" and len(header) == 20 and header[18] == 2
     return in_wal_mode and not os.path.lexists(f"{path}-wal")
+
+
+# -- a database --------------------------------------------------------------------------------------------
+class Database:
+    """The SQLAlchemy engines of one location: the writer's and the readers' pool (one engine on
+    PostgreSQL; on SQLite the readers' own, and the writers' of the process, :func:`_sqlite_writers`);
+    created on first use, closed by :meth:`dispose`."""
+
+    def __init__(self, location: Location) -> None:
+        self.location = location
+        self._engines: dict[str, sa.Engine] = {}
+        self._made = threading.Lock()
+
+    @classmethod
+    def at(cls, where: str | Path | Database) -> Database:
+        """``where`` itself if it is a :class:`Database`, else the database at that location."""
+        return where if isinstance(where, Database) else cls(locate(where))
+
+    def _engine(self, role: Literal["writer", "readers"]) -> sa.Engine:
+        location = self.location
+        if location.backend == "sqlite" and role == "writer":
+            return _sqlite_writers()
+        key = "both" if location.backend == "postgresql" else role
+        with self._made:
+            if key not in self._engines:
+                if location.backend == "postgresql":
+                    from support_engine import postgres
+
+                    self._engines[key] = postgres.engine(location, **_READERS)
+                else:
+                    self._engines[key] = _sqlite_readers(Path(location.target).resolve())
+            return self._engines[key]
+
+    def writer(self) -> Writer:
+        """The engine's writer connection, in an open transaction; :class:`StorageError` if it cannot
+        open, :class:`DatabaseInUse` if another process writes the same SQLite file."""
+        location = self.location
+        lock: WriterLock | None = None
+        try:
+            if location.backend == "postgresql":
+                from support_engine import postgres
+
+                return postgres.PostgresWriter(self._engine("writer"), location)
+            if location.target != ":memory:":
+                Path(location.target).parent.mkdir(parents=True, exist_ok=True)
+                lock = WriterLock.take(location.target, location.shown)
+            opening = _OPENING.set(location.target)
+            try:
+                conn = self._engine("writer").connect()
+            finally:
+                _OPENING.reset(opening)
+            return SqliteWriter(conn, location, lock)
+        except (OSError, sa_exc.DBAPIError, StorageError) as exc:
+            if lock is not None:
+                lock.release()
+            if isinstance(exc, DatabaseInUse):
+                raise
+            raise StorageError(
+                f"cannot open database {location.shown!r}: {one_line(exc)}; {_HINT[location.backend]}"
+            ) from exc
+
+    @contextlib.contextmanager
+    def reader(self) -> Iterator[Reader]:
+        """A read-only connection from the pool, given back on leaving; :class:`StorageError` if
+        none can be opened. PostgreSQL: its transaction is ``READ ONLY`` and each query sees the
+        latest commit; SQLite: the file opened with ``mode=ro`` (and ``immutable=1`` while it is
+        :func:`at_rest`, so that reading it leaves no file beside it)."""
+        if self.location.target == ":memory:":
+            raise ValueError("a read-only connection needs a database file or server, not ':memory:'")
+        try:
+            conn = self._engine("readers").connect()
+        except sa_exc.DBAPIError as exc:
+            raise StorageError(f"cannot open database {self.location.shown!r}: {one_line(exc)}") from exc
+        try:
+            if self.location.backend == "postgresql":
+                conn.execution_options(postgresql_readonly=True)
+            yield Reader(conn, self.location)
+        finally:
+            with contextlib.suppress(sa_exc.DBAPIError):
+                conn.close()
+
+    def dispose(self) -> None:
+        """Close every pooled connection (the writer closes its own)."""
+        with self._made:
+            for engine in self._engines.values():
+                engine.dispose()
+            self._engines.clear()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "DialectError", "EngineError", "IllegalTransition", "StorageError", "TransportError"]
+__all__ = ["ConfigError", "DatabaseTooNew", "EngineError", "IllegalTransition", "StorageError", "TransportError"]
 
 
 class EngineError(Exception):
@@ -31,9 +31,13 @@ class StorageError(EngineError, RuntimeError):
     """The database could not be opened or written."""
 
 
-class DialectError(StorageError, ValueError):
-    """A statement uses SQLite SQL that has no faithful PostgreSQL translation (our misuse)."""
+class DatabaseTooNew(StorageError):
+    """The database's schema is at a revision this engine does not know: a newer engine upgraded it."""
 
-    def __init__(self, sql: str, reason: str) -> None:
-        super().__init__(f"{reason}: {' '.join(sql.split())[:200]!r}")
-        self.sql, self.reason = sql, reason
+    def __init__(self, database: str, found: tuple[str, ...], known: list[str], head: str) -> None:
+        super().__init__(
+            f"database {database!r} is at schema revision {', '.join(found)}, which this engine does not know "
+            f"(it knows {', '.join(reversed(known))}; head {head}): a newer version of sot has upgraded it. "
+            "Run that version (or a later one) against it, or give this one another database"
+        )
+        self.database, self.found, self.known, self.head = database, found, known, head

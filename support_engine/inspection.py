@@ -3,10 +3,13 @@
 A restarted engine and a read-only inspection (``sot engine --inspect DB``) start from the same
 things: the registry and the twins' state, the core's last snapshot (open cases, alerts, pending
 commands, campaigns), and the counters. :func:`restore` puts them into an engine core;
-:func:`read` reads them through a read-only connection (:class:`~support_engine.database.ReadOnly`:
-no schema upgrade, no writer lock, nothing written) and restores a core of its own, whose timers
-never run. :func:`commands_sent` counts the outbox's commands by action: the counters have no such
-count, and the outbox keeps every command the engine sent.
+:func:`read` reads them through a read-only connection from the database's readers' pool
+(:meth:`~support_engine.database.Database.reader`: no schema upgrade, no writer lock, nothing
+written) and restores a core of its own, whose timers never run. :func:`devices`,
+:func:`counters` and :func:`state` read them through either kind of connection (the engine's
+:class:`~support_engine.storage.Storage` reads with them too). :func:`commands_sent` counts the
+outbox's commands by action: the counters have no such count, and the outbox keeps every command
+the engine sent.
 """
 
 from __future__ import annotations
@@ -15,17 +18,20 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 import msgspec
+import sqlalchemy as sa
+from sqlalchemy.sql import Executable
 
 from contracts.engine_config import EngineConfig
 from contracts.messages import DeviceRecord
-from support_engine import database
+from support_engine import schema
 from support_engine.core.engine import Engine, Snapshot
-from support_engine.database import Connection
+from support_engine.database import Database
 from support_engine.errors import StorageError
 
-__all__ = ["SERVICE_COUNTERS", "Stored", "commands_sent", "read", "restore"]
+__all__ = ["SERVICE_COUNTERS", "Rows", "Stored", "commands_sent", "counters", "devices", "read", "restore", "state"]
 
 SERVICE_COUNTERS = frozenset({"registry_received", "broker_session_lost", "broker_dropped"})
 """Counted by the service, not by the core (besides the message accounting, ``msg_*``)."""
@@ -70,37 +76,55 @@ def restore(
     return ours
 
 
-def read(where: str | Path, config: EngineConfig) -> Stored:
+def read(where: str | Path | Database, config: EngineConfig) -> Stored:
     """Restore a core of ``config`` from the database at ``where``, through a read-only connection.
 
     :class:`StorageError` if it cannot be opened or is not an engine's database.
     """
-    location = database.locate(where)
+    db = Database.at(where)
+    location = db.location
     if location.backend == "sqlite" and not Path(location.target).is_file():
         raise StorageError(f"no database file {location.shown!r}")
-    with database.ReadOnly(location).connect() as db:
-        missing = [t for t in _TABLES if t not in db.tables()]
+    with db.reader() as conn:
+        missing = [t for t in _TABLES if t not in conn.tables()]
         if missing:
             raise StorageError(f"{location.shown!r} is not a support engine's database: no table {', '.join(missing)}")
-        saved = {str(name): int(value) for name, value in db.rows("SELECT name, value FROM counters")}
-        rows = db.rows("SELECT state FROM engine_state WHERE id = 1")
-        state = bytes(rows[0][0]) if rows else None
         core = Engine(config)
-        counters = restore(core, saved, _devices(db), state)
-        return Stored(core, counters, _commands(db))
+        ours = restore(core, counters(conn), devices(conn), state(conn))
+        return Stored(core, ours, _commands(conn))
 
 
-def commands_sent(where: str | Path) -> dict[str, int]:
+def commands_sent(where: str | Path | Database) -> dict[str, int]:
     """The commands in the outbox of the database at ``where``, by action (none for ``:memory:``)."""
-    location = database.locate(where)
-    if location.target == ":memory:":
+    db = Database.at(where)
+    if db.location.target == ":memory:":
         return {}
-    with database.ReadOnly(location).connect() as db:
-        return _commands(db)
+    with db.reader() as conn:
+        return _commands(conn)
 
 
-def _devices(db: Connection) -> list[DeviceRow]:
-    rows = db.rows("SELECT device_id, record, reported, desired, offline FROM devices ORDER BY device_id")
+class Rows(Protocol):
+    """A connection that answers a query with its rows: the engine's writer, or a reader from the pool."""
+
+    def rows(self, statement: Executable, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]: ...
+
+
+def counters(db: Rows) -> dict[str, int]:
+    """The stored counters, by name."""
+    t = schema.counters.c
+    return {str(name): int(value) for name, value in db.rows(sa.select(t.name, t.value))}
+
+
+def state(db: Rows) -> bytes | None:
+    """The engine core's last saved snapshot (JSON), if any."""
+    rows = db.rows(sa.select(schema.engine_state.c.state).where(schema.engine_state.c.id == 1))
+    return bytes(rows[0][0]) if rows else None
+
+
+def devices(db: Rows) -> list[DeviceRow]:
+    """Every device row: id, registry record (None: not registered), reported and desired state, offline."""
+    d = schema.devices.c
+    rows = db.rows(sa.select(d.device_id, d.record, d.reported, d.desired, d.offline).order_by(d.device_id))
     return [
         (
             str(device),
@@ -113,14 +137,19 @@ def _devices(db: Connection) -> list[DeviceRow]:
     ]
 
 
-def _commands(db: Connection) -> dict[str, int]:
+def _commands(db: Rows) -> dict[str, int]:
     decoder = msgspec.json.Decoder(_Command)
+    o = schema.outbox.c
+    query = (
+        sa.select(o.id, o.payload)
+        .where(o.kind == "SendCommand", o.id > sa.bindparam("after"))
+        .order_by(o.id)
+        .limit(_PAGE)
+    )
     counts: dict[str, int] = {}
     after = 0
     while True:
-        rows = db.rows(
-            "SELECT id, payload FROM outbox WHERE kind = 'SendCommand' AND id > ? ORDER BY id LIMIT ?", (after, _PAGE)
-        )
+        rows = db.rows(query, {"after": after})
         for _, payload in rows:
             action = decoder.decode(payload).action
             counts[action] = counts.get(action, 0) + 1

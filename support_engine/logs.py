@@ -37,3 +37,7 @@ def configure_logging(level: str, fmt: str) -> None:
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+    # The engine logs each schema step itself ("database X: upgraded from … to …"); Alembic's own
+    # lines (plugins set up, the migration context chosen) only at DEBUG.
+    if logging.getLogger().level > logging.DEBUG:
+        logging.getLogger("alembic").setLevel(logging.WARNING)

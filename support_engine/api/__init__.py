@@ -1,8 +1,10 @@
 """The engine's read-only HTTP API, its web console and ``/metrics``, served on a thread of the engine process.
 
 Nothing here touches the engine core. Stored records come from the engine's database, SQLite or
-PostgreSQL, through a read-only connection per request (:class:`~support_engine.database.ReadOnly`;
-SQLite's WAL lets readers run beside the engine's writer); live figures (twins, counters, rollouts)
+PostgreSQL, through a read-only connection a request from the pool of its
+:class:`~support_engine.database.Database` (the engine's own, when it passes it: one SQLAlchemy
+engine on PostgreSQL; SQLite's WAL lets readers run beside the engine's writer), queries built with
+SQLAlchemy Core on :mod:`support_engine.schema`'s tables; live figures (twins, counters, rollouts)
 come from the :class:`~support_engine.metrics.LiveSnapshot` the service publishes after each commit.
 
 =============================  ====================================================================

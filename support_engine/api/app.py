@@ -39,7 +39,7 @@ OPEN_PATHS = frozenset({"/healthz", "/readyz"})
 
 
 def create_app(
-    where: str | Path,
+    where: str | Path | database.Database,
     metrics: EngineMetrics,
     *,
     connected: Callable[[], bool],
@@ -53,8 +53,9 @@ def create_app(
 ) -> FastAPI:
     """The API and console of one engine: ``where`` is its database, ``metrics`` its live figures.
 
-    ``where`` is what :class:`~support_engine.storage.Storage` takes: a file path, ``sqlite:///PATH``
-    or a PostgreSQL URL (``:memory:`` is refused: no other connection could see it).
+    ``where`` is what :class:`~support_engine.storage.Storage` takes: a file path, ``sqlite:///PATH``,
+    a PostgreSQL URL (``:memory:`` is refused: no other connection could see it), or the
+    :class:`~support_engine.database.Database` itself (the engine's: its readers' pool is shared).
     ``token``: every route outside :data:`OPEN_PATHS` requires ``Authorization: Bearer TOKEN``.
     ``engine_config``: the engine's configuration, for SLA targets (case clocks), technicians,
     campaign stages and the symptoms behind an issue; without it those are not shown.
@@ -64,11 +65,11 @@ def create_app(
     ``inspecting``: ``sot engine --inspect``, the database shown; /healthz answers 200 with status
     ``inspect`` (no broker is expected).
     """
-    location = database.locate(where)
-    if location.target == ":memory:":
-        raise ValueError(f"the HTTP API needs a database file or server, not {str(where)!r}")
+    db = database.Database.at(where)
+    if db.location.target == ":memory:":
+        raise ValueError(f"the HTTP API needs a database file or server, not {db.location.shown!r}")
     reader = Reader(
-        database.ReadOnly(location),
+        db,
         metrics,
         TimeBase(metrics.clock, parse_epoch(sim_epoch), time_origin, metrics.speed),
         engine_config,

@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
+import sqlalchemy as sa
 
 from contracts.messages import DeviceRecord
 from support_engine import database
+from support_engine import schema as t
 from support_engine.api.models import (
     DeviceSummary,
     DeviceTwin,
@@ -27,7 +29,7 @@ from support_engine.api.models import (
     page,
     stamped,
 )
-from support_engine.api.queries import CASE_FROM, CASE_SELECT, OPEN_STATES, Reader
+from support_engine.api.queries import OPEN_STATES, Reader, case_query
 
 __all__ = ["DeviceFilter", "device", "devices", "fleet", "fleet_and_devices"]
 
@@ -63,21 +65,27 @@ def _firmware(reported: str | None) -> str | None:
 
 
 # -- devices --------------------------------------------------------------------------------
-def _device_rows(reader: Reader, db: database.Connection) -> list[dict[str, Any]]:
+_HEARD = ("event", "telemetry")  # ledger streams of a device's own messages
+
+
+def _device_rows(reader: Reader, db: database.Reader) -> list[dict[str, Any]]:
     """Every device the engine knows (registered, heard from, named by a case, or quarantined), by id."""
     snap = reader.metrics.snapshot
+    ledger, c, d = t.ingest_ledger.c, t.cases.c, t.devices.c
     events = dict(
-        db.rows("SELECT source, max(ts) FROM ingest_ledger WHERE kind IN ('event', 'telemetry') GROUP BY source")
+        db.rows(sa.select(ledger.source, sa.func.max(ledger.ts)).where(ledger.kind.in_(_HEARD)).group_by(ledger.source))
     )
-    open_case = dict(db.rows("SELECT device_id, case_id FROM cases WHERE state IN ('open', 'in_progress')"))
-    with_cases = {r[0] for r in db.rows("SELECT DISTINCT device_id FROM cases")}
+    open_case = dict(db.rows(sa.select(c.device_id, c.case_id).where(c.state.in_(OPEN_STATES))))
+    with_cases = {r[0] for r in db.rows(sa.select(c.device_id).distinct())}
     registry = {
         r[0]: r
         for r in db.rows(
-            "SELECT device_id, product, region, owner_id, record IS NOT NULL, reported, desired, offline FROM devices"
+            sa.select(
+                d.device_id, d.product, d.region, d.owner_id, d.record.is_not(None), d.reported, d.desired, d.offline
+            )
         )
     }
-    held = {r[0] for r in db.rows("SELECT device_id FROM quarantine")}
+    held = {r[0] for r in db.rows(sa.select(t.quarantine.c.device_id))}
     ids = set(snap.devices) | set(events) | with_cases | set(registry) | held | set(snap.open_case_of)
     out = []
     for device in sorted(ids):
@@ -168,15 +176,13 @@ def _fleet(rows: list[dict[str, Any]]) -> FleetSummary:
 
 def device(reader: Reader, device_id: str) -> DeviceTwin | None:
     snap = reader.metrics.snapshot
+    ledger, a, c = t.ingest_ledger.c, t.alerts.c, t.cases.c
     with reader.connect() as db:
-        last_event = db.rows(
-            "SELECT max(ts) FROM ingest_ledger WHERE kind IN ('event', 'telemetry') AND source = ?", (device_id,)
-        )
-        alerts = db.dicts("SELECT * FROM alerts WHERE device_id = ? ORDER BY raised_s, alert_id", (device_id,))
-        cases = db.dicts(f"{CASE_SELECT}{CASE_FROM} WHERE c.device_id = ? ORDER BY c.opened_s, c.case_id", (device_id,))
-        rows = db.dicts("SELECT * FROM devices WHERE device_id = ?", (device_id,))
-        held = db.rows("SELECT device_id FROM quarantine WHERE device_id = ?", (device_id,))
-    event = last_event[0][0]
+        event = db.scalar(sa.select(sa.func.max(ledger.ts)).where(ledger.kind.in_(_HEARD), ledger.source == device_id))
+        alerts = db.dicts(sa.select(t.alerts).where(a.device_id == device_id).order_by(a.raised_s, a.alert_id))
+        cases = db.dicts(case_query().where(c.device_id == device_id).order_by(c.opened_s, c.case_id))
+        rows = db.dicts(sa.select(t.devices).where(t.devices.c.device_id == device_id))
+        held = db.rows(sa.select(t.quarantine.c.device_id).where(t.quarantine.c.device_id == device_id))
     reading = snap.last_seen_s(device_id)
     known = device_id in snap.slot_of or event is not None or cases or device_id in snap.open_case_of
     if not known and not rows and not held:

@@ -1,20 +1,25 @@
 """What the API and the console read: stored records through a read-only connection, live figures from the snapshot.
 
 :class:`Reader` answers with the response models of :mod:`support_engine.api.models`, filtered and
-paged. SQL is SQLite's with ``?`` placeholders, portable to PostgreSQL (``LIMIT ? OFFSET ?``,
-no dialect functions). The fleet's reads are in :mod:`support_engine.api.fleet`, one case in full
-in :mod:`support_engine.api.timeline`.
+paged. Queries are SQLAlchemy Core on :mod:`support_engine.schema`'s tables, through a connection
+lent by the database's readers' pool (:meth:`~support_engine.database.Database.reader`), the same
+on SQLite and PostgreSQL. The fleet's reads are in :mod:`support_engine.api.fleet`, one case in
+full in :mod:`support_engine.api.timeline`.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import sqlalchemy as sa
+from sqlalchemy.sql import ColumnElement, Select
+
 from contracts.engine_config import EngineConfig
 from support_engine import database
+from support_engine import schema as t
 from support_engine.api.models import (
     AlertRecord,
     CampaignRecord,
@@ -35,43 +40,34 @@ from support_engine.api.timebase import TimeBase
 from support_engine.errors import StorageError
 from support_engine.metrics import EngineMetrics
 
-__all__ = ["CASE_FROM", "CASE_SELECT", "OPEN_STATES", "CaseFilter", "Reader"]
+__all__ = ["OPEN_STATES", "CaseFilter", "Reader", "case_query", "matching"]
 
 OPEN_STATES = ("open", "in_progress")
 _PAYLOAD_PREVIEW = 64
-CASE_SELECT = (
-    "SELECT c.case_id, c.device_id, c.issue, c.state, c.priority, c.origin, c.opened_s, c.updated_s,"
-    " c.escalation, c.first_response_s, d.product, d.region, d.owner_id, d.contract"
-)
-CASE_FROM = " FROM cases c LEFT JOIN devices d ON d.device_id = c.device_id"
+_FACETS = {
+    ("alerts", "rule"): t.alerts.c.rule,
+    ("dead_letters", "reason"): t.dead_letters.c.reason,
+    ("work_orders", "technician_id"): t.work_orders.c.technician_id,
+}
 
 
-class _Where:
-    """A WHERE clause built from the filters given, and its arguments."""
+def case_query() -> Select[Any]:
+    """A case's row with its device's product, region, owner and contract (NULL for a device not registered)."""
+    c, d = t.cases.c, t.devices.c
+    return sa.select(
+        c.case_id, c.device_id, c.issue, c.state, c.priority, c.origin, c.opened_s, c.updated_s,
+        c.escalation, c.first_response_s, d.product, d.region, d.owner_id, d.contract,
+    ).select_from(t.cases.outerjoin(t.devices, d.device_id == c.device_id))  # fmt: skip
 
-    def __init__(self) -> None:
-        self.parts: list[str] = []
-        self.args: list[object] = []
 
-    def add(self, sql: str, *args: object) -> None:
-        self.parts.append(sql)
-        self.args.extend(args)
+def matching(**given: tuple[ColumnElement[Any], object]) -> list[ColumnElement[bool]]:
+    """``column = value`` for each (column, value) given whose value is not None."""
+    return [column == value for column, value in given.values() if value is not None]
 
-    def equal(self, column: str, value: object) -> None:
-        if value is not None:
-            self.add(f"{column} = ?", value)
 
-    def among(self, column: str, values: Sequence[str]) -> None:
-        if values:
-            self.add(f"{column} IN ({', '.join('?' * len(values))})", *values)
-
-    def flag(self, column_sql_true: str, column_sql_false: str, value: bool | None) -> None:
-        if value is not None:
-            self.add(column_sql_true if value else column_sql_false)
-
-    @property
-    def sql(self) -> str:
-        return f" WHERE {' AND '.join(self.parts)}" if self.parts else ""
+def _counted(query: Select[Any]) -> Select[Any]:
+    """How many rows ``query`` gives (its filters and joins, none of its order or paging)."""
+    return sa.select(sa.func.count()).select_from(query.order_by(None).subquery())
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,33 +82,35 @@ class CaseFilter:
     origin: str | None = None
     priority: int | None = None
 
-    def where(self) -> _Where:
-        w = _Where()
-        w.among("c.state", self.states)
-        w.equal("c.device_id", self.device)
-        w.equal("c.issue", self.issue)
-        w.equal("d.product", self.product)
-        w.equal("d.region", self.region)
-        w.equal("c.origin", self.origin)
-        w.equal("c.priority", self.priority)
-        return w
+    def where(self) -> list[ColumnElement[bool]]:
+        c, d = t.cases.c, t.devices.c
+        found = matching(
+            device=(c.device_id, self.device),
+            issue=(c.issue, self.issue),
+            product=(d.product, self.product),
+            region=(d.region, self.region),
+            origin=(c.origin, self.origin),
+            priority=(c.priority, self.priority),
+        )
+        return [c.state.in_(self.states), *found] if self.states else found
 
 
 class Reader:
     """The reads of one engine's API: its database (``store``), live figures (``metrics``), clock and configuration."""
 
     def __init__(
-        self, store: database.ReadOnly, metrics: EngineMetrics, time: TimeBase, config: EngineConfig | None
+        self, store: database.Database, metrics: EngineMetrics, time: TimeBase, config: EngineConfig | None
     ) -> None:
         self.store, self.metrics, self.time, self.config = store, metrics, time, config
 
     @contextlib.contextmanager
-    def connect(self) -> Iterator[database.Connection]:
-        with self.store.connect() as db:
+    def connect(self) -> Iterator[database.Reader]:
+        """A read-only connection from the database's pool, given back on leaving."""
+        with self.store.reader() as db:
             yield db
 
     # -- clock and counters ---------------------------------------------------------------------
-    def now_s(self, db: database.Connection | None = None) -> float | None:
+    def now_s(self, db: database.Reader | None = None) -> float | None:
         """Engine time now: the wall clock, or in event time the last step's t (else the latest stored time)."""
         if self.time.clock == "wall":
             return self.time.wall_now_s()
@@ -122,7 +120,10 @@ class Reader:
             with contextlib.suppress(StorageError), self.connect() as conn:
                 return self.now_s(conn)
             return None
-        latest = [db.rows("SELECT max(updated_s) FROM cases")[0][0], db.rows("SELECT max(ts) FROM outbox")[0][0]]
+        latest = [
+            db.scalar(sa.select(sa.func.max(t.cases.c.updated_s))),
+            db.scalar(sa.select(sa.func.max(t.outbox.c.ts))),
+        ]
         found = [float(t) for t in latest if t is not None]
         return max(found, default=None)
 
@@ -132,7 +133,7 @@ class Reader:
         if live:
             return dict(live)
         with contextlib.suppress(StorageError), self.connect() as db:
-            return {str(k): int(v) for k, v in db.rows("SELECT name, value FROM counters")}
+            return {str(k): int(v) for k, v in db.rows(sa.select(t.counters.c.name, t.counters.c.value))}
         return {}
 
     def kpis(self) -> Kpis:
@@ -140,7 +141,7 @@ class Reader:
         open_cases = len(self.metrics.snapshot.open_case_of)
         if not open_cases:
             with contextlib.suppress(StorageError), self.connect() as db:
-                open_cases = int(db.rows("SELECT count(*) FROM cases WHERE state IN ('open', 'in_progress')")[0][0])
+                open_cases = int(db.scalar(_counted(sa.select(t.cases).where(t.cases.c.state.in_(OPEN_STATES)))))
         resolved = c.get("cases_resolved", 0)
         within = c.get("cases_resolved_within_sla", 0)
         return Kpis(
@@ -181,38 +182,35 @@ class Reader:
         return CaseRecord(**stamped({**row, "first_response_due_s": first, "resolution_due_s": resolution}, self.time))
 
     def cases(self, wanted: CaseFilter, offset: int, limit: int, *, sort: str = "recent") -> Page[CaseRecord]:
-        where = wanted.where()
-        order = "c.priority, c.opened_s, c.case_id" if sort == "priority" else "c.opened_s DESC, c.case_id DESC"
+        c = t.cases.c
+        query = case_query().where(*wanted.where())
+        order = (c.priority, c.opened_s, c.case_id) if sort == "priority" else (c.opened_s.desc(), c.case_id.desc())
         with self.connect() as db:
-            total = int(db.rows(f"SELECT count(*){CASE_FROM}{where.sql}", where.args)[0][0])
-            rows = db.dicts(
-                f"{CASE_SELECT}{CASE_FROM}{where.sql} ORDER BY {order} LIMIT ? OFFSET ?", (*where.args, limit, offset)
-            )
+            total = int(db.scalar(_counted(query)))
+            rows = db.dicts(query.order_by(*order).limit(limit).offset(offset))
         return page([self.case_record(r) for r in rows], total, offset, limit)
 
     def facets(self) -> dict[str, list[str]]:
         """The values the case filters can take in this database: issues, products, regions, origins."""
+        c, d = t.cases.c, t.devices.c
         with self.connect() as db:
             return {
-                "issue": [str(r[0]) for r in db.rows("SELECT DISTINCT issue FROM cases ORDER BY issue")],
-                "origin": [str(r[0]) for r in db.rows("SELECT DISTINCT origin FROM cases ORDER BY origin")],
-                "product": [
-                    str(r[0])
-                    for r in db.rows("SELECT DISTINCT product FROM devices WHERE product IS NOT NULL ORDER BY product")
-                ],
-                "region": [
-                    str(r[0])
-                    for r in db.rows("SELECT DISTINCT region FROM devices WHERE region IS NOT NULL ORDER BY region")
-                ],
+                name: _values(db, column)
+                for name, column in (
+                    ("issue", c.issue),
+                    ("origin", c.origin),
+                    ("product", d.product),
+                    ("region", d.region),
+                )
             }
 
     def distinct(self, table: str, column: str) -> list[str]:
         """The values ``column`` of ``table`` holds (names the caller controls), sorted."""
-        if (table, column) not in {("alerts", "rule"), ("dead_letters", "reason"), ("work_orders", "technician_id")}:
+        found = _FACETS.get((table, column))
+        if found is None:
             raise ValueError(f"no facet {table}.{column}")
         with self.connect() as db:
-            rows = db.rows(f"SELECT DISTINCT {column} FROM {table} WHERE {column} IS NOT NULL ORDER BY {column}")
-        return [str(r[0]) for r in rows]
+            return _values(db, found)
 
     # -- work orders and technicians ---------------------------------------------------------------
     def work_order(self, row: Mapping[str, Any]) -> WorkOrderRecord:
@@ -221,22 +219,20 @@ class Reader:
     def work_orders(
         self, state: str | None, technician: str | None, case: str | None, offset: int, limit: int
     ) -> Page[WorkOrderRecord]:
-        where = _Where()
-        where.equal("state", state)
-        where.equal("technician_id", technician)
-        where.equal("case_id", case)
+        w = t.work_orders.c
+        query = sa.select(t.work_orders).where(
+            *matching(state=(w.state, state), technician=(w.technician_id, technician), case=(w.case_id, case))
+        )
         with self.connect() as db:
-            total = int(db.rows(f"SELECT count(*) FROM work_orders{where.sql}", where.args)[0][0])
-            rows = db.dicts(
-                f"SELECT * FROM work_orders{where.sql} ORDER BY updated_s DESC, work_order_id DESC LIMIT ? OFFSET ?",
-                (*where.args, limit, offset),
-            )
+            total = int(db.scalar(_counted(query)))
+            rows = db.dicts(query.order_by(w.updated_s.desc(), w.work_order_id.desc()).limit(limit).offset(offset))
         return page([self.work_order(r) for r in rows], total, offset, limit)
 
     def technicians(self, offset: int, limit: int) -> Page[TechnicianRecord]:
         """The configured technicians, then others named by work orders, then the orders left to the field."""
         with self.connect() as db:
-            rows = db.rows("SELECT technician_id, state, count(*) FROM work_orders GROUP BY technician_id, state")
+            w = t.work_orders.c
+            rows = db.rows(sa.select(w.technician_id, w.state, sa.func.count()).group_by(w.technician_id, w.state))
         states: dict[str | None, dict[str, int]] = {}
         for technician, state, n in rows:
             states.setdefault(technician, {})[str(state)] = int(n)
@@ -274,24 +270,24 @@ class Reader:
         offset: int,
         limit: int,
     ) -> Page[AlertRecord]:
-        where = _Where()
-        where.equal("device_id", device)
-        where.equal("rule", rule)
-        where.flag("cleared_s IS NULL", "cleared_s IS NOT NULL", active)
-        where.flag("flapping <> 0", "flapping = 0", flapping)
+        a = t.alerts.c
+        where = matching(device=(a.device_id, device), rule=(a.rule, rule))
+        if active is not None:
+            where.append(a.cleared_s.is_(None) if active else a.cleared_s.is_not(None))
+        if flapping is not None:
+            where.append(a.flapping != 0 if flapping else a.flapping == 0)
+        query = sa.select(t.alerts).where(*where)
         with self.connect() as db:
-            total = int(db.rows(f"SELECT count(*) FROM alerts{where.sql}", where.args)[0][0])
-            rows = db.dicts(
-                f"SELECT * FROM alerts{where.sql} ORDER BY raised_s DESC, alert_id DESC LIMIT ? OFFSET ?",
-                (*where.args, limit, offset),
-            )
+            total = int(db.scalar(_counted(query)))
+            rows = db.dicts(query.order_by(a.raised_s.desc(), a.alert_id.desc()).limit(limit).offset(offset))
         return page([self.alert(r) for r in rows], total, offset, limit)
 
     def campaigns(self, offset: int, limit: int) -> Page[FleetCampaignRecord]:
         rules = {r.name: r for r in self.config.campaigns} if self.config is not None else {}
         with self.connect() as db:
-            total = int(db.rows("SELECT count(*) FROM campaigns")[0][0])
-            rows = db.dicts("SELECT * FROM campaigns ORDER BY opened_s, campaign_id LIMIT ? OFFSET ?", (limit, offset))
+            k = t.campaigns.c
+            total = int(db.scalar(_counted(sa.select(t.campaigns))))
+            rows = db.dicts(sa.select(t.campaigns).order_by(k.opened_s, k.campaign_id).limit(limit).offset(offset))
         items = []
         for r in rows:
             rule = rules.get(r["rule"])
@@ -325,20 +321,19 @@ class Reader:
 
     def quarantine(self, offset: int, limit: int) -> Page[QuarantineRecord]:
         with self.connect() as db:
-            total = int(db.rows("SELECT count(*) FROM quarantine")[0][0])
-            rows = db.dicts("SELECT * FROM quarantine ORDER BY device_id LIMIT ? OFFSET ?", (limit, offset))
+            total = int(db.scalar(_counted(sa.select(t.quarantine))))
+            rows = db.dicts(sa.select(t.quarantine).order_by(t.quarantine.c.device_id).limit(limit).offset(offset))
         return page([QuarantineRecord(**stamped(r, self.time)) for r in rows], total, offset, limit)
 
     def dead_letters(self, reason: str | None, offset: int, limit: int) -> Page[DeadLetterRecord]:
-        where = _Where()
-        where.equal("reason", reason)
+        x = t.dead_letters.c
+        where = matching(reason=(x.reason, reason))
+        query = sa.select(
+            x.id, x.topic, x.reason, x.detail, sa.func.length(x.payload), sa.func.substr(x.payload, 1, _PAYLOAD_PREVIEW)
+        ).where(*where)
         with self.connect() as db:
-            total = int(db.rows(f"SELECT count(*) FROM dead_letters{where.sql}", where.args)[0][0])
-            rows = db.rows(
-                f"SELECT id, topic, reason, detail, length(payload), substr(payload, 1, {_PAYLOAD_PREVIEW})"
-                f" FROM dead_letters{where.sql} ORDER BY id DESC LIMIT ? OFFSET ?",
-                (*where.args, limit, offset),
-            )
+            total = int(db.scalar(_counted(sa.select(t.dead_letters).where(*where))))
+            rows = db.rows(query.order_by(x.id.desc()).limit(limit).offset(offset))
         items = [
             DeadLetterRecord(
                 id=int(i),
@@ -355,7 +350,8 @@ class Reader:
     def reasons(self, offset: int, limit: int) -> Page[ReasonCount]:
         """Rejections by reason: rows of the dead-letter table and the engine's counters, most first."""
         with self.connect() as db:
-            stored = {str(r): int(n) for r, n in db.rows("SELECT reason, count(*) FROM dead_letters GROUP BY reason")}
+            x = t.dead_letters.c
+            stored = {str(r): int(n) for r, n in db.rows(sa.select(x.reason, sa.func.count()).group_by(x.reason))}
         counted = {
             name.removeprefix("msg_rejected_"): n
             for name, n in self.counters().items()
@@ -369,3 +365,8 @@ class Reader:
             key=lambda c: (-max(c.dead_letters, c.rejected), c.reason),
         )
         return page(found[offset : offset + limit], len(found), offset, limit)
+
+
+def _values(db: database.Reader, column: sa.Column[Any]) -> list[str]:
+    """The values ``column`` holds, sorted, without NULL."""
+    return [str(r[0]) for r in db.rows(sa.select(column).distinct().where(column.is_not(None)).order_by(column))]

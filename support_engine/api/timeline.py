@@ -18,8 +18,11 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import msgspec
+import sqlalchemy as sa
 
 from contracts.engine_config import EngineConfig
+from support_engine import database
+from support_engine import schema as t
 from support_engine.api.models import (
     CaseDetail,
     CommandRecord,
@@ -28,7 +31,7 @@ from support_engine.api.models import (
     TimelineEntry,
     stamped,
 )
-from support_engine.api.queries import CASE_FROM, CASE_SELECT, OPEN_STATES, Reader
+from support_engine.api.queries import OPEN_STATES, Reader, case_query
 
 __all__ = ["case_detail", "symptom"]
 
@@ -82,25 +85,35 @@ def _belongs(kind: str, message: Mapping[str, Any], case_id: str, opened_s: floa
 
 def case_detail(reader: Reader, case_id: str) -> CaseDetail | None:
     """The case with everything about it, or None if there is no such case."""
+    case_c, order_c, alert_c, out_c, log_c = t.cases.c, t.work_orders.c, t.alerts.c, t.outbox.c, t.state_changes.c
     with reader.connect() as db:
-        found = db.dicts(f"{CASE_SELECT}{CASE_FROM} WHERE c.case_id = ?", (case_id,))
+        found = db.dicts(case_query().where(case_c.case_id == case_id))
         if not found:
             return None
         row = found[0]
-        stored = db.dicts("SELECT * FROM cases WHERE case_id = ?", (case_id,))  # an older database has no symptom
-        said_then = stored[0].get("symptom") if stored else None
-        orders = db.dicts("SELECT * FROM work_orders WHERE case_id = ? ORDER BY work_order_id", (case_id,))
-        alerts = db.dicts("SELECT * FROM alerts WHERE case_id = ? ORDER BY raised_s, alert_id", (case_id,))
-        breaches = db.dicts("SELECT clock, ts FROM sla_breaches WHERE case_id = ? ORDER BY ts, clock", (case_id,))
-        warnings = db.dicts("SELECT clock, ts FROM sla_warnings WHERE case_id = ? ORDER BY ts, clock", (case_id,))
-        sent = db.rows("SELECT id, kind, ref, payload FROM outbox WHERE device_id = ? ORDER BY id", (row["device_id"],))
+        # a database of an engine before the symptom column or the log (inspected: not upgraded) has none
+        said_then = (
+            db.scalar(sa.select(case_c.symptom).where(case_c.case_id == case_id))
+            if _has(db, "cases", "symptom")
+            else None
+        )
+        orders = db.dicts(sa.select(t.work_orders).where(order_c.case_id == case_id).order_by(order_c.work_order_id))
+        alerts = db.dicts(
+            sa.select(t.alerts).where(alert_c.case_id == case_id).order_by(alert_c.raised_s, alert_c.alert_id)
+        )
+        breaches = db.dicts(_clocks(t.sla_breaches, case_id))
+        warnings = db.dicts(_clocks(t.sla_warnings, case_id))
+        sent = db.rows(
+            sa.select(out_c.id, out_c.kind, out_c.ref, out_c.payload)
+            .where(out_c.device_id == row["device_id"])
+            .order_by(out_c.id)
+        )
+        logged = sa.select(
+            log_c.id, log_c.kind, log_c.ref, log_c.state, log_c.ts, log_c.priority, log_c.visit, log_c.technician_id
+        )
         changes = (
-            db.dicts(
-                "SELECT id, kind, ref, state, ts, priority, visit, technician_id FROM state_changes"
-                " WHERE case_id = ? ORDER BY id",
-                (case_id,),
-            )
-            if "state_changes" in db.tables()
+            db.dicts(logged.where(log_c.case_id == case_id).order_by(log_c.id))
+            if _has(db, "state_changes", "id")
             else []
         )
     time = reader.time
@@ -182,6 +195,16 @@ def case_detail(reader: Reader, case_id: str) -> CaseDetail | None:
         sla_warnings=[SlaBreachRecord(**stamped(w, time)) for w in warnings],
         timeline=[entry for *_, entry in sorted(timeline, key=lambda e: e[:3])],
     )
+
+
+def _clocks(table: sa.Table, case_id: str) -> sa.Select[Any]:
+    """The SLA clocks of a case warned or breached (``table``), in time order."""
+    return sa.select(table.c.clock, table.c.ts).where(table.c.case_id == case_id).order_by(table.c.ts, table.c.clock)
+
+
+def _has(db: database.Reader, table: str, column: str) -> bool:
+    """Whether the database has ``table`` with ``column``."""
+    return column in db.columns(table)
 
 
 def _case_changes(add: Add, row: Mapping[str, Any], changes: Sequence[Mapping[str, Any]]) -> None:

@@ -14,10 +14,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
+from support_engine import schema
 from support_engine.api.fleet import DeviceFilter, fleet_and_devices
 from support_engine.api.models import ORIGINS
 from support_engine.api.queries import OPEN_STATES, CaseFilter, Reader
@@ -114,10 +116,12 @@ class Console:
 
         time = self.reader.time
         with self.reader.connect() as db:
-            opened = db.rows("SELECT opened_s, origin FROM cases")
+            c = schema.cases.c
+            opened = db.rows(sa.select(c.opened_s, c.origin))
             open_now = db.rows(
-                "SELECT priority, state, count(*) FROM cases WHERE state IN ('open', 'in_progress')"
-                " GROUP BY priority, state"
+                sa.select(c.priority, c.state, sa.func.count())
+                .where(c.state.in_(OPEN_STATES))
+                .group_by(c.priority, c.state)
             )
         zero = time.moment(0.0)
         scale = 1.0 if time.simulated else 1.0 / time.speed

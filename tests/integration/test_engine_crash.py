@@ -10,6 +10,7 @@ from pathlib import Path
 import msgspec
 import paho.mqtt.client as paho
 import pytest
+import sqlalchemy as sa
 from paho.mqtt.enums import CallbackAPIVersion
 
 from contracts import codec
@@ -19,6 +20,7 @@ from contracts.topics import Topics
 from harness.broker import start_broker
 from harness.engine_process import EngineProcess
 from support_engine import database
+from support_engine.schema import ingest_ledger
 
 pytestmark = pytest.mark.integration
 
@@ -59,13 +61,17 @@ def messages() -> list[tuple[str, bytes]]:
     return out
 
 
-INGESTED = "SELECT coalesce(max(value), 0) FROM counters WHERE name = 'msg_ingested'"  # committed, unique
+INGESTED = sa.text("SELECT coalesce(max(value), 0) FROM counters WHERE name = 'msg_ingested'")  # committed, unique
 
 
-def db_count(db: str, sql: str) -> int:
+def db_count(db: str, query: sa.Executable, params: dict[str, object] | None = None) -> int:
     """One number from the engine's database (SQLite or PostgreSQL), through a read-only connection."""
-    with database.ReadOnly(database.locate(db)).connect() as conn:
-        return int(conn.rows(sql)[0][0])
+    readers = database.Database.at(db)
+    try:
+        with readers.reader() as conn:
+            return int(conn.scalar(query, params))
+    finally:
+        readers.dispose()
 
 
 def test_sigkill_mid_stream_loses_no_acknowledged_message_and_opens_no_case_twice(
@@ -113,21 +119,25 @@ def test_sigkill_mid_stream_loses_no_acknowledged_message_and_opens_no_case_twic
             time.sleep(1.0)  # let the last group commit land
             assert db_count(db, INGESTED) == len(stream)  # every message, exactly once
             # ... and the ledger has every device's readings up to the last one, none missing in between.
-            complete = "SELECT count(*) FROM ingest_ledger WHERE kind = 'telemetry' AND high = ? AND missing = ?"
-            with database.ReadOnly(database.locate(db)).connect() as conn:
-                never = (1 << READINGS_PER_DEVICE).to_bytes(2, "little")  # seq 0, READINGS_PER_DEVICE below the last
-                assert conn.rows(complete, (READINGS_PER_DEVICE, never))[0][0] == DEVICES
+            ledger = ingest_ledger.c
+            never = (1 << READINGS_PER_DEVICE).to_bytes(2, "little")  # seq 0, READINGS_PER_DEVICE below the last
+            complete = sa.select(sa.func.count()).where(
+                ledger.kind == "telemetry", ledger.high == READINGS_PER_DEVICE, ledger.missing == never
+            )
+            assert db_count(db, complete) == DEVICES
             # Each case dispatches one work order (nothing is resolved here): a second one for a device would
             # be a second case, even one that reused an id and overwrote the first row.
             doubles = db_count(
                 db,
-                "SELECT count(*) FROM (SELECT device_id FROM outbox WHERE kind = 'CreateWorkOrder'"
-                " GROUP BY device_id HAVING count(*) > 1) AS doubled",
+                sa.text(
+                    "SELECT count(*) FROM (SELECT device_id FROM outbox WHERE kind = 'CreateWorkOrder'"
+                    " GROUP BY device_id HAVING count(*) > 1) AS doubled"
+                ),
             )
             assert doubles == 0, "a device got a second case after the restart"
             hot = DEVICES // 10
             callers_not_hot = sum(1 for d in range(CALLERS) if (d * 5 + 1) % 10 != 0)
-            assert db_count(db, "SELECT count(*) FROM cases") == hot + callers_not_hot
+            assert db_count(db, sa.text("SELECT count(*) FROM cases")) == hot + callers_not_hot
             assert "resumed" in (tmp_path / "engine-2.log").read_text()
         finally:
             publisher.loop_stop()

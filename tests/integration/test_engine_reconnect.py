@@ -14,6 +14,7 @@ from pathlib import Path
 
 import paho.mqtt.client as paho
 import pytest
+import sqlalchemy as sa
 from paho.mqtt.enums import CallbackAPIVersion
 
 from contracts import codec
@@ -26,12 +27,16 @@ from support_engine import database
 pytestmark = pytest.mark.integration
 
 TOPICS = Topics("reconnect/v1")
-COUNTED = "SELECT coalesce(max(value), 0) FROM counters WHERE name = ?"
+COUNTED = sa.text("SELECT coalesce(max(value), 0) FROM counters WHERE name = :name")
 
 
 def count(db: Path, name: str) -> int:
-    with database.ReadOnly(database.locate(str(db))).connect() as conn:
-        return int(conn.rows(COUNTED, (name,))[0][0])
+    readers = database.Database.at(db)
+    try:
+        with readers.reader() as conn:
+            return int(conn.scalar(COUNTED, {"name": name}))
+    finally:
+        readers.dispose()
 
 
 def wait_for(check: object, what: str, engine: EngineProcess, timeout_s: float = 60.0) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 import numpy as np
 import pytest
+import sqlalchemy as sa
 
 from contracts.messages import Command, ConsumableOrder, DeviceRecord, Notification, WorkOrder
 from support_engine import database
@@ -34,10 +35,10 @@ from support_engine.core.actions import (
     SlaWarned,
     WorkOrderChanged,
 )
-from support_engine.core.ledger import Ledger
 from support_engine.errors import StorageError
 from support_engine.http_api import HttpApi, create_app
 from support_engine.metrics import EngineMetrics
+from support_engine.schema import counters
 from support_engine.storage import Storage
 from tests.postgres import with_database, with_password
 
@@ -201,16 +202,32 @@ def test_every_storage_method_round_trips(db_location: str) -> None:
 
 def test_a_reader_sees_committed_writes_only_and_cannot_write(db_location: str) -> None:
     storage = Storage(db_location)
-    reader = database.ReadOnly(database.locate(db_location))
+    readers = database.Database.at(db_location)
+    named = sa.select(counters.c.name, counters.c.value)
     try:
         storage.set_counters({"n": 1})
-        with reader.connect() as db:
-            assert db.rows("SELECT name, value FROM counters") == []
+        with readers.reader() as db:
+            assert db.rows(named) == []
         storage.commit()
-        with reader.connect() as db:
-            assert db.dicts("SELECT name, value FROM counters WHERE name = ?", ("n",)) == [{"name": "n", "value": 1}]
+        with readers.reader() as db:
+            assert db.dicts(named.where(counters.c.name == "n")) == [{"name": "n", "value": 1}]
             with pytest.raises(StorageError, match=r"read-only|readonly"):
-                db.execute("INSERT INTO counters VALUES (?, ?)", ("m", 2))
+                db.execute(sa.insert(counters).values(name="m", value=2))
+    finally:
+        storage.close()
+        readers.dispose()
+
+
+def test_the_engines_readers_share_its_database_object(db_location: str) -> None:
+    """The HTTP API of an engine reads through the pool of the engine's own :class:`Database`."""
+    storage = Storage(db_location)
+    try:
+        storage.set_counters({"n": 3})
+        storage.commit()
+        with storage.database.reader() as db:
+            assert db.scalar(sa.select(counters.c.value)) == 3
+        if db_location.startswith("postgresql"):  # one SQLAlchemy engine: the writer's connection and the readers'
+            assert storage.database._engine("readers") is storage.database._engine("writer")
     finally:
         storage.close()
 
@@ -342,61 +359,3 @@ def test_the_db_option_takes_a_sqlite_url(tmp_path: Path) -> None:
     done = engine("--db", f"sqlite:///{target}")
     assert target.exists(), done.stderr
     assert not (Path.cwd() / "sqlite:").exists()
-
-
-def test_a_database_of_an_earlier_version_gets_the_new_columns(db_location: str) -> None:
-    old = database.connect(database.locate(db_location))
-    old.execute(
-        "CREATE TABLE cases (case_id TEXT PRIMARY KEY, device_id TEXT NOT NULL, issue TEXT NOT NULL,"
-        " state TEXT NOT NULL, priority INTEGER NOT NULL, origin TEXT NOT NULL, opened_s REAL NOT NULL,"
-        " updated_s REAL NOT NULL)"
-    )
-    old.execute("INSERT INTO cases VALUES ('case-0', 'fridge-0', 'cooling', 'open', 2, 'contact', 1.0, 1.0)")
-    old.commit()
-    old.close()
-    storage = Storage(db_location)
-    storage.apply(ACTIONS[:2])  # a case row with the new columns
-    storage.commit()
-    rows = {r["case_id"]: r for r in json.loads(storage.dump_json("cases"))}
-    storage.close()
-    assert (rows["case-0"]["escalation"], rows["case-0"]["first_response_s"]) == (0, None)
-    assert rows["case-1"]["state"] == "open"
-
-
-def test_an_earlier_versions_ledger_of_keys_is_folded_into_one_row_a_stream(db_location: str) -> None:
-    old = database.connect(database.locate(db_location))
-    old.execute(
-        "CREATE TABLE ingest (kind TEXT NOT NULL, source TEXT NOT NULL, boot_id INTEGER NOT NULL,"
-        " seq INTEGER NOT NULL, ts REAL NOT NULL, PRIMARY KEY (kind, source, boot_id, seq)) WITHOUT ROWID"
-    )
-    keys = [("telemetry", "fridge-1", 1, seq, 60.0 * seq) for seq in (5, 1, 2, 4)]  # seq 3 never came
-    keys += [("contact", "c-1", 0, 0, THIRD), ("event", "fridge-3", BIG, 7, EPOCH_MS)]
-    old.executemany("INSERT INTO ingest VALUES (?, ?, ?, ?, ?)", keys)
-    old.commit()
-    old.close()
-    storage = Storage(db_location)
-    try:
-        assert sorted(storage.ledger()) == [
-            ("contact", "c-1", 0, 0, 0),
-            ("event", "fridge-3", BIG, 7, 0b11111110),  # seqs 0-6 may still come
-            ("telemetry", "fridge-1", 1, 5, 0b100100),  # seqs 3 and 0
-        ]
-        assert dict(rows(storage, "ingest_ledger", "source ts"))["fridge-1"] == 300.0  # the latest
-        with pytest.raises(ValueError, match="no table"):
-            storage.count("ingest")
-        ledger = Ledger()
-        ledger.restore(storage.ledger())
-        assert [ledger.take(("telemetry", "fridge-1", 1, seq)) for seq in (4, 3, 3)] == [
-            "duplicate",
-            "new",
-            "duplicate",
-        ]
-    finally:
-        storage.close()
-    storage = Storage(db_location)  # folded once: the old table is gone
-    try:
-        with database.ReadOnly(database.locate(db_location)).connect() as db:
-            assert "ingest" not in db.tables()
-        assert storage.count("ingest_ledger") == 3
-    finally:
-        storage.close()

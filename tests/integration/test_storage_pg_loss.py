@@ -28,6 +28,7 @@ import pytest
 from psycopg import errors as pg_errors
 
 from contracts.messages import Notification
+from support_engine import postgres
 from support_engine.__main__ import _held_up
 from support_engine.core.actions import Notify, Quarantined, RaiseAlert
 from support_engine.errors import StorageError
@@ -222,6 +223,30 @@ def test_backends_terminated_at_random_through_a_run_of_commits_lose_nothing_and
 
 
 # -- a connection lost during COMMIT --------------------------------------------------------------------
+class _SeveredCursor:
+    """A cursor of a :class:`Severed` connection: fails once the connection is cut, and cuts it at the fence."""
+
+    def __init__(self, link: Severed, raw: Any) -> None:
+        self._link, self._raw = link, raw
+
+    def _check(self, query: Any) -> None:
+        if self._link.cut:
+            raise psycopg.OperationalError("the connection is lost")
+        if self._link.at == "fence" and str(query).startswith("UPDATE writer_fence"):
+            self._link.sever()  # the client's last word before COMMIT never reaches the server (yet)
+
+    def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
+        self._check(query)
+        return self._raw.execute(query, params, **kwargs)
+
+    def executemany(self, query: Any, params: Any, **kwargs: Any) -> Any:
+        self._check(query)
+        return self._raw.executemany(query, params, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._raw, name)
+
+
 @dataclass
 class Severed:
     """The engine's psycopg connection, cut off at a chosen moment: the client sees the connection
@@ -239,21 +264,24 @@ class Severed:
     def broken(self) -> bool:
         return self.cut or self.raw.broken
 
-    def _sever(self) -> None:
+    def sever(self) -> None:
         self.cut = True
         raise psycopg.OperationalError("server closed the connection unexpectedly")
 
-    def execute(self, query: Any, params: Any = None) -> Any:
-        if self.cut:
-            raise psycopg.OperationalError("the connection is lost")
-        if self.at == "fence" and str(query).startswith("UPDATE writer_fence"):
-            self._sever()  # the client's last word before COMMIT never reaches the server (yet)
-        return self.raw.execute(query, params)
+    def cursor(self, *args: Any, **kwargs: Any) -> _SeveredCursor:
+        return _SeveredCursor(self, self.raw.cursor(*args, **kwargs))
 
     def commit(self) -> None:
+        if self.cut:
+            raise psycopg.OperationalError("the connection is lost")
         if self.at == "commit-landed":
             self.raw.commit()  # the server commits; its answer is lost
-        self._sever()
+        self.sever()
+
+    def rollback(self) -> None:
+        if self.cut:
+            raise psycopg.OperationalError("the connection is lost")
+        self.raw.rollback()
 
     def close(self) -> None:
         self.cut = True
@@ -264,15 +292,32 @@ class Severed:
         return getattr(self.raw, name)
 
 
+def sever(storage: Storage, at: str, monkeypatch: pytest.MonkeyPatch) -> Severed:
+    """Put the writer on a connection that will be cut off ``at`` a moment (it reconnects as after a
+    loss, between two transactions); the connections after that one are plain."""
+    made: list[Severed] = []
+    plain = postgres._connect
+
+    def once(location: Any) -> Any:
+        monkeypatch.setattr(postgres, "_connect", plain)
+        made.append(Severed(plain(location), at))
+        return made[-1]
+
+    monkeypatch.setattr(postgres, "_connect", once)
+    storage._db._reconnect()  # type: ignore[attr-defined]
+    assert len(made) == 1
+    return made[0]
+
+
 @pytest.mark.integration
 @pytest.mark.parametrize(("at", "said"), [("commit-landed", "had landed"), ("commit-lost", "writes again")])
 def test_a_commit_whose_answer_is_lost_lands_once(
-    postgres_url: str, at: str, said: str, caplog: pytest.LogCaptureFixture
+    postgres_url: str, at: str, said: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     caplog.set_level(logging.WARNING, logger="sot.engine")
     storage = Storage(postgres_url)
     unit(storage, 0)
-    storage._db._raw = Severed(storage._db._raw, at)  # type: ignore[attr-defined]
+    sever(storage, at, monkeypatch)
     unit(storage, 1)  # a landed commit sent again would duplicate it, and fail on alert-1's key
     unit(storage, 2)
     storage.close()
@@ -282,11 +327,12 @@ def test_a_commit_whose_answer_is_lost_lands_once(
 
 
 @pytest.mark.integration
-def test_the_old_connections_late_commit_cannot_land_after_the_new_ones(postgres_url: str) -> None:
+def test_the_old_connections_late_commit_cannot_land_after_the_new_ones(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     storage = Storage(postgres_url)
     unit(storage, 0)
-    severed = Severed(storage._db._raw, "fence")  # type: ignore[attr-defined]
-    storage._db._raw = severed  # type: ignore[attr-defined]
+    severed = sever(storage, "fence", monkeypatch)
     storage.dead_letter("t/x", "schema", "late", b"x")  # on the old connection, uncommitted
     storage.commit()  # cut off before COMMIT: the new connection sends the transaction again and commits
     old = severed.raw  # still up, its transaction open: what it was sent arrives after all

@@ -74,10 +74,37 @@ def test_the_default_autosave_variant_changes_only_the_autosave(bench: ModuleTyp
 
 def test_the_script_writes_its_figures(bench: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "figures.json"
-    argv = ["--skip-broker", "--devices", "100", "--ticks", "5", "--batch", "30", "--repeat", "1", "--json", str(out)]
+    argv = [
+        "--skip-broker",
+        "--devices",
+        "100",
+        "--ticks",
+        "5",
+        "--batch",
+        "30",
+        "--repeat",
+        "1",
+        "--storage-repeat",
+        "1",
+    ]
+    argv += ["--json", str(out)]
     assert bench.main(argv) == 0
     figures = json.loads(out.read_text())
-    assert [m["name"] for m in figures["measures"]] == ["decode", "twins", "columnar", "service", "per-message"]
+    assert [m["name"] for m in figures["measures"]] == [
+        "decode",
+        "twins",
+        "columnar",
+        "service",
+        "service, sqlalchemy storage",
+        "service, hand-written storage",
+        "storage writes, sqlalchemy",
+        "storage writes, hand-written",
+        "per-message",
+    ]
+    assert set(figures["ratios"]) >= {
+        "service sqlalchemy/hand-written storage",
+        "storage writes sqlalchemy/hand-written",
+    }
     service = next(m for m in figures["measures"] if m["name"] == "service")
     assert service["counts"]["readings"] == 100 * 5 and service["counts"]["acknowledged"] == 4 * 5 + 5
     assert figures["broker_messages"] == {}

@@ -14,6 +14,7 @@ from pathlib import Path
 import msgspec
 import numpy as np
 import pytest
+import sqlalchemy as sa
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -54,10 +55,13 @@ def clock(step: int, published: int) -> tuple[str, bytes]:
     return TOPICS.clock, codec.encode(Clock(t=3600.0 * step, published=published))
 
 
-ACCOUNTED = (  # every message the engine has committed an account of: taken in, a duplicate, refused, a registry entry
-    "SELECT coalesce(sum(value), 0) FROM counters"
-    " WHERE name IN ('msg_ingested', 'msg_duplicates', 'msg_rejected', 'registry_received')"
+ACCOUNTED = (
+    sa.text(  # every message the engine has committed an account of: taken in, a duplicate, refused, a registry entry
+        "SELECT coalesce(sum(value), 0) FROM counters"
+        " WHERE name IN ('msg_ingested', 'msg_duplicates', 'msg_rejected', 'registry_received')"
+    )
 )
+HELD = sa.text("SELECT count(*) FROM inbox")
 
 
 class CheckedTransport(MemoryTransport):
@@ -65,7 +69,7 @@ class CheckedTransport(MemoryTransport):
 
     def __init__(self, db: Path, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
-        self.reader = database.ReadOnly(database.locate(str(db)))
+        self.reader = database.Database.at(db)
         self.data_acked = 0  # acknowledged device messages (the clock aside)
         self.inbox_seen = 0  # the most inbox rows seen committed at an acknowledgement
 
@@ -75,10 +79,18 @@ class CheckedTransport(MemoryTransport):
         if delivery is None or delivery.topic == TOPICS.clock:
             return
         self.data_acked += 1
-        with self.reader.connect() as db:
-            counted = db.rows(ACCOUNTED)[0][0]
-            self.inbox_seen = max(self.inbox_seen, db.rows("SELECT count(*) FROM inbox")[0][0])
+        with self.reader.reader() as db:
+            counted = db.scalar(ACCOUNTED)
+            self.inbox_seen = max(self.inbox_seen, db.scalar(HELD))
         assert counted >= self.data_acked, "acknowledged before it was committed"
+
+
+def die(engine: EngineService) -> None:
+    """The engine's process dies: nothing uncommitted survives (its SQLite connection, underneath SQLAlchemy)."""
+    raw = engine.storage._db.connection.connection.dbapi_connection
+    assert raw is not None
+    raw.rollback()
+    raw.close()
 
 
 def service(db: Path, transport: MemoryTransport) -> EngineService:
@@ -163,8 +175,7 @@ def test_a_crash_loses_nothing_acknowledged_and_takes_nothing_twice(tmp_path: Pa
     for _ in range(20):  # 8 at a time: some spilled and acknowledged, some held
         engine.poll(timeout_s=0)
     assert engine.spills > 0 and first.unacked > 0 and first.queued > 0
-    engine.storage._db._raw.rollback()  # the process dies: nothing uncommitted survives
-    engine.storage._db._raw.close()
+    die(engine)
 
     second = CheckedTransport(db, window=8, session_present=True)
     second.data_acked = first.data_acked
@@ -198,8 +209,7 @@ def test_a_registry_entry_is_held_with_its_step_and_found_again_after_a_crash(tm
     for _ in range(20):
         engine.poll(timeout_s=0)
     assert engine.spills > 0 and engine.storage.count("inbox") >= 1
-    engine.storage._db._raw.rollback()
-    engine.storage._db._raw.close()
+    die(engine)
     second = MemoryTransport(window=3, session_present=True)
     t.hand_over(second)
     restarted = service(db, second)
@@ -306,8 +316,8 @@ def test_a_bad_record_late_in_a_registry_leaves_nothing_committed(tmp_path: Path
     engine = EngineService(CONFIG, MemoryTransport(), Storage(tmp_path / "e.sqlite"), topics=TOPICS)
     with pytest.raises(ConfigError, match="record 26"):
         engine.provision_chunks(iter_devices(path, chunk=10))
-    with database.ReadOnly(database.locate(str(tmp_path / "e.sqlite"))).connect() as db:
-        assert db.rows("SELECT count(*) FROM devices")[0][0] == 0
+    with database.Database.at(tmp_path / "e.sqlite").reader() as db:
+        assert db.scalar(sa.text("SELECT count(*) FROM devices")) == 0
     path.write_bytes(good + b'{"device_id": "a b"}\n{"device_id": \n')  # not JSON further on: said first, as before
     with pytest.raises(ConfigError, match="not valid jsonl"):
         list(iter_devices(path, chunk=10))

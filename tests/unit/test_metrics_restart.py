@@ -13,6 +13,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
 from contracts import Contact, EngineConfig, IssueType, Telemetry, ThresholdRule, Topics, codec
@@ -95,10 +96,10 @@ def test_a_restarted_engine_exposes_the_stored_totals(tmp_path: Path) -> None:
     first.storage.close()
 
     second, _, metrics = engine(db, again=True)  # the restart
-    with database.ReadOnly(database.locate(str(db))).connect() as conn:
-        stored = dict(conn.rows("SELECT name, value FROM counters"))
-        open_cases = conn.rows("SELECT count(*) FROM cases WHERE state IN ('open', 'in_progress')")[0][0]
-        commands = conn.rows("SELECT count(*) FROM outbox WHERE kind = 'SendCommand'")[0][0]
+    with database.Database.at(db).reader() as conn:
+        stored = dict(conn.rows(sa.text("SELECT name, value FROM counters")))
+        open_cases = conn.rows(sa.text("SELECT count(*) FROM cases WHERE state IN ('open', 'in_progress')"))[0][0]
+        commands = conn.rows(sa.text("SELECT count(*) FROM outbox WHERE kind = 'SendCommand'"))[0][0]
     got = samples(metrics)
     assert stored["rollout_commands"] > 0 and stored["msg_rejected_json"] == 1 and open_cases == 2
     assert got[("sot_commands_total", (("action", "ota"),))] == commands == len(DEVICES)

@@ -1,6 +1,7 @@
 """Read-only connections to a SQLite database change nothing: a file at rest is read alone (no
 ``-wal`` or ``-shm`` made beside it), a WAL left by a writer is read with it and left as it was,
-a missing file is not created, and a writer's commits are seen beside it."""
+a missing file is not created, and a writer's commits are seen beside it, also by a pooled
+connection opened while the file was at rest."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from support_engine import database
 from support_engine.errors import StorageError
@@ -21,8 +23,8 @@ def files(directory: Path) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.iterdir())}
 
 
-def reader(db: Path) -> database.ReadOnly:
-    return database.ReadOnly(database.locate(db))
+def reader(db: Path) -> database.Database:
+    return database.Database.at(db)
 
 
 def written(db: Path, counters: dict[str, int]) -> None:
@@ -37,8 +39,8 @@ def test_a_database_at_rest_is_read_without_a_file_made_or_changed(tmp_path: Pat
     written(db, {"msg_ingested": 3})
     before = files(tmp_path)
     assert database.at_rest(db) and f"{db.name}-wal" not in before
-    with reader(db).connect() as conn:
-        assert conn.rows("SELECT name, value FROM counters") == [("msg_ingested", 3)]
+    with reader(db).reader() as conn:
+        assert conn.rows(sa.text("SELECT name, value FROM counters")) == [("msg_ingested", 3)]
     assert files(tmp_path) == before
 
 
@@ -56,14 +58,14 @@ def test_a_wal_left_behind_is_read_with_it_and_left_as_it_was(tmp_path: Path) ->
     writer.close()
     before = files(copy)
     assert not database.at_rest(copy / "engine.sqlite")
-    with reader(copy / "engine.sqlite").connect() as conn:
-        assert conn.rows("SELECT value FROM counters") == [(5,)]  # only in the WAL
+    with reader(copy / "engine.sqlite").reader() as conn:
+        assert conn.rows(sa.text("SELECT value FROM counters")) == [(5,)]  # only in the WAL
     after = files(copy)
     assert {k: after[k] for k in before} == before  # the database and its WAL; the -shm index is SQLite's own
 
 
 def test_a_missing_database_is_not_created(tmp_path: Path) -> None:
-    with pytest.raises(StorageError, match="cannot open"), reader(tmp_path / "none.sqlite").connect():
+    with pytest.raises(StorageError, match="cannot open"), reader(tmp_path / "none.sqlite").reader():
         pass
     assert list(tmp_path.iterdir()) == []
 
@@ -74,12 +76,27 @@ def test_a_reader_beside_a_writer_sees_its_commits(tmp_path: Path) -> None:
     assert not database.at_rest(db)  # the writer has its WAL open
     storage.set_counters({"msg_ingested": 1})
     storage.commit()
-    with reader(db).connect() as conn:
-        assert conn.rows("SELECT value FROM counters") == [(1,)]
+    with reader(db).reader() as conn:
+        assert conn.rows(sa.text("SELECT value FROM counters")) == [(1,)]
     storage.set_counters({"msg_ingested": 2})
     storage.commit()
-    with reader(db).connect() as conn:
-        assert conn.rows("SELECT value FROM counters") == [(2,)]
+    with reader(db).reader() as conn:
+        assert conn.rows(sa.text("SELECT value FROM counters")) == [(2,)]
         with pytest.raises(StorageError, match="readonly"):
-            conn.execute("DELETE FROM counters")
+            conn.execute(sa.text("DELETE FROM counters"))
     storage.close()
+
+
+def test_a_pooled_reader_of_a_file_at_rest_sees_a_writer_that_opens_it_later(tmp_path: Path) -> None:
+    db = tmp_path / "engine.sqlite"
+    written(db, {"msg_ingested": 1})
+    pool = reader(db)
+    with pool.reader() as conn:  # opened immutable: the file is at rest
+        assert conn.rows(sa.text("SELECT value FROM counters")) == [(1,)]
+    storage = Storage(db)  # a writer opens it: its WAL appears
+    storage.set_counters({"msg_ingested": 2})
+    storage.commit()
+    with pool.reader() as conn:  # the immutable connection is not lent again; a new one sees the commit
+        assert conn.rows(sa.text("SELECT value FROM counters")) == [(2,)]
+    storage.close()
+    pool.dispose()

@@ -13,15 +13,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from support_engine import database
 from support_engine.database import DatabaseInUse
+from support_engine.schema import counters
 from support_engine.storage import Storage
 
 ROOT = Path(__file__).resolve().parents[2]
 OPEN = """
 import sys
 from support_engine.database import DatabaseInUse
+from support_engine.schema import counters
 from support_engine.storage import Storage
 try:
     storage = Storage(sys.argv[1])
@@ -97,9 +100,8 @@ def test_the_lock_dies_with_the_process_that_held_it(tmp_path: Path, holder: sub
 
 
 def test_readers_are_not_refused_while_a_writer_holds_the_file(tmp_path: Path, holder: subprocess.Popen[str]) -> None:
-    reader = database.ReadOnly(database.locate(tmp_path / "engine.sqlite"))
-    with reader.connect() as db:
-        assert db.rows("SELECT name, value FROM counters") == [("holder", 1)]
+    with database.Database.at(tmp_path / "engine.sqlite").reader() as db:
+        assert db.rows(sa.select(counters.c.name, counters.c.value)) == [("holder", 1)]
 
 
 def test_the_writers_of_one_process_share_the_lock_until_the_last_lets_go(tmp_path: Path) -> None:
