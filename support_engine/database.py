@@ -54,6 +54,7 @@ T = TypeVar("T")
 _BUSY_TIMEOUT_S = 1.0  # SQLite waits this long for a lock itself, then the writer's own retries take over
 _READER_TIMEOUT_S = 5.0
 _READERS = {"pool_size": 4, "max_overflow": 8}  # the HTTP API's threads; more wait for one
+_READER_SLOTS = _READERS["pool_size"] + _READERS["max_overflow"] - 1  # one left for the writer
 BUSY_RETRY_S = 600.0
 """How long the writer keeps retrying a statement that another process's lock holds up before it
 gives up (its messages are still unacknowledged then: the broker delivers them again)."""
@@ -179,18 +180,21 @@ def executemany(conn: sa.Connection, statement: Executable, rows: Sequence[Param
 def _bulk(dialect: sa.Dialect, statement: Executable, keys: tuple[str, ...]) -> tuple[str | None, Params]:
     """``statement`` compiled by ``dialect`` for rows of ``keys``, and the values of its other bound
     parameters (constants such as the ``1`` of ``messages + 1``); None for the SQL when the rows
-    cannot go to the driver unchanged: a bound value a type processes, or positional placeholders."""
+    cannot go to the driver unchanged: a bound value a type processes, a value computed at run
+    time, placeholders by position, or rows whose keys are not the statement's parameters (Core
+    then says what is wrong with them)."""
     if dialect.paramstyle not in ("named", "pyformat") or not isinstance(statement, ClauseElement):
         return None, {}
-    compiled = statement.compile(dialect=dialect, column_keys=list(keys))
+    compiled = statement.compile(dialect=dialect, column_keys=list(keys), for_executemany=True)
     if not isinstance(compiled, SQLCompiler):
         return None, {}
-    processed = any(
-        bind.type.dialect_impl(dialect).bind_processor(dialect) is not None for bind in compiled.binds.values()
-    )
-    if processed or compiled.positional:
+    binds = compiled.binds.values()
+    if any(b.callable is not None or b.type.dialect_impl(dialect).bind_processor(dialect) for b in binds):
         return None, {}
-    return str(compiled), {k: v for k, v in compiled.params.items() if k not in keys}
+    constants = {k: v for k, v in compiled.params.items() if k not in keys}
+    if set(compiled.params) != set(keys) | set(constants) or any(v is None for v in constants.values()):
+        return None, {}
+    return str(compiled), constants
 
 
 def _dicts(conn: sa.Connection, statement: Executable, params: Params | None) -> list[dict[str, Any]]:
@@ -268,6 +272,11 @@ class Writer:
 
     def commit(self) -> None:
         raise NotImplementedError
+
+    def wrote_directly(self) -> None:
+        """Say that the open transaction holds writes made on :attr:`connection` itself (the
+        migrations'), which the writer cannot send again: a commit whose outcome is lost must then
+        fail rather than be taken for done."""
 
     def rollback(self) -> None:
         raise NotImplementedError
@@ -411,8 +420,10 @@ def _sqlite_readers(path: Path) -> sa.Engine:
     """A pool of read-only connections to the SQLite file ``path``: ``mode=ro``, and ``immutable=1``
     besides while the file is :func:`at_rest`.
 
-    A connection opened ``immutable`` is not lent once the file is no longer at rest (a writer has
-    opened it since): the pool opens another in its place, which sees the writer's commits.
+    A connection opened ``immutable`` trusts what it has read; it is lent only while the file is
+    still at rest and still the file it opened (the same inode, size and modification time: a
+    writer that opened it, committed and closed it since changes them). Otherwise the pool opens
+    another in its place, which sees the writer's commits.
     """
 
     def connect() -> sqlite3.Connection:
@@ -421,23 +432,34 @@ def _sqlite_readers(path: Path) -> sa.Engine:
         conn = sqlite3.connect(
             uri, uri=True, isolation_level=None, timeout=_READER_TIMEOUT_S, check_same_thread=False, factory=_Reading
         )
-        conn.immutable = immutable
+        conn.immutable = _signature(path) if immutable else None
         return conn
 
     engine = sa.create_engine("sqlite+pysqlite://", creator=connect, poolclass=QueuePool, **_READERS)
 
     @sa.event.listens_for(engine, "checkout")
     def _still_at_rest(dbapi_conn: Any, record: Any, proxy: Any) -> None:
-        if getattr(dbapi_conn, "immutable", False) and not at_rest(path):
-            raise sa_exc.DisconnectionError(f"{path} is no longer at rest: a writer has opened it")
+        opened = getattr(dbapi_conn, "immutable", None)
+        if opened is not None and not (at_rest(path) and _signature(path) == opened):
+            raise sa_exc.DisconnectionError(f"{path} has changed since it was opened immutable")
 
     return engine
 
 
 class _Reading(sqlite3.Connection):
-    """A pooled reader's SQLite connection, which knows whether it was opened ``immutable``."""
+    """A pooled reader's SQLite connection, which knows whether it was opened ``immutable``, and on
+    which file (:func:`_signature`)."""
 
-    immutable = False
+    immutable: tuple[int, int, int] | None = None
+
+
+def _signature(path: Path) -> tuple[int, int, int] | None:
+    """The file's inode, size and modification time (ns), None if it cannot be read."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def at_rest(path: Path) -> bool:
@@ -468,6 +490,9 @@ class Database:
         self.location = location
         self._engines: dict[str, sa.Engine] = {}
         self._made = threading.Lock()
+        # Readers take one of the pool's connections less than it has, so that on PostgreSQL (one
+        # pool) the writer always finds one to reconnect with, however busy the HTTP API is.
+        self._reader_slots = threading.BoundedSemaphore(_READER_SLOTS)
 
     @classmethod
     def at(cls, where: str | Path | Database) -> Database:
@@ -507,7 +532,12 @@ class Database:
                 conn = self._engine("writer").connect()
             finally:
                 _OPENING.reset(opening)
-            return SqliteWriter(conn, location, lock)
+            try:
+                return SqliteWriter(conn, location, lock)
+            except BaseException:
+                with contextlib.suppress(sa_exc.SQLAlchemyError):
+                    conn.close()
+                raise
         except (OSError, sa_exc.DBAPIError, StorageError) as exc:
             if lock is not None:
                 lock.release()
@@ -525,17 +555,23 @@ class Database:
         :func:`at_rest`, so that reading it leaves no file beside it)."""
         if self.location.target == ":memory:":
             raise ValueError("a read-only connection needs a database file or server, not ':memory:'")
+        if not self._reader_slots.acquire(timeout=_READER_TIMEOUT_S):
+            raise StorageError(f"all {_READER_SLOTS} read connections to {self.location.shown!r} are busy; try again")
         try:
             conn = self._engine("readers").connect()
-        except sa_exc.DBAPIError as exc:
+        except (sa_exc.DBAPIError, sa_exc.TimeoutError) as exc:
+            self._reader_slots.release()
             raise StorageError(f"cannot open database {self.location.shown!r}: {one_line(exc)}") from exc
         try:
             if self.location.backend == "postgresql":
                 conn.execution_options(postgresql_readonly=True)
             yield Reader(conn, self.location)
         finally:
-            with contextlib.suppress(sa_exc.DBAPIError):
-                conn.close()
+            try:
+                with contextlib.suppress(sa_exc.DBAPIError):
+                    conn.close()
+            finally:
+                self._reader_slots.release()
 
     def dispose(self) -> None:
         """Close every pooled connection (the writer closes its own)."""

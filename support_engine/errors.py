@@ -34,10 +34,18 @@ class StorageError(EngineError, RuntimeError):
 class DatabaseTooNew(StorageError):
     """The database's schema is at a revision this engine does not know: a newer engine upgraded it."""
 
-    def __init__(self, database: str, found: tuple[str, ...], known: list[str], head: str) -> None:
+    def __init__(
+        self, database: str, found: tuple[str, ...], known: list[str], head: str, *, foreign: bool = False
+    ) -> None:
+        why = (
+            "it has none of the engine's tables, so another application's migrations put it there. "
+            "Give the engine a database of its own"
+            if foreign
+            else "a newer version of sot has upgraded it. Run that version (or a later one) against it, "
+            "or give this one another database"
+        )
         super().__init__(
             f"database {database!r} is at schema revision {', '.join(found)}, which this engine does not know "
-            f"(it knows {', '.join(reversed(known))}; head {head}): a newer version of sot has upgraded it. "
-            "Run that version (or a later one) against it, or give this one another database"
+            f"(it knows {', '.join(reversed(known))}; head {head}): {why}"
         )
         self.database, self.found, self.known, self.head = database, found, known, head

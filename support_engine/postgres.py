@@ -156,7 +156,8 @@ class PostgresWriter(Writer):
         self._closed = False
         self._journal: list[_Write] = []  # the open transaction's writes, in order
         self._journal_rows = 0
-        self._replayable = True  # False once the open transaction outgrew replay_rows
+        self._replayable = True  # False once the open transaction outgrew replay_rows, or holds a migration
+        self._migrated = False  # the open transaction holds a schema migration (wrote_directly)
         self._wrote = False
         self._doomed: str | None = None  # why the open transaction cannot commit
         self._name = uuid.uuid4().hex  # this writer's row of the fence
@@ -280,10 +281,13 @@ class PostgresWriter(Writer):
         with contextlib.suppress(sa_exc.SQLAlchemyError):
             self._conn.rollback()
 
+    def wrote_directly(self) -> None:
+        self._wrote, self._replayable, self._journal, self._migrated = True, False, [], True
+
     def _forget(self) -> None:
         """Start afresh: no writes kept, nothing doomed."""
         self._journal, self._journal_rows, self._replayable = [], 0, True
-        self._wrote, self._doomed = False, None
+        self._wrote, self._doomed, self._migrated = False, None, False
 
     def close(self) -> None:
         self._closed = True
@@ -346,8 +350,11 @@ class PostgresWriter(Writer):
             self._conn.invalidate()
         with contextlib.suppress(sa_exc.SQLAlchemyError, psycopg.Error):
             self._conn.close()
-        with guard(self.location, lambda: "connect"):
-            self._conn = self._engine.connect()
+        try:
+            with guard(self.location, lambda: "connect"):
+                self._conn = self._engine.connect()
+        except sa_exc.TimeoutError as exc:  # the pool lent every connection (readers keep one for us)
+            raise StorageError(f"connect failed on {self.location.shown!r}: {one_line(exc)}") from exc
         self._raw = self._conn.connection.dbapi_connection
         self._lost_conn = False
 
@@ -397,9 +404,11 @@ class PostgresWriter(Writer):
                     f"of writer_fence is {'gone' if done is None else f'at {done}, not {self._committing - 1}'}"
                 )
         if not self._replayable:
+            what = "a schema migration" if self._migrated else f"more than {self.replay_rows} rows, too big"
             raise StorageError(
-                f"lost the connection to database {self.location.shown!r} in a transaction of more than "
-                f"{self.replay_rows} rows, too big to send again; it is rolled back"
+                f"lost the connection to database {self.location.shown!r} in a transaction of {what} to send "
+                "again; it is rolled back"
+                + ("; start the engine again to run the migration afresh" if self._migrated else "")
             )
         for write in self._journal:
             self._send(write)

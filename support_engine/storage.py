@@ -317,11 +317,16 @@ class Storage:
         return None if since is None else f"{self._db.waiting_for} for {time.monotonic() - since:.0f} s"
 
     def close(self) -> None:
-        """Close the writer, the readers' pool first when it is ours: SQLite checkpoints the WAL into
-        the file and removes it only as its last connection closes, which leaves the file at rest."""
-        if self._owns:
+        """Close the writer, and the readers' pool when it is ours. On SQLite the pool goes first:
+        SQLite checkpoints the WAL into the file and removes it only as its last connection closes,
+        which leaves the file at rest. On PostgreSQL the writer goes first: its connection is one of
+        the pool's, closed with it."""
+        sqlite_ = self.database.location.backend == "sqlite"
+        if self._owns and sqlite_:
             self.database.dispose()
         self._db.close()
+        if self._owns and not sqlite_:
+            self.database.dispose()
 
     def dump_json(self, table: str) -> str:
         """A table as JSON rows (for inspection and tests); binary values as hex."""

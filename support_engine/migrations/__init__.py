@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
-from support_engine.errors import DatabaseTooNew
+from support_engine.errors import DatabaseTooNew, StorageError
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -101,19 +101,28 @@ def upgrade(writer: Writer, revision: str = "head") -> list[str]:
     if found.revisions == (target,):
         return []
     if not found.known:
-        raise DatabaseTooNew(writer.location.shown, found.revisions, [r.revision for r in history()], HEAD)
+        foreign = not sa.inspect(conn).has_table("cases")
+        known = [r.revision for r in history()]
+        raise DatabaseTooNew(writer.location.shown, found.revisions, known, HEAD, foreign=foreign)
     from alembic import command
     from alembic.runtime.migration import MigrationContext
+    from alembic.util import CommandError
 
     from support_engine.migrations import legacy
 
+    writer.wrote_directly()
     done: list[str] = []
     if found.legacy:
         done += legacy.adopt(conn, writer.location.shown)
         MigrationContext.configure(conn).stamp(_script(), "0001")
         done.append("stamped revision 0001 (the schema when migrations began)")
     before = current(conn).revisions
-    command.upgrade(_config(conn), revision)
+    try:
+        command.upgrade(_config(conn), revision)
+    except CommandError as exc:  # a revision it does not know, one that is not ahead of the database's
+        raise StorageError(
+            f"cannot upgrade {writer.location.shown!r} to {revision!r}: {exc} (sot engine db history lists them)"
+        ) from exc
     after = current(conn).revisions
     if after != before:
         done.append(f"upgraded from {', '.join(before) or 'an empty database'} to {', '.join(after)}")

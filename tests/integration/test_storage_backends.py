@@ -12,6 +12,7 @@ from typing import Any
 
 import msgspec
 import numpy as np
+import psycopg
 import pytest
 import sqlalchemy as sa
 
@@ -230,6 +231,22 @@ def test_the_engines_readers_share_its_database_object(db_location: str) -> None
             assert storage.database._engine("readers") is storage.database._engine("writer")
     finally:
         storage.close()
+
+
+def test_closing_the_storage_closes_every_connection_it_opened(postgres_url: str) -> None:
+    def sessions() -> int:
+        with psycopg.connect(postgres_url) as admin:
+            row = admin.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            ).fetchone()
+        return int(row[0]) if row else -1
+
+    storage = Storage(postgres_url)
+    with storage.database.reader() as reader:
+        assert reader.rows(sa.text("SELECT 1")) == [(1,)]
+    assert sessions() == 2  # the writer, and the reader back in the pool
+    storage.close()
+    assert sessions() == 0
 
 
 def test_a_password_is_used_but_never_shown(postgres_url: str) -> None:

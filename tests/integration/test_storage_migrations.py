@@ -311,6 +311,22 @@ def test_a_database_a_newer_engine_upgraded_is_refused_with_what_to_do(db_locati
     assert stamped(db_location) == ("0042",)  # left as it was
 
 
+def test_another_applications_revision_is_refused_as_such(db_location: str) -> None:
+    database = Database.at(db_location)
+    writer = database.writer()
+    writer.connection.execute(sa.text("CREATE TABLE alembic_version (version_num VARCHAR(32) PRIMARY KEY)"))
+    writer.connection.execute(sa.text("INSERT INTO alembic_version VALUES ('3f2a9c1b7d4e')"))
+    writer.commit()
+    writer.close()
+    database.dispose()
+    with pytest.raises(DatabaseTooNew) as refused:
+        Storage(db_location)
+    text = str(refused.value)
+    assert "is at schema revision 3f2a9c1b7d4e" in text and "another application's migrations" in text
+    assert "newer version of sot" not in text and "a database of its own" in text
+    assert stamped(db_location) == ("3f2a9c1b7d4e",)
+
+
 def sot(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*SOT, *args], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
 
@@ -336,5 +352,12 @@ def test_sot_engine_db_upgrades_says_where_it_stands_and_lists_the_revisions(db_
     assert newer.stdout == f"{shown}: 0042: newer than this engine, which knows up to 0001\n"
     refused = sot("engine", "db", "upgrade", "--db", db_location)
     assert refused.returncode == 2 and "schema revision 0042" in refused.stderr
+    _stamp(db_location, "0001")
+    unknown = sot("engine", "db", "upgrade", "--db", db_location, "--revision", "nonsense")
+    assert unknown.returncode == 1 and unknown.stdout == ""
+    assert unknown.stderr == (
+        f"sot engine db: cannot upgrade {shown!r} to 'nonsense': Can't locate revision identified by 'nonsense'"
+        " (sot engine db history lists them)\n"
+    )
     history = sot("engine", "db", "history")
     assert history.returncode == 0 and history.stdout.startswith("<base> -> 0001 (head): The schema when migrations")

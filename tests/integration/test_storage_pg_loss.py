@@ -28,9 +28,10 @@ import pytest
 from psycopg import errors as pg_errors
 
 from contracts.messages import Notification
-from support_engine import postgres
+from support_engine import migrations, postgres
 from support_engine.__main__ import _held_up
 from support_engine.core.actions import Notify, Quarantined, RaiseAlert
+from support_engine.database import Database
 from support_engine.errors import StorageError
 from support_engine.http_api import HttpApi, create_app
 from support_engine.metrics import EngineMetrics
@@ -324,6 +325,30 @@ def test_a_commit_whose_answer_is_lost_lands_once(
     assert_exactly_once(postgres_url, 3)
     (back,) = messages(caplog, BACK)
     assert said in back
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(("at", "landed"), [("commit-landed", True), ("commit-lost", False)])
+def test_a_migration_whose_commit_answer_is_lost_is_never_taken_for_done(
+    postgres_url: str, at: str, landed: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base = Database.at(postgres_url)
+    writer = base.writer()  # a new, empty database: the migration creates every table
+    sever(SimpleNamespace(_db=writer), at, monkeypatch)  # type: ignore[arg-type]
+    assert migrations.upgrade(writer) == ["upgraded from an empty database to 0001"]
+    if landed:
+        writer.commit()  # the fence says it landed: done
+    else:
+        with pytest.raises(StorageError, match="a schema migration to send again; it is rolled back"):
+            writer.commit()  # nothing to send again: the migration's statements went on the connection itself
+    writer.close()
+    base.dispose()
+    with psycopg.connect(postgres_url) as db:
+        tables = {r[0] for r in db.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+    assert ("cases" in tables and "alembic_version" in tables) is landed
+    storage = Storage(postgres_url)  # the next start migrates afresh, or finds it done
+    assert storage.count("cases") == 0
+    storage.close()
 
 
 @pytest.mark.integration

@@ -5,6 +5,7 @@ connection opened while the file was at rest."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import shutil
 import sqlite3
@@ -100,3 +101,40 @@ def test_a_pooled_reader_of_a_file_at_rest_sees_a_writer_that_opens_it_later(tmp
         assert conn.rows(sa.text("SELECT value FROM counters")) == [(2,)]
     storage.close()
     pool.dispose()
+
+
+def test_a_pooled_reader_of_a_file_at_rest_sees_a_writer_that_came_and_went_between_two_reads(tmp_path: Path) -> None:
+    db = tmp_path / "engine.sqlite"
+    written(db, {"msg_ingested": 1})
+    pool = reader(db)
+    with pool.reader() as conn:  # opened immutable; back in the pool after this
+        assert conn.rows(sa.text("SELECT value FROM counters")) == [(1,)]
+    storage = Storage(db)  # a whole engine run between two requests: the file is at rest again after it
+    storage.set_counters({f"c{i}": i for i in range(500)})
+    storage.commit()
+    storage.close()
+    assert database.at_rest(db)
+    with pool.reader() as conn:  # not the stale immutable connection: the file has changed since it opened
+        assert conn.rows(sa.text("SELECT count(*) FROM counters")) == [(501,)]
+    pool.dispose()
+
+
+def test_readers_leave_one_connection_of_the_pool_and_say_so_when_all_are_busy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "engine.sqlite"
+    written(db, {"msg_ingested": 1})
+    monkeypatch.setattr(database, "_READER_TIMEOUT_S", 0.05)
+    pool = reader(db)
+    with contextlib.ExitStack() as held:
+        for _ in range(database._READER_SLOTS):
+            held.enter_context(pool.reader())
+        busy = rf"all {database._READER_SLOTS} read connections .* are busy"
+        with pytest.raises(StorageError, match=busy), pool.reader():
+            pass
+    with pool.reader() as conn:  # given back: lent again
+        assert conn.rows(sa.text("SELECT value FROM counters")) == [(1,)]
+    pool.dispose()
+    pool_size, overflow = database._READERS["pool_size"], database._READERS["max_overflow"]
+    slots = database._READER_SLOTS
+    assert slots == pool_size + overflow - 1

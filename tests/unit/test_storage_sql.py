@@ -111,6 +111,18 @@ def test_a_bulk_write_keeps_its_constants_and_a_float_column_stores_reals() -> N
     assert [tuple(r) for r in got] == [("d0", 2, "real"), ("d1", 1, "real"), ("d2", 1, "real")]
 
 
+def test_rows_that_are_not_the_statements_parameters_take_cores_path_and_its_errors() -> None:
+    writers = database._sqlite_writers().dialect
+    flapping = _statements("sqlite").by_name["alert_flapping"]
+    assert database._bulk(writers, flapping, ("alert_id_", "flapping_"))[0] is not None
+    assert database._bulk(writers, flapping, ("alert_id_",))[0] is None  # WHERE alert_id = NULL otherwise
+    assert database._bulk(writers, sa.insert(schema.counters), ("name", "value", "extra"))[0] is None
+    with _in_memory(database._sqlite_writers()) as conn:
+        schema.metadata.create_all(conn, tables=[schema.alerts])
+        with pytest.raises(sa.exc.StatementError, match="alert_id_"):
+            database.executemany(conn, flapping, [{"flapping_": 1}])
+
+
 def test_a_statement_whose_types_convert_values_takes_cores_path() -> None:
     when = sa.Table("stamped", sa.MetaData(), sa.Column("at", sa.DateTime), sa.Column("n", sa.Numeric(10, 2)))
     engine = database._sqlite_writers()
