@@ -71,7 +71,9 @@ def test_the_broker_killed_mid_run_loses_nothing_though_it_forgets_every_session
     _same_run(calm, hit)
     assert hit["timing"]["broker_reconnects"] >= 1
     assert hit["timing"]["messages_resent"] > 0  # the open step came again
-    assert hit["messages"]["duplicates"] > 0  # and the engine took what it had for copies
+    # The engine takes what it had of the open step for copies: how much of the step reached it
+    # before the kill is a matter of timing (all, some or none), never more than was sent again.
+    assert 0 <= hit["messages"]["duplicates"] <= hit["timing"]["messages_resent"]
 
 
 def test_the_engine_cut_off_its_broker_for_a_while_loses_nothing(
