@@ -109,10 +109,7 @@ def test_a_pooled_reader_of_a_file_at_rest_sees_a_writer_that_came_and_went_betw
     pool = reader(db)
     with pool.reader() as conn:  # opened immutable; back in the pool after this
         assert conn.rows(sa.text("SELECT value FROM counters")) == [(1,)]
-    storage = Storage(db)  # a whole engine run between two requests: the file is at rest again after it
-    storage.set_counters({f"c{i}": i for i in range(500)})
-    storage.commit()
-    storage.close()
+    written(db, {f"c{i}": i for i in range(500)})  # a whole engine run between two requests: at rest again after it
     assert database.at_rest(db)
     with pool.reader() as conn:  # not the stale immutable connection: the file has changed since it opened
         assert conn.rows(sa.text("SELECT count(*) FROM counters")) == [(501,)]
